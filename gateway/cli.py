@@ -1,0 +1,222 @@
+"""The `ticket-gateway` command: builds the settings once, configures logging, dispatches.
+
+Exit statuses follow sysexits.h where an MTA reads them (`ingest`): 0 stored, 65 data
+error, 67 unknown recipient, 75 temporary failure. A bad configuration exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from gateway import __version__
+from gateway.clock import SystemClock
+from gateway.daemon import serve
+from gateway.database import TEMPORARY_ERRORS, Database
+from gateway.pipeline import Pipeline
+from gateway.settings import ConfigError, Settings, config_path, load_settings
+from gateway.spool import STATUSES as SPOOL_STATUSES
+from gateway.tickets import SPANISH_LABELS, Status
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_DATAERR = 65
+EXIT_NOUSER = 67
+EXIT_TEMPFAIL = 75
+
+log = logging.getLogger("gateway")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(config_path(args.config))
+    except ConfigError as error:
+        print(f"ticket-gateway: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(settings.logging.level)
+    command: Callable[[Settings, argparse.Namespace], Awaitable[int]] = args.command
+    try:
+        return asyncio.run(command(settings, args))
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # aiosmtpd logs every SMTP command at INFO; our own lines say what an operator needs.
+    logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    config_help = "TOML configuration file (default: $GATEWAY_CONFIG)"
+    # --config may come before or after the command; the later one wins.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=config_help)
+    parser = argparse.ArgumentParser(prog="ticket-gateway", description="Turns a support desk's email into tickets.")
+    parser.add_argument("--config", metavar="PATH", default=None, help=config_help)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, handler: Callable[..., Awaitable[int]], help: str, parent: Any = commands
+    ) -> argparse.ArgumentParser:
+        sub = parent.add_parser(name, help=help, description=help, parents=[common])
+        sub.set_defaults(command=handler)
+        return sub
+
+    command("serve", run_serve, "run the daemon: SMTP/LMTP listener and pipeline")
+    ingest = command("ingest", run_ingest, "store one message from standard input (MTA pipe transport)")
+    ingest.add_argument("--recipient", action="append", default=[], help="envelope recipient (repeatable)")
+    ingest.add_argument("--sender", default="", help="envelope sender")
+    command("check-config", run_check_config, "validate the configuration and print the effective settings")
+
+    tickets = commands.add_parser("tickets", help="list and show tickets").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    listing = command("list", run_tickets_list, "list tickets", tickets)
+    listing.add_argument("--status", choices=[status.value for status in Status])
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    show = command("show", run_tickets_show, "show one ticket and its conversation", tickets)
+    show.add_argument("number")
+    show.add_argument("--json", action="store_true", help="print JSON")
+
+    inbound = commands.add_parser("inbound", help="the inbound spool").add_subparsers(required=True, metavar="ACTION")
+    inbound_list = command("list", run_inbound_list, "list spooled mail (failed first to look at)", inbound)
+    inbound_list.add_argument("--status", choices=SPOOL_STATUSES)
+    retry = command("retry", run_inbound_retry, "re-run failed mail through the pipeline", inbound)
+    retry.add_argument("ids", nargs="*", type=int, metavar="ID")
+    retry.add_argument("--all", action="store_true", help="every failed mail")
+    return parser
+
+
+async def run_serve(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        await serve(settings)
+    except OSError as error:
+        log.error("cannot listen on %s:%d: %s", settings.smtp.host, settings.smtp.port, error.strerror)
+        return EXIT_TEMPFAIL
+    return EXIT_OK
+
+
+async def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    unknown = [address for address in args.recipient if settings.mailbox_for(address) is None]
+    if unknown:
+        print(f"ticket-gateway: unknown recipient(s): {', '.join(unknown)}", file=sys.stderr)
+        return EXIT_NOUSER
+    raw = sys.stdin.buffer.read()
+    if len(raw) > settings.smtp.max_message_size:
+        print(
+            f"ticket-gateway: message is {len(raw)} bytes, over smtp.max_message_size"
+            f" ({settings.smtp.max_message_size})",
+            file=sys.stderr,
+        )
+        return EXIT_DATAERR
+    try:
+        async with open_pipeline(settings) as pipeline:
+            spool_id = await pipeline.spool.add(args.sender, args.recipient, "stdin", raw)
+            entry = await pipeline.spool.claim(spool_id)
+            if entry is not None:  # else a running daemon took it first: it is in good hands
+                await pipeline.process(entry)
+            print(f"queued as {spool_id}: {await pipeline.spool.status_of(spool_id)}")
+    except TEMPORARY_ERRORS as error:
+        print(f"ticket-gateway: database unavailable, try again later: {error}", file=sys.stderr)
+        return EXIT_TEMPFAIL
+    return EXIT_OK
+
+
+async def run_check_config(settings: Settings, args: argparse.Namespace) -> int:
+    print(json.dumps(settings.masked(), indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+async def run_tickets_list(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_pipeline(settings) as pipeline:
+        tickets = await pipeline.store.list_tickets(args.status)
+    if args.json:
+        print(json.dumps(tickets, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    for ticket in tickets:
+        print(
+            f"{ticket['number']}  {_label(ticket['status']):<22} {_label(ticket['priority']):<8}"
+            f" {ticket['requester']:<36} {ticket['subject']}"
+        )
+    print(f"{len(tickets)} ticket(s)", file=sys.stderr)
+    return EXIT_OK
+
+
+async def run_tickets_show(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_pipeline(settings) as pipeline:
+        ticket = await pipeline.store.show_ticket(args.number.upper())
+    if ticket is None:
+        print(f"ticket-gateway: no ticket {args.number}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(ticket, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    print(f"{ticket['number']}: {ticket['subject']}")
+    for key in ("status", "priority", "type"):
+        print(f"  {key}: {_label(ticket[key])}")
+    for key in ("requester", "cc", "mailbox", "country", "brand", "product", "created_at", "updated_at"):
+        print(f"  {key}: {ticket[key]}")
+    for message in ticket["messages"]:  # type: ignore[attr-defined]
+        print(f"\n--- {message['date']} {message['direction']} from {message['from']}")
+        print(message["body"].rstrip())
+        for attachment in message["attachments"]:
+            print(f"  [{attachment['filename']} {attachment['content_type']} {attachment['size']} bytes]")
+    return EXIT_OK
+
+
+async def run_inbound_list(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_pipeline(settings) as pipeline:
+        entries = await pipeline.spool.summaries(args.status)
+    for entry in entries:
+        detail = entry.error if entry.status == "failed" else entry.outcome
+        print(
+            f"{entry.id:>6}  {entry.status:<10} {entry.received_at}  {entry.size:>8} B"
+            f"  from <{entry.mail_from}>  {detail or ''}"
+        )
+    print(f"{len(entries)} message(s)", file=sys.stderr)
+    return EXIT_OK
+
+
+async def run_inbound_retry(settings: Settings, args: argparse.Namespace) -> int:
+    if not args.ids and not args.all:
+        print("ticket-gateway: inbound retry: give spool IDs or --all", file=sys.stderr)
+        return EXIT_USAGE
+    async with open_pipeline(settings) as pipeline:
+        requeued = await pipeline.spool.retry(None if args.all else args.ids)
+        missing = sorted(set(args.ids) - set(requeued))
+        for spool_id in requeued:
+            entry = await pipeline.spool.claim(spool_id)
+            if entry is not None:
+                await pipeline.process(entry)
+            print(f"{spool_id}: {await pipeline.spool.status_of(spool_id)}")
+    if missing:
+        print(f"ticket-gateway: not failed or not found: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 1
+    return EXIT_OK
+
+
+@asynccontextmanager
+async def open_pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
+    """A pipeline over its own database connection, closed on exit."""
+    database = await Database.open(settings.database.path)
+    try:
+        yield Pipeline(settings, database, SystemClock())
+    finally:
+        await database.close()
+
+
+def _label(key: object) -> str:
+    return SPANISH_LABELS.get(str(key), str(key))

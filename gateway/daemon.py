@@ -1,0 +1,85 @@
+"""The running gateway: listener and pipeline worker over one database file.
+
+On start, mail left half-done by a crash goes back to the queue. On SIGTERM or SIGINT the
+listener stops accepting, the worker finishes the mail in hand, and the process exits 0;
+queued mail waits in the spool for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from gateway.clock import Clock, SystemClock
+from gateway.database import Database
+from gateway.listener import InboundHandler, start_listener
+from gateway.pipeline import Pipeline
+from gateway.settings import Settings
+from gateway.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.stopping = asyncio.Event()
+        self._databases: list[Database] = []
+        self._server: asyncio.Server | None = None
+        self._worker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        # Two connections: the listener's spool commits must not land inside a pipeline
+        # transaction, and vice versa.
+        listener_db = await self._open_database()
+        pipeline_db = await self._open_database()
+        self.pipeline = Pipeline(self.settings, pipeline_db, self.clock)
+        requeued, set_aside = await self.pipeline.spool.recover_interrupted(self.settings.pipeline.max_attempts)
+        if requeued or set_aside:
+            log.warning("recovered after a crash: %d mail requeued, %d set aside as failed", requeued, set_aside)
+        handler = InboundHandler(self.settings, Spool(listener_db, self.clock), self.pipeline.wakeup.set)
+        self._server = await start_listener(self.settings, handler)
+        self._worker = asyncio.create_task(self.pipeline.run(self.stopping), name="pipeline")
+        log.info(
+            "listening on %s:%d (%s), database %s",
+            self.settings.smtp.host, self.port, self.settings.smtp.protocol, self.settings.database.path,
+        )  # fmt: skip
+
+    async def _open_database(self) -> Database:
+        database = await Database.open(self.settings.database.path)
+        self._databases.append(database)
+        return database
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def drain(self) -> None:
+        """Process everything queued now (tests and `ingest` wait on this)."""
+        await self.pipeline.drain()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self.stopping.set()
+        if self._worker is not None:
+            await self._worker
+        for database in self._databases:
+            await database.close()
+        self._databases.clear()
+
+
+async def serve(settings: Settings) -> None:
+    gateway = Gateway(settings)
+    await gateway.start()
+    shutdown = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, shutdown.set)
+    await shutdown.wait()
+    log.info("shutting down: no new connections, finishing the mail in hand")
+    await gateway.stop()
+    log.info("stopped")

@@ -1,0 +1,160 @@
+"""The SQLite database: connection settings, schema, and explicit transactions.
+
+Every connection runs in WAL mode with `synchronous=FULL`, so a COMMIT that returned is on
+disk: the listener relies on that before it answers 250.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+BUSY_TIMEOUT_MS = 5000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at TEXT NOT NULL,
+    mail_from TEXT NOT NULL,
+    rcpt_tos TEXT NOT NULL,            -- JSON list of envelope recipients
+    peer TEXT NOT NULL DEFAULT '',
+    raw BLOB NOT NULL,                 -- the bytes exactly as received
+    status TEXT NOT NULL DEFAULT 'queued'
+        CHECK (status IN ('queued', 'processing', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    outcome TEXT,                      -- what the pipeline did with it
+    error TEXT,                        -- why it failed, for `inbound list`
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS spool_pending ON spool (status, id)
+    WHERE status IN ('queued', 'processing');
+
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO counters (name, value) VALUES ('ticket', 0);
+
+CREATE TABLE IF NOT EXISTS tickets (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    number TEXT NOT NULL UNIQUE,
+    subject TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    requester_name TEXT NOT NULL DEFAULT '',
+    mailbox TEXT NOT NULL,
+    country TEXT NOT NULL DEFAULT '',
+    brand TEXT NOT NULL DEFAULT '',
+    product TEXT NOT NULL DEFAULT '',
+    type TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    status TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT 'email',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tickets_status ON tickets (status, id);
+
+CREATE TABLE IF NOT EXISTS participants (
+    ticket_id INTEGER NOT NULL REFERENCES tickets (id),
+    address TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    role TEXT NOT NULL CHECK (role IN ('requester', 'cc')),
+    added_at TEXT NOT NULL,
+    PRIMARY KEY (ticket_id, address)
+);
+
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ticket_id INTEGER NOT NULL REFERENCES tickets (id),
+    spool_id INTEGER REFERENCES spool (id),
+    message_id TEXT,
+    direction TEXT NOT NULL CHECK (direction IN ('inbound', 'outbound')),
+    author TEXT NOT NULL,
+    author_name TEXT NOT NULL DEFAULT '',
+    recipients_to TEXT NOT NULL DEFAULT '[]',
+    recipients_cc TEXT NOT NULL DEFAULT '[]',
+    subject TEXT NOT NULL DEFAULT '',
+    date TEXT,
+    body TEXT NOT NULL DEFAULT '',
+    html TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_ticket ON messages (ticket_id, id);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_inbound_id ON messages (message_id)
+    WHERE direction = 'inbound' AND message_id IS NOT NULL;
+
+-- Every Message-ID that belongs to a ticket, received or sent by us: what threading looks up.
+CREATE TABLE IF NOT EXISTS thread_ids (
+    message_id TEXT PRIMARY KEY,
+    ticket_id INTEGER NOT NULL REFERENCES tickets (id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS attachments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_row INTEGER NOT NULL REFERENCES messages (id),
+    filename TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL REFERENCES blobs (sha256)
+);
+CREATE INDEX IF NOT EXISTS attachments_message ON attachments (message_row);
+
+-- Attachment contents, stored once however often they are sent.
+CREATE TABLE IF NOT EXISTS blobs (
+    sha256 TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    content BLOB NOT NULL
+);
+"""
+
+# What a locked or busy database raises: the sender should retry later, not give up.
+TEMPORARY_ERRORS = (sqlite3.OperationalError,)
+
+
+class Database:
+    """One SQLite connection. Steps that must not interleave each get their own."""
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self.connection = connection
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are begun explicitly, never implicitly.
+        connection = await aiosqlite.connect(path, isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        for pragma in (
+            "journal_mode = WAL",
+            "synchronous = FULL",
+            f"busy_timeout = {BUSY_TIMEOUT_MS}",
+            "foreign_keys = ON",
+        ):
+            await connection.execute(f"PRAGMA {pragma}")
+        await connection.executescript(SCHEMA)
+        return cls(connection)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE … COMMIT: take the write lock first, so reads inside are current."""
+        await self.connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.connection
+        except BaseException:
+            await self.connection.execute("ROLLBACK")
+            raise
+        await self.connection.execute("COMMIT")
+
+    async def fetch_all(self, sql: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        async with self.connection.execute(sql, parameters) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetch_one(self, sql: str, parameters: tuple[object, ...] = ()) -> sqlite3.Row | None:
+        async with self.connection.execute(sql, parameters) as cursor:
+            return await cursor.fetchone()
+
+    async def close(self) -> None:
+        await self.connection.close()

@@ -1,0 +1,104 @@
+"""The SMTP/LMTP listener: accept mail for our mailboxes, spool it, then say 250.
+
+Guarantees: a recipient that is not one of our mailboxes is refused at RCPT time (we are
+never an open relay and never bounce later); `250` is sent only after the raw message and
+its envelope are committed to the spool; our own failure answers `451` so the sending MTA
+retries instead of giving up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from gateway.settings import Settings
+from gateway.spool import Spool
+
+log = logging.getLogger(__name__)
+
+# RFC 5321 §4.2 and RFC 3463 enhanced status codes.
+RECIPIENT_OK = "250 2.1.5 Recipient OK"
+UNKNOWN_RECIPIENT = "550 5.1.1 <{address}>: no such mailbox here"
+QUEUED = "250 2.0.0 Message accepted, queued as {spool_id}"
+TEMPORARY_FAILURE = "451 4.3.0 Temporary failure storing the message; try again later"
+
+
+class InboundHandler:
+    """aiosmtpd handler: the hooks aiosmtpd calls for RCPT and DATA."""
+
+    def __init__(self, settings: Settings, spool: Spool, on_spooled: Callable[[], None]) -> None:
+        self.settings = settings
+        self.spool = spool
+        self.on_spooled = on_spooled
+        self.lmtp = settings.smtp.protocol == "lmtp"
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd hook name
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if self.settings.mailbox_for(address) is None:
+            log.info("refused RCPT <%s> from %s: not one of our mailboxes", address, session.peer)
+            return UNKNOWN_RECIPIENT.format(address=_printable(address))
+        envelope.rcpt_tos.append(address)
+        return RECIPIENT_OK
+
+    async def handle_DATA(  # noqa: N802 - aiosmtpd hook name
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        raw = envelope.original_content
+        assert isinstance(raw, bytes)  # decode_data=False: aiosmtpd keeps the bytes
+        try:
+            spool_id = await self.spool.add(
+                mail_from=envelope.mail_from or "",
+                rcpt_tos=list(envelope.rcpt_tos),
+                peer=_peer_text(session.peer),
+                raw=raw,
+            )
+        except Exception:  # any failure to commit: the sender must keep the mail and retry
+            log.exception("cannot spool mail from <%s> (%d bytes)", envelope.mail_from, len(raw))
+            return self._per_recipient(envelope, TEMPORARY_FAILURE)
+        log.debug("spooled %d from <%s> to %s", spool_id, envelope.mail_from, envelope.rcpt_tos)
+        self.on_spooled()
+        return self._per_recipient(envelope, QUEUED.format(spool_id=spool_id))
+
+    def _per_recipient(self, envelope: Envelope, reply: str) -> str:
+        # LMTP (RFC 2033 §4.2) answers DATA once per accepted recipient.
+        if self.lmtp:
+            return "\r\n".join(reply for _ in envelope.rcpt_tos)
+        return reply
+
+
+def make_protocol_factory(settings: Settings, handler: InboundHandler) -> Callable[[], SMTP]:
+    protocol_class = LMTP if settings.smtp.protocol == "lmtp" else SMTP
+
+    def factory() -> SMTP:
+        return protocol_class(
+            handler,
+            hostname=settings.smtp.hostname,
+            ident="ticket-gateway",
+            data_size_limit=settings.smtp.max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+        )
+
+    return factory
+
+
+async def start_listener(settings: Settings, handler: InboundHandler) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        make_protocol_factory(settings, handler), host=settings.smtp.host, port=settings.smtp.port
+    )
+
+
+def _printable(address: str) -> str:
+    return "".join(ch for ch in address if ch.isprintable())[:256]
+
+
+def _peer_text(peer: object) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer or "")

@@ -1,0 +1,249 @@
+"""Parse raw mail bytes into a frozen `ParsedMail`.
+
+This is the only module that imports `mailparser`. Its guarantee: any bytes yield a
+`ParsedMail` (best-effort text for any charset, mislabelled or unknown), or raise
+`ParseError` with a reason; nothing else escapes, so one bad mail never stops the queue.
+"""
+
+from __future__ import annotations
+
+import email.header
+import email.utils
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from email.generator import BytesGenerator
+from email.message import Message
+from io import BytesIO
+
+import mailparser
+
+from gateway.htmltext import html_to_text
+
+log = logging.getLogger(__name__)
+
+# mail-parser logs every part type it does not know (e.g. text/rfc822-headers in a DSN)
+# at WARNING; that is routine mail, not an operator's concern.
+logging.getLogger("mailparser").setLevel(logging.ERROR)
+
+MESSAGE_ID_RE = re.compile(r"<([^<>\s]+)>")
+# Charsets seen mislabelled in the wild fall back in this order: most mail that lies about
+# its charset is really UTF-8 or Windows-1252 (Outlook), and latin-1 decodes any byte.
+FALLBACK_CHARSETS = ("utf-8", "cp1252", "latin-1")
+UNSAFE_FILENAME_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"|?*]')
+MAX_FILENAME_LENGTH = 200
+BODY_TYPES = frozenset({"text/plain", "text/html"})
+
+
+class ParseError(Exception):
+    """The bytes could not be read as mail at all."""
+
+
+@dataclass(frozen=True)
+class Address:
+    name: str
+    address: str  # lower-cased: mailbox identity, as every helpdesk treats it
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class ParsedMail:
+    message_id: str | None  # without angle brackets
+    subject: str
+    sender: Address | None  # the From header
+    to: tuple[Address, ...]
+    cc: tuple[Address, ...]
+    reply_to: tuple[Address, ...]
+    date: datetime | None
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    text: str
+    html: str | None
+    attachments: tuple[Attachment, ...]
+    headers: tuple[tuple[str, str], ...]  # (lower-cased name, value), in order
+    defects: tuple[str, ...]
+
+    def header(self, name: str) -> str | None:
+        """The first value of header `name` (case-insensitive), or None."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers if key == wanted), None)
+
+
+def parse_mail(raw: bytes) -> ParsedMail:
+    try:
+        parsed = mailparser.parse_from_bytes(raw)
+    except Exception as error:  # mail-parser raises bare exceptions of many kinds
+        raise ParseError(f"mail-parser could not read the message: {error!r}") from error
+    message: Message = parsed.message
+    text_parts, html_parts, attachments = _split_parts(message)
+    html = "\n".join(html_parts) or None
+    text = "\n".join(text_parts) if text_parts else html_to_text(html or "")
+    return ParsedMail(
+        message_id=_first_message_id(message.get("Message-ID")),
+        subject=_one_line(parsed.subject or ""),
+        sender=_first(_addresses(parsed.from_)),
+        to=_addresses(parsed.to),
+        cc=_addresses(parsed.cc),
+        reply_to=_addresses(getattr(parsed, "reply_to", [])),
+        date=parsed.date if isinstance(parsed.date, datetime) else None,
+        in_reply_to=message_ids(message.get("In-Reply-To")),
+        references=message_ids(message.get("References")),
+        text=text,
+        html=html,
+        attachments=tuple(attachments),
+        headers=tuple((key.lower(), _header_text(value)) for key, value in message.items()),
+        defects=tuple(sorted(parsed.defects_categories)),
+    )
+
+
+def message_ids(value: object) -> tuple[str, ...]:
+    """Every `<id>` in a header value, without brackets, in order, without repeats."""
+    if value is None:
+        return ()
+    found = MESSAGE_ID_RE.findall(str(value))
+    return tuple(dict.fromkeys(found))
+
+
+def _first_message_id(value: object) -> str | None:
+    ids = message_ids(value)
+    if ids:
+        return ids[0]
+    # Some senders omit the brackets; keep a bare id rather than lose threading.
+    bare = str(value or "").strip()
+    return bare if bare and " " not in bare else None
+
+
+def _addresses(pairs: object) -> tuple[Address, ...]:
+    result = []
+    for pair in pairs or ():  # type: ignore[attr-defined]
+        name, address = pair
+        address = address.strip().lower()
+        if "@" in address:
+            result.append(Address(name=_one_line(name), address=address))
+    return tuple(result)
+
+
+def _first(addresses: tuple[Address, ...]) -> Address | None:
+    return addresses[0] if addresses else None
+
+
+def _one_line(value: str) -> str:
+    """Collapse folding and stray CR/LF: a header value is one line."""
+    return " ".join(str(value).split())
+
+
+def _header_text(value: object) -> str:
+    try:
+        return _one_line(str(email.header.make_header(email.header.decode_header(str(value)))))
+    except Exception:  # malformed encoded words: keep them as written
+        return _one_line(str(value))
+
+
+def _split_parts(message: Message) -> tuple[list[str], list[str], list[Attachment]]:
+    text_parts: list[str] = []
+    html_parts: list[str] = []
+    attachments: list[Attachment] = []
+    for part in _leaf_parts(message):
+        content_type = part.get_content_type()
+        if _is_attachment(part):
+            attachments.append(_attachment(part))
+        elif content_type == "text/plain":
+            text_parts.append(decode_text(_payload(part), part.get_content_charset()))
+        else:
+            html_parts.append(decode_text(_payload(part), part.get_content_charset()))
+    return text_parts, html_parts, attachments
+
+
+def _leaf_parts(message: Message) -> Iterator[Message]:
+    """Leaf parts in order, an attached message counting as one leaf (its text is not ours)."""
+    if message.get_content_type() == "message/rfc822" and message.is_multipart():
+        yield message
+    elif message.is_multipart():
+        for part in message.get_payload():  # type: ignore[union-attr]
+            if isinstance(part, Message):
+                yield from _leaf_parts(part)
+    else:
+        yield message
+
+
+def _is_attachment(part: Message) -> bool:
+    """Body text is an inline text/plain or text/html part; everything else is attached."""
+    disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+    if disposition == "attachment" or _decoded_filename(part):
+        return True
+    return part.get_content_type() not in BODY_TYPES
+
+
+def _attachment(part: Message) -> Attachment:
+    content_type = part.get_content_type()
+    if content_type == "message/rfc822":
+        inner = part.get_payload(0) if part.is_multipart() else None
+        content = _message_bytes(inner) if isinstance(inner, Message) else _payload(part)
+        default_name = _header_text(inner.get("Subject", "")) if isinstance(inner, Message) else ""
+        filename = safe_filename(part.get_filename() or f"{default_name or 'mensaje'}.eml")
+    else:
+        content = _payload(part)
+        filename = safe_filename(_decoded_filename(part) or "adjunto")
+    return Attachment(filename=filename, content_type=content_type, content=content)
+
+
+def _decoded_filename(part: Message) -> str:
+    try:
+        name = part.get_filename() or ""  # handles RFC 2231 (filename*=charset''...)
+    except Exception:  # a malformed RFC 2231 parameter
+        return ""
+    return _header_text(name)  # some clients put RFC 2047 words in the name instead
+
+
+def safe_filename(name: str) -> str:
+    """A file name that is only a name: no directories, control characters or NUL."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = UNSAFE_FILENAME_CHARS.sub("_", name).strip(" .")
+    return name[:MAX_FILENAME_LENGTH] or "adjunto"
+
+
+def _payload(part: Message) -> bytes:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:  # compat32 tolerates bad base64, but be sure
+        payload = None
+    if isinstance(payload, bytes):
+        return payload
+    raw = part.get_payload()
+    return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
+
+
+def _message_bytes(message: Message) -> bytes:
+    buffer = BytesIO()
+    try:
+        BytesGenerator(buffer, mangle_from_=False).flatten(message)
+    except Exception:  # an attached message too broken to regenerate: keep its text form
+        return message.as_string().encode("utf-8", "surrogateescape")
+    return buffer.getvalue()
+
+
+def decode_text(payload: bytes, declared_charset: str | None) -> str:
+    """Decode body bytes: the declared charset when it is real and fits, else fallbacks."""
+    candidates = [declared_charset] if declared_charset else []
+    for charset in (*candidates, *FALLBACK_CHARSETS):
+        try:
+            text = payload.decode(charset)
+        except (LookupError, UnicodeDecodeError):
+            continue
+        return text.replace("\r\n", "\n").replace("\r", "\n")
+    raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
+
+
+def parse_address(value: str) -> str | None:
+    """The lower-cased address in an envelope or header value, or None."""
+    _, address = email.utils.parseaddr(value)
+    address = address.strip().lower()
+    return address if "@" in address else None

@@ -1,0 +1,169 @@
+"""The one typed settings object, read from a TOML file with `GATEWAY_*` overrides.
+
+Built once by the CLI and passed to what needs it. Environment variables win over the file:
+`GATEWAY_SMTP__PORT=2600` overrides `[smtp] port`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from gateway.tickets import Mailbox, Priority, TicketType
+
+ENV_PREFIX = "GATEWAY_"
+CONFIG_PATH_VARIABLE = "GATEWAY_CONFIG"
+MIB = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file and the key."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SmtpSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=2525, ge=0, le=65535)
+    protocol: Literal["smtp", "lmtp"] = "smtp"
+    max_message_size: int = Field(default=25 * MIB, gt=0)
+    hostname: str = "ticket-gateway"
+
+
+class DatabaseSettings(Section):
+    path: Path = Path("ticket-gateway.db")
+
+
+class TicketSettings(Section):
+    number_prefix: str = Field(default="TK", pattern=r"^[A-Za-z][A-Za-z0-9]{0,9}$")
+
+
+class PipelineSettings(Section):
+    max_attempts: int = Field(default=3, ge=1)
+    poll_seconds: float = Field(default=1.0, gt=0)
+
+
+class LoggingSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class MailboxSettings(Section):
+    address: str
+    name: str = ""
+    country: str = ""
+    brand: str = ""
+    product: str = ""
+    default_type: TicketType = TicketType.REQUEST
+    default_priority: Priority = Priority.MEDIUM
+    language: Literal["es", "en", "pt"] = "es"
+
+    @field_validator("address")
+    @classmethod
+    def _is_an_address(cls, value: str) -> str:
+        value = value.strip().lower()
+        local, _, domain = value.partition("@")
+        if not local or "." not in domain or any(c.isspace() for c in value):
+            raise ValueError(f"not an email address: {value!r}")
+        return value
+
+    def as_mailbox(self) -> Mailbox:
+        return Mailbox(
+            address=self.address,
+            country=self.country,
+            brand=self.brand,
+            product=self.product,
+            default_type=self.default_type,
+            default_priority=self.default_priority,
+        )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True)
+
+    smtp: SmtpSettings = SmtpSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    tickets: TicketSettings = TicketSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    logging: LoggingSettings = LoggingSettings()
+    mailboxes: list[MailboxSettings] = Field(min_length=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init arguments; the environment must win over them.
+        return (env_settings, init_settings)
+
+    def mailbox_for(self, address: str) -> MailboxSettings | None:
+        """The mailbox an envelope recipient means; `local+tag@domain` is `local@domain`."""
+        wanted = canonical_address(address)
+        return next((box for box in self.mailboxes if box.address == wanted), None)
+
+    @property
+    def our_addresses(self) -> frozenset[str]:
+        return frozenset(box.address for box in self.mailboxes)
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data, secrets replaced by asterisks."""
+        return _mask(self.model_dump(mode="json"), self)
+
+
+def canonical_address(address: str) -> str:
+    local, _, domain = address.strip().strip("<>").lower().rpartition("@")
+    return f"{local.split('+', 1)[0]}@{domain}"
+
+
+def _mask(data: Any, model: Any) -> Any:
+    if isinstance(model, BaseModel):
+        return {
+            key: "********" if isinstance(getattr(model, key), SecretStr) else _mask(value, getattr(model, key))
+            for key, value in data.items()
+        }
+    if isinstance(model, list):
+        return [_mask(item_data, item) for item_data, item in zip(data, model, strict=True)]
+    return data
+
+
+def config_path(cli_path: str | None) -> Path:
+    chosen = cli_path or os.environ.get(CONFIG_PATH_VARIABLE)
+    if not chosen:
+        raise ConfigError(f"no configuration file: give --config PATH or set {CONFIG_PATH_VARIABLE}")
+    return Path(chosen)
+
+
+def load_settings(path: Path) -> Settings:
+    try:
+        with path.open("rb") as file:
+            data = tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read configuration file: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    try:
+        return Settings(**data)
+    except ValidationError as error:
+        raise ConfigError(_describe(path, error)) from None
+
+
+def _describe(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: invalid configuration"]
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"])
+        variable = ENV_PREFIX + "__".join(str(part) for part in problem["loc"]).upper()
+        origin = f" (from environment variable {variable})" if variable in os.environ else ""
+        lines.append(f"  {key}: {problem['msg']}{origin}")
+    return "\n".join(lines)

@@ -1,0 +1,165 @@
+"""The inbound spool: every accepted mail, raw, before anything else happens to it.
+
+Guarantee: `add` returns only after the raw bytes and the envelope are committed, so the
+listener may then answer 250. A row moves queued → processing → done | failed; a failed
+row keeps its raw bytes and the reason, and can be retried. Rows left `processing` by a
+crash go back to the queue at start-up, until they have used up their attempts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from gateway.clock import Clock, timestamp
+from gateway.database import Database
+
+QUEUED, PROCESSING, DONE, FAILED = "queued", "processing", "done", "failed"
+STATUSES = (QUEUED, PROCESSING, DONE, FAILED)
+
+SUMMARY_COLUMNS = "id, received_at, mail_from, rcpt_tos, status, attempts, outcome, error, length(raw) AS size"
+ENTRY_COLUMNS = "id, mail_from, rcpt_tos, peer, raw, attempts"
+
+
+@dataclass(frozen=True)
+class SpoolEntry:
+    """A mail taken from the spool to be processed."""
+
+    id: int
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    peer: str
+    raw: bytes
+    attempts: int
+
+
+@dataclass(frozen=True)
+class SpoolSummary:
+    """A spool row as an operator sees it in `inbound list`."""
+
+    id: int
+    received_at: str
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    status: str
+    attempts: int
+    outcome: str | None
+    error: str | None
+    size: int
+
+
+class Spool:
+    def __init__(self, database: Database, clock: Clock) -> None:
+        self.database = database
+        self.clock = clock
+
+    async def add(self, mail_from: str, rcpt_tos: list[str], peer: str, raw: bytes) -> int:
+        """Store a mail durably (one committed INSERT) and return its spool id."""
+        now = timestamp(self.clock.now())
+        cursor = await self.database.connection.execute(
+            "INSERT INTO spool (received_at, mail_from, rcpt_tos, peer, raw, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (now, mail_from, json.dumps(rcpt_tos), peer, raw, now),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    async def claim_next(self) -> SpoolEntry | None:
+        """The oldest queued mail, marked processing: arrival order, one taker only."""
+        return await self._claim("(SELECT id FROM spool WHERE status = 'queued' ORDER BY id LIMIT 1)", ())
+
+    async def claim(self, spool_id: int) -> SpoolEntry | None:
+        """A given mail, if it is still queued (another process may have taken it)."""
+        return await self._claim("?", (spool_id,))
+
+    async def _claim(self, which: str, parameters: tuple[object, ...]) -> SpoolEntry | None:
+        row = await self.database.fetch_one(
+            f"UPDATE spool SET status = 'processing', attempts = attempts + 1, updated_at = ?"
+            f" WHERE id = {which} AND status = 'queued' RETURNING {ENTRY_COLUMNS}",
+            (timestamp(self.clock.now()), *parameters),
+        )
+        if row is None:
+            return None
+        return SpoolEntry(
+            id=row["id"],
+            mail_from=row["mail_from"],
+            rcpt_tos=tuple(json.loads(row["rcpt_tos"])),
+            peer=row["peer"],
+            raw=row["raw"],
+            attempts=row["attempts"],
+        )
+
+    async def mark_done(self, spool_id: int, outcome: str) -> None:
+        """Record the outcome; call inside the transaction that applied it."""
+        await self._finish(spool_id, DONE, outcome=outcome, error=None)
+
+    async def requeue(self, spool_id: int) -> None:
+        """Put a mail back in the queue after a temporary failure."""
+        await self._finish(spool_id, QUEUED, outcome=None, error=None)
+
+    async def mark_failed(self, spool_id: int, error: str) -> None:
+        await self._finish(spool_id, FAILED, outcome=None, error=error)
+
+    async def _finish(self, spool_id: int, status: str, outcome: str | None, error: str | None) -> None:
+        await self.database.connection.execute(
+            "UPDATE spool SET status = ?, outcome = ?, error = ?, updated_at = ? WHERE id = ?",
+            (status, outcome, error, timestamp(self.clock.now()), spool_id),
+        )
+
+    async def recover_interrupted(self, max_attempts: int) -> tuple[int, int]:
+        """After a crash: requeue rows left processing; set aside those out of attempts.
+
+        Returns (requeued, set_aside). A mail that crashed the process `max_attempts`
+        times is a poison mail: it is marked failed so it cannot stop the queue again.
+        """
+        now = timestamp(self.clock.now())
+        async with self.database.transaction() as connection:
+            set_aside = await connection.execute(
+                "UPDATE spool SET status = 'failed', updated_at = ?,"
+                " error = 'interrupted ' || attempts || ' times while processing; set aside'"
+                " WHERE status = 'processing' AND attempts >= ?",
+                (now, max_attempts),
+            )
+            requeued = await connection.execute(
+                "UPDATE spool SET status = 'queued', updated_at = ? WHERE status = 'processing'",
+                (now,),
+            )
+        return requeued.rowcount, set_aside.rowcount
+
+    async def retry(self, spool_ids: list[int] | None) -> list[int]:
+        """Queue failed mail again (all of it when `spool_ids` is None); returns the ids."""
+        now = timestamp(self.clock.now())
+        if spool_ids is None:
+            rows = await self.database.fetch_all(
+                "UPDATE spool SET status = 'queued', attempts = 0, error = NULL, updated_at = ?"
+                " WHERE status = 'failed' RETURNING id",
+                (now,),
+            )
+        else:
+            marks = ",".join("?" * len(spool_ids))
+            rows = await self.database.fetch_all(
+                "UPDATE spool SET status = 'queued', attempts = 0, error = NULL, updated_at = ?"
+                f" WHERE status = 'failed' AND id IN ({marks}) RETURNING id",
+                (now, *spool_ids),
+            )
+        return sorted(row["id"] for row in rows)
+
+    async def summaries(self, status: str | None = None) -> list[SpoolSummary]:
+        if status is None:
+            rows = await self.database.fetch_all(f"SELECT {SUMMARY_COLUMNS} FROM spool ORDER BY id")
+        else:
+            rows = await self.database.fetch_all(
+                f"SELECT {SUMMARY_COLUMNS} FROM spool WHERE status = ? ORDER BY id", (status,)
+            )
+        return [SpoolSummary(**{**dict(row), "rcpt_tos": tuple(json.loads(row["rcpt_tos"]))}) for row in rows]
+
+    async def status_of(self, spool_id: int) -> str | None:
+        row = await self.database.fetch_one("SELECT status FROM spool WHERE id = ?", (spool_id,))
+        return None if row is None else row["status"]
+
+    async def raw(self, spool_id: int) -> bytes | None:
+        row = await self.database.fetch_one("SELECT raw FROM spool WHERE id = ?", (spool_id,))
+        return None if row is None else row["raw"]
+
+    async def has_queued(self) -> bool:
+        row = await self.database.fetch_one("SELECT 1 FROM spool WHERE status = 'queued' LIMIT 1")
+        return row is not None

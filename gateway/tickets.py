@@ -1,0 +1,147 @@
+"""Ticket domain rules: statuses, priorities, types, numbers, tokens and participants.
+
+Pure code, no I/O: the pipeline asks these functions what a mail means for a ticket and
+then acts on the answer in one transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from gateway.parse import Address, ParsedMail
+
+
+class Status(StrEnum):
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    WAITING_CUSTOMER = "waiting_customer"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class Priority(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class TicketType(StrEnum):
+    REQUEST = "request"
+    INCIDENT = "incident"
+    QUESTION = "question"
+    SUGGESTION = "suggestion"
+
+
+# What people read; stable keys above are what programs read (JSON, config).
+SPANISH_LABELS: dict[str, str] = {
+    Status.OPEN: "Abierto",
+    Status.IN_PROGRESS: "En progreso",
+    Status.WAITING_CUSTOMER: "Esperando su respuesta",
+    Status.RESOLVED: "Resuelto",
+    Status.CLOSED: "Cerrado",
+    Priority.LOW: "Bajo",
+    Priority.MEDIUM: "Medio",
+    Priority.HIGH: "Alto",
+    Priority.URGENT: "Urgente",
+    TicketType.REQUEST: "Solicitud",
+    TicketType.INCIDENT: "Incidente",
+    TicketType.QUESTION: "Consulta",
+    TicketType.SUGGESTION: "Sugerencia",
+}
+
+NUMBER_DIGITS = 6
+# X-Priority 1 (Highest) and 2 (High), as Outlook and Thunderbird write it.
+HIGH_X_PRIORITIES = frozenset({"1", "2"})
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    """What mail to one of our addresses means: the ticket fields it implies."""
+
+    address: str
+    country: str
+    brand: str
+    product: str
+    default_type: TicketType
+    default_priority: Priority
+
+
+@dataclass(frozen=True)
+class NewTicket:
+    subject: str
+    requester: Address
+    cc: tuple[Address, ...]
+    mailbox: str
+    country: str
+    brand: str
+    product: str
+    type: TicketType
+    priority: Priority
+    status: Status = Status.OPEN
+    source: str = "email"
+
+
+def format_number(prefix: str, sequence: int) -> str:
+    return f"{prefix}-{sequence:0{NUMBER_DIGITS}d}"
+
+
+def ticket_token(number: str) -> str:
+    """The token every outbound subject carries, so a reply finds its ticket."""
+    return f"[#{number}]"
+
+
+def token_pattern(prefix: str) -> re.Pattern[str]:
+    # Anywhere in the subject, any case, with or without "[#...]"; not inside a longer word.
+    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(prefix)}-(\d{{1,12}})(?!\d)", re.IGNORECASE)
+
+
+def ticket_numbers_in(subject: str, prefix: str) -> list[str]:
+    """Ticket numbers named in a subject, normalised (`tk-123` → `TK-000123`), in order."""
+    found = (format_number(prefix, int(digits)) for digits in token_pattern(prefix).findall(subject))
+    return list(dict.fromkeys(found))
+
+
+def priority_from_headers(mail: ParsedMail, default: Priority) -> Priority:
+    importance = (mail.header("importance") or "").strip().lower()
+    x_priority = (mail.header("x-priority") or "").strip()[:1]
+    if importance == "high" or x_priority in HIGH_X_PRIORITIES:
+        return max(default, Priority.HIGH, key=PRIORITY_ORDER.index)
+    return default
+
+
+PRIORITY_ORDER = [Priority.LOW, Priority.MEDIUM, Priority.HIGH, Priority.URGENT]
+
+
+def copied_people(mail: ParsedMail, ours: frozenset[str], exclude: str) -> tuple[Address, ...]:
+    """Who a mail copies: its Cc, and To addresses that are not our mailboxes."""
+    people: dict[str, Address] = {}
+    for person in (*mail.to, *mail.cc):
+        if person.address not in ours and person.address != exclude:
+            people.setdefault(person.address, person)
+    return tuple(people.values())
+
+
+def open_ticket(mail: ParsedMail, requester: Address, mailbox: Mailbox, ours: frozenset[str]) -> NewTicket:
+    return NewTicket(
+        subject=mail.subject or "(sin asunto)",
+        requester=requester,
+        cc=copied_people(mail, ours, exclude=requester.address),
+        mailbox=mailbox.address,
+        country=mailbox.country,
+        brand=mailbox.brand,
+        product=mailbox.product,
+        type=mailbox.default_type,
+        priority=priority_from_headers(mail, mailbox.default_priority),
+    )
+
+
+def requester_of(mail: ParsedMail, envelope_sender: str | None) -> Address | None:
+    """The customer: From, else the envelope sender (MAIL FROM)."""
+    if mail.sender is not None:
+        return mail.sender
+    if envelope_sender:
+        return Address(name="", address=envelope_sender)
+    return None

@@ -1,0 +1,254 @@
+"""End to end over SMTP: mail in, tickets and threaded replies out of the database."""
+
+from __future__ import annotations
+
+import smtplib
+
+import pytest
+
+from gateway.daemon import Gateway
+from tests.conftest import MAILBOX, SECOND_MAILBOX, make_mail, sample, send, spool_rows
+
+
+async def ticket(gateway: Gateway, number: str) -> dict:
+    shown = await gateway.pipeline.store.show_ticket(number)
+    assert shown is not None, f"no ticket {number}"
+    return shown
+
+
+async def all_tickets(gateway: Gateway) -> list[dict]:
+    return await gateway.pipeline.store.list_tickets()
+
+
+async def test_new_mail_becomes_a_ticket_with_cc_and_mailbox_fields(gateway: Gateway) -> None:
+    reply = await send(gateway, sample("01-new-utf8-cc.eml"))
+    assert reply == {}  # every recipient accepted
+    await gateway.drain()
+
+    tk = await ticket(gateway, "TK-000001")
+    assert tk["subject"] == "Error al emitir factura electrónica: rechazo del SII"
+    assert tk["requester"] == "mjperez@distribuidora-andes.example"
+    assert tk["requester_name"] == "María José Pérez"
+    assert tk["cc"] == ["jnunez@distribuidora-andes.example"]
+    assert (tk["status"], tk["priority"], tk["type"]) == ("open", "medium", "request")
+    assert (tk["mailbox"], tk["country"], tk["brand"], tk["product"]) == (MAILBOX, "CL", "Estela", "Estela ERP")
+    assert tk["source"] == "email"
+    [message] = tk["messages"]
+    assert message["direction"] == "inbound"
+    assert message["message_id"] == "CAF01.001@mail.distribuidora-andes.example"
+    assert "RUT: 76.086.428-5" in message["body"]
+
+
+async def test_mailbox_decides_defaults_and_plus_addressing_routes(gateway: Gateway) -> None:
+    await send(gateway, make_mail("Consulta de precios", to=SECOND_MAILBOX), ["Ventas+peru@Estela.example"])
+    await gateway.drain()
+    [tk] = await all_tickets(gateway)
+    assert (tk["mailbox"], tk["country"], tk["product"]) == (SECOND_MAILBOX, "PE", "Estela POS")
+    assert (tk["type"], tk["priority"]) == ("question", "low")
+
+
+async def test_importance_high_raises_priority(gateway: Gateway) -> None:
+    await send(gateway, sample("09-new-english-base64-importance-high.eml"))
+    await gateway.drain()
+    [tk] = await all_tickets(gateway)
+    assert tk["priority"] == "high"
+
+
+async def test_html_only_mail_keeps_text_html_and_attachment(gateway: Gateway) -> None:
+    await send(gateway, sample("02-new-outlook-html-only-cp1252-attachment.eml"))
+    await gateway.drain()
+    tk = await ticket(gateway, "TK-000001")
+    assert tk["subject"] == "Reporte de inventario no genera (sucursal Peñalolén)"
+    [message] = tk["messages"]
+    assert "Peñalolén" in message["body"] and "cierre de mes" in message["body"]
+    assert "<p" not in message["body"]
+    [attachment] = message["attachments"]
+    assert attachment["filename"] == "captura inventario Peñalolén.png"
+    assert attachment["content_type"] == "image/png"
+    assert attachment["size"] == 1032
+    content = await gateway.pipeline.store.blob(attachment["sha256"])
+    assert content is not None and content.startswith(b"\x89PNG")
+
+
+async def test_same_attachment_twice_is_stored_once(gateway: Gateway) -> None:
+    await send(gateway, sample("02-new-outlook-html-only-cp1252-attachment.eml"))
+    resent = sample("02-new-outlook-html-only-cp1252-attachment.eml").replace(
+        b"DM6PR01MB0001.namprd01", b"DM6PR01MB0099.namprd01"
+    )
+    await send(gateway, resent)
+    await gateway.drain()
+    assert len(await all_tickets(gateway)) == 2
+    blobs = await gateway.pipeline.database.fetch_all("SELECT sha256 FROM blobs")
+    attachments = await gateway.pipeline.database.fetch_all("SELECT sha256 FROM attachments")
+    assert len(attachments) == 2 and len(blobs) == 1
+
+
+async def test_reply_threads_by_subject_token(gateway: Gateway) -> None:
+    await send(gateway, sample("01-new-utf8-cc.eml"))
+    await send(gateway, sample("03-reply-gmail-es-token.eml"))
+    await gateway.drain()
+    assert len(await all_tickets(gateway)) == 1
+    tk = await ticket(gateway, "TK-000001")
+    assert [m["message_id"] for m in tk["messages"]] == [
+        "CAF01.001@mail.distribuidora-andes.example",
+        "CAF01.003@mail.distribuidora-andes.example",
+    ]
+    assert tk["messages"][1]["body"].startswith("Gracias, ya pudimos emitir las facturas pendientes.")
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["RE: RE: [#TK-000001] algo", "RV: tk-000001 seguimos", "Fwd: #TK-1 reenvío", "Re:[TK-000001]", "Sobre TK-000001"],
+)
+async def test_token_is_found_behind_any_prefix_and_form(gateway: Gateway, subject: str) -> None:
+    await send(gateway, make_mail("Primera consulta"))
+    await send(gateway, make_mail(subject, sender="otra@empresa.example"))
+    await gateway.drain()
+    [tk] = await all_tickets(gateway)
+    assert tk["message_count"] == 2
+
+
+async def test_token_of_unknown_ticket_opens_a_new_ticket(gateway: Gateway) -> None:
+    await send(gateway, make_mail("Re: [#TK-000777] viejo caso"))
+    await gateway.drain()
+    [tk] = await all_tickets(gateway)
+    assert tk["number"] == "TK-000001"
+
+
+async def test_reply_threads_by_in_reply_to_only_and_adds_new_cc(gateway: Gateway) -> None:
+    await send(gateway, make_mail("Impresora no funciona", message_id="<first@empresa.example>"))
+    reply = make_mail(
+        "otra cosa sin token",
+        cc="Nueva Persona <nueva@empresa.example>",
+        extra_headers={"In-Reply-To": "<first@empresa.example>"},
+    )
+    await send(gateway, reply)
+    await gateway.drain()
+    [tk] = await all_tickets(gateway)
+    assert tk["message_count"] == 2
+    assert tk["cc"] == ["nueva@empresa.example"]
+
+
+async def test_reply_threads_by_references(gateway: Gateway) -> None:
+    await send(gateway, sample("02-new-outlook-html-only-cp1252-attachment.eml"))
+    await send(gateway, sample("04-reply-outlook-es-in-reply-to-only.eml"))
+    await gateway.drain()
+    [tk] = await all_tickets(gateway)
+    assert tk["message_count"] == 2
+
+
+async def test_unknown_recipient_is_refused_at_rcpt(gateway: Gateway) -> None:
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        await send(gateway, make_mail("hola"), ["otro@estela.example"])
+    code, text = refused.value.recipients["otro@estela.example"]
+    assert code == 550 and text.startswith(b"5.1.1")
+    assert spool_rows(gateway.settings.database.path) == []
+
+
+async def test_open_relay_is_refused_but_our_recipient_still_gets_it(gateway: Gateway) -> None:
+    refused = await send(gateway, make_mail("hola"), [MAILBOX, "victim@elsewhere.example"])
+    assert refused["victim@elsewhere.example"][0] == 550
+    await gateway.drain()
+    assert len(await all_tickets(gateway)) == 1
+
+
+async def test_oversize_mail_is_refused_with_552(gateway: Gateway) -> None:
+    huge = make_mail("adjunto grande", body="x" * 70 + "\n" * 0 + ("linea larga\n" * 100_000))
+    with pytest.raises(smtplib.SMTPException) as refused:
+        await send(gateway, huge)
+    assert "552" in str(refused.value)
+    assert spool_rows(gateway.settings.database.path) == []
+
+
+async def test_same_message_id_twice_is_stored_once(gateway: Gateway) -> None:
+    mail = sample("01-new-utf8-cc.eml")
+    await send(gateway, mail)
+    await send(gateway, mail)  # an MTA retry after a lost 250
+    await send(gateway, mail, [MAILBOX, SECOND_MAILBOX])  # one mail to two of our mailboxes
+    await gateway.drain()
+    [tk] = await all_tickets(gateway)
+    assert tk["message_count"] == 1
+    rows = spool_rows(gateway.settings.database.path)
+    assert [row["status"] for row in rows] == ["done", "done", "done"]  # all kept raw
+    assert rows[1]["outcome"].startswith("duplicate")
+
+
+async def test_250_means_the_raw_bytes_are_in_the_spool(gateway: Gateway) -> None:
+    mail = sample("14-broken-mime.eml")
+    await send(gateway, mail)
+    [row] = spool_rows(gateway.settings.database.path)  # before any processing
+    assert row["raw"] == mail
+
+
+async def test_broken_mime_becomes_a_ticket_with_best_effort_text(gateway: Gateway) -> None:
+    await send(gateway, sample("14-broken-mime.eml"))
+    await gateway.drain()
+    tk = await ticket(gateway, "TK-000001")
+    assert tk["subject"] == "Error en el módulo"
+    assert "El módulo de nómina no abre." in tk["messages"][0]["body"]
+
+
+async def test_forwarded_message_is_an_rfc822_attachment(gateway: Gateway) -> None:
+    await send(gateway, sample("15-forward-rfc822.eml"))
+    await gateway.drain()
+    tk = await ticket(gateway, "TK-000001")
+    assert tk["requester"] == "partner@reseller-peru.example"
+    [message] = tk["messages"]
+    [attachment] = message["attachments"]
+    assert attachment["content_type"] == "message/rfc822"
+    assert attachment["filename"] == "No imprime la boleta.eml"
+    content = await gateway.pipeline.store.blob(attachment["sha256"])
+    assert content is not None and b"La impresora t" in content
+    assert "impresora" not in message["body"]  # the forwarded text is the attachment's, not the body's
+
+
+async def test_mail_the_parser_cannot_handle_is_kept_failed_then_retried(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.pipeline as pipeline_module
+
+    real_parse = pipeline_module.parse_mail
+
+    def parser_with_a_bug(raw: bytes):  # the bug: this sender's mail crashes the parser
+        if b"legacy-erp" in raw:
+            raise ValueError("parser bug on legacy ERP mail")
+        return real_parse(raw)
+
+    monkeypatch.setattr(pipeline_module, "parse_mail", parser_with_a_bug)
+    await send(gateway, sample("14-broken-mime.eml"))
+    await send(gateway, sample("01-new-utf8-cc.eml"))  # the queue goes on past the bad mail
+    await gateway.drain()
+    first, second = spool_rows(gateway.settings.database.path)
+    assert first["status"] == "failed" and "parser bug on legacy ERP mail" in first["error"]
+    assert first["raw"] == sample("14-broken-mime.eml")
+    assert second["status"] == "done"
+
+    monkeypatch.setattr(pipeline_module, "parse_mail", real_parse)  # the fix is deployed
+    assert await gateway.pipeline.spool.retry([first["id"]]) == [first["id"]]
+    await gateway.drain()
+    first, _ = spool_rows(gateway.settings.database.path)
+    assert first["status"] == "done" and first["error"] is None
+    assert len(await all_tickets(gateway)) == 2
+
+
+async def test_mail_without_any_sender_is_kept_failed_with_reason(gateway: Gateway) -> None:
+    raw = b"To: soporte.latam@estela.example\r\nSubject: sin remitente\r\n\r\nhola\r\n"
+    await send(gateway, raw, sender="")
+    await gateway.drain()
+    [row] = spool_rows(gateway.settings.database.path)
+    assert row["status"] == "failed" and "no sender address" in row["error"]
+
+
+async def test_envelope_sender_is_the_requester_when_from_is_missing(gateway: Gateway) -> None:
+    raw = b"To: soporte.latam@estela.example\r\nSubject: sin from\r\n\r\nhola\r\n"
+    await send(gateway, raw, sender="cliente@empresa.example")
+    await gateway.drain()
+    [tk] = await all_tickets(gateway)
+    assert tk["requester"] == "cliente@empresa.example"
+
+
+async def test_ticket_numbers_are_sequential_and_zero_padded(gateway: Gateway) -> None:
+    for index in range(3):
+        await send(gateway, make_mail(f"caso {index}"))
+    await gateway.drain()
+    assert [tk["number"] for tk in await all_tickets(gateway)] == ["TK-000001", "TK-000002", "TK-000003"]
