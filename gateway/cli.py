@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ticket-gateway: {error}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(settings.logging.level)
-    command: Callable[[Settings, argparse.Namespace], Awaitable[int]] = args.command
+    command: Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]] = args.command
     try:
         return asyncio.run(command(settings, args))
     except KeyboardInterrupt:
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     def command(
         name: str, handler: Callable[..., Awaitable[int]], help: str, parent: Any = commands
     ) -> argparse.ArgumentParser:
-        sub = parent.add_parser(name, help=help, description=help, parents=[common])
+        sub: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help, parents=[common])
         sub.set_defaults(command=handler)
         return sub
 

@@ -127,14 +127,18 @@ class Database:
         # isolation_level=None: transactions are begun explicitly, never implicitly.
         connection = await aiosqlite.connect(path, isolation_level=None)
         connection.row_factory = sqlite3.Row
-        for pragma in (
-            "journal_mode = WAL",
-            "synchronous = FULL",
-            f"busy_timeout = {BUSY_TIMEOUT_MS}",
-            "foreign_keys = ON",
-        ):
-            await connection.execute(f"PRAGMA {pragma}")
-        await connection.executescript(SCHEMA)
+        try:
+            for pragma in (
+                f"busy_timeout = {BUSY_TIMEOUT_MS}",  # first: the others may wait for a lock
+                "journal_mode = WAL",
+                "synchronous = FULL",
+                "foreign_keys = ON",
+            ):
+                await connection.execute(f"PRAGMA {pragma}")
+            await connection.executescript(SCHEMA)
+        except BaseException:
+            await connection.close()  # else its thread keeps the process alive
+            raise
         return cls(connection)
 
     @asynccontextmanager

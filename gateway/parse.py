@@ -167,7 +167,7 @@ def _leaf_parts(message: Message) -> Iterator[Message]:
     if message.get_content_type() == "message/rfc822" and message.is_multipart():
         yield message
     elif message.is_multipart():
-        for part in message.get_payload():  # type: ignore[union-attr]
+        for part in message.get_payload():
             if isinstance(part, Message):
                 yield from _leaf_parts(part)
     else:

@@ -117,7 +117,8 @@ class Settings(BaseSettings):
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data, secrets replaced by asterisks."""
-        return _mask(self.model_dump(mode="json"), self)
+        masked: dict[str, Any] = _mask(self.model_dump(mode="json"), self)
+        return masked
 
 
 def canonical_address(address: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -256,8 +257,8 @@ def _addresses_json(addresses: tuple[Address, ...]) -> str:
     return json.dumps([person.address for person in addresses])
 
 
-def _ticket_json(row: object, cc: list[str]) -> dict[str, object]:
-    data = dict(row)  # type: ignore[call-overload]
+def _ticket_json(row: sqlite3.Row, cc: list[str]) -> dict[str, object]:
+    data: dict[str, object] = dict(row)
     data.pop("id")
     data["cc"] = cc
     return data

@@ -12,7 +12,7 @@ import smtplib
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -156,6 +156,3 @@ def spool_rows(database: Path) -> list[sqlite3.Row]:
     with sqlite3.connect(database) as connection:
         connection.row_factory = sqlite3.Row
         return connection.execute("SELECT id, status, outcome, error, raw FROM spool ORDER BY id").fetchall()
-
-
-Sender = Callable[..., object]

@@ -1,0 +1,96 @@
+"""The command line as an operator and an MTA use it: `python -m gateway …`."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from tests.conftest import cli_json, make_mail, run_cli, sample
+
+TICKET_KEYS = {
+    "number", "subject", "status", "priority", "type", "requester", "cc", "mailbox", "country",
+    "brand", "product", "created_at", "updated_at", "message_count",
+}  # fmt: skip
+MESSAGE_KEYS = {"message_id", "from", "to", "cc", "date", "direction", "body", "attachments"}
+
+
+def ingest(config: Path, raw: bytes, *recipients: str) -> tuple[int, str]:
+    args = [arg for address in recipients for arg in ("--recipient", address)]
+    result = run_cli(config, "ingest", "--sender", "cliente@empresa.example", *args, stdin=raw)
+    return result.returncode, (result.stdout + result.stderr).decode()
+
+
+def test_ingest_stores_and_tickets_list_json_has_every_field(config_path: Path) -> None:
+    code, output = ingest(config_path, sample("01-new-utf8-cc.eml"), "soporte.latam@estela.example")
+    assert code == 0, output
+    assert "queued as 1: done" in output
+    [ticket] = cli_json(config_path, "tickets", "list", "--json")
+    assert set(ticket) >= TICKET_KEYS
+    assert ticket["number"] == "TK-000001"
+    assert ticket["cc"] == ["jnunez@distribuidora-andes.example"]
+    assert (ticket["status"], ticket["priority"], ticket["type"]) == ("open", "medium", "request")
+
+
+def test_tickets_show_json_has_messages_and_attachments(config_path: Path) -> None:
+    ingest(config_path, sample("02-new-outlook-html-only-cp1252-attachment.eml"), "soporte.latam@estela.example")
+    ticket = cli_json(config_path, "tickets", "show", "tk-000001", "--json")
+    assert isinstance(ticket, dict)
+    [message] = ticket["messages"]
+    assert set(message) >= MESSAGE_KEYS
+    assert message["from"] == "amunoz@logistica-sur.example"
+    [attachment] = message["attachments"]
+    assert set(attachment) == {"filename", "content_type", "size", "sha256"}
+    assert len(attachment["sha256"]) == 64
+
+
+def test_tickets_list_filters_by_status_and_prints_spanish_labels(config_path: Path) -> None:
+    ingest(config_path, make_mail("Caso uno"), "soporte.latam@estela.example")
+    assert cli_json(config_path, "tickets", "list", "--status", "closed", "--json") == []
+    result = run_cli(config_path, "tickets", "list")
+    assert result.returncode == 0
+    assert "TK-000001" in result.stdout.decode() and "Abierto" in result.stdout.decode()
+
+
+def test_tickets_show_unknown_number_is_an_error(config_path: Path) -> None:
+    result = run_cli(config_path, "tickets", "show", "TK-999999")
+    assert result.returncode == 1 and b"no ticket TK-999999" in result.stderr
+
+
+def test_ingest_unknown_recipient_exits_67_and_stores_nothing(config_path: Path) -> None:
+    code, output = ingest(config_path, make_mail("hola"), "nadie@estela.example")
+    assert code == 67 and "unknown recipient" in output
+    assert cli_json(config_path, "tickets", "list", "--json") == []
+
+
+def test_ingest_locked_database_exits_75(config_path: Path, tmp_path: Path) -> None:
+    ingest(config_path, make_mail("crea la base"), "soporte.latam@estela.example")
+    blocker = sqlite3.connect(tmp_path / "gateway.db", timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holds the database
+    try:
+        code, output = ingest(config_path, make_mail("hola"), "soporte.latam@estela.example")
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert code == 75 and "try again later" in output
+
+
+def test_inbound_list_and_retry(config_path: Path, tmp_path: Path) -> None:
+    raw = b"To: soporte.latam@estela.example\r\nSubject: sin remitente\r\n\r\nhola\r\n"
+    result = run_cli(config_path, "ingest", "--recipient", "soporte.latam@estela.example", stdin=raw)
+    assert result.returncode == 0  # accepted and kept, even though it cannot become a ticket
+    listing = run_cli(config_path, "inbound", "list", "--status", "failed").stdout.decode()
+    assert "failed" in listing and "no sender address" in listing
+
+    # The operator fixes the mail's problem at the source (here: the envelope sender) and retries.
+    with sqlite3.connect(tmp_path / "gateway.db") as connection:
+        connection.execute("UPDATE spool SET mail_from = 'cliente@empresa.example'")
+    retried = run_cli(config_path, "inbound", "retry", "--all")
+    assert retried.returncode == 0 and b"1: done" in retried.stdout
+    assert len(cli_json(config_path, "tickets", "list", "--json")) == 1
+
+
+def test_inbound_retry_needs_ids_or_all(config_path: Path) -> None:
+    result = run_cli(config_path, "inbound", "retry")
+    assert result.returncode == 2 and b"give spool IDs or --all" in result.stderr
+    result = run_cli(config_path, "inbound", "retry", "42")
+    assert result.returncode == 1 and b"not failed or not found: 42" in result.stderr

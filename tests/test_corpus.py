@@ -1,0 +1,28 @@
+"""Odd real-world mail through the whole pipeline: nothing raises, nothing is lost."""
+
+from __future__ import annotations
+
+from gateway.daemon import Gateway
+from tests.conftest import MAILBOX, spool_rows
+from tests.test_parse import _corpus
+
+
+async def test_every_corpus_mail_is_a_ticket_a_reply_or_kept_failed(gateway: Gateway) -> None:
+    corpus = _corpus()
+    for path in corpus:
+        await gateway.pipeline.spool.add("sender@client.example", [MAILBOX], "corpus", path.read_bytes())
+    await gateway.drain()
+
+    rows = spool_rows(gateway.settings.database.path)
+    assert len(rows) == len(corpus)
+    for path, row in zip(corpus, rows, strict=True):
+        assert row["raw"] == path.read_bytes(), path.name
+        if row["status"] == "failed":
+            assert row["error"], path.name
+        else:
+            assert row["status"] == "done", path.name
+            assert row["outcome"].startswith(("new ticket", "reply to", "duplicate")), (path.name, row["outcome"])
+    stored = await gateway.pipeline.database.fetch_one("SELECT count(*) AS n FROM messages WHERE spool_id IS NOT NULL")
+    assert stored is not None
+    not_duplicates = [row for row in rows if row["status"] == "done" and not row["outcome"].startswith("dup")]
+    assert stored["n"] == len(not_duplicates)

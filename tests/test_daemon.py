@@ -1,0 +1,142 @@
+"""The daemon as a process and as a protocol peer: LMTP, crash recovery, clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from gateway.daemon import Gateway
+from gateway.settings import load_settings
+from tests.conftest import MAILBOX, PROJECT, SECOND_MAILBOX, make_mail, send_blocking, spool_rows, write_config
+
+
+async def lmtp_exchange(port: int, recipients: list[str], raw: bytes) -> list[bytes]:
+    """One LMTP transaction by hand: smtplib's LMTP reads only one reply after DATA."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def reply() -> bytes:
+        lines = [await reader.readline()]
+        while lines[-1][3:4] == b"-":
+            lines.append(await reader.readline())
+        return lines[-1]
+
+    await reply()  # greeting
+    replies = []
+    for command in [b"LHLO client.example", b"MAIL FROM:<c@empresa.example>"] + [
+        b"RCPT TO:<%s>" % address.encode() for address in recipients
+    ]:
+        writer.write(command + b"\r\n")
+        replies.append(await reply())
+    writer.write(b"DATA\r\n")
+    await reply()
+    writer.write(raw + b".\r\n")
+    accepted = sum(r.startswith(b"250") for r in replies[2:])
+    data_replies = [await reply() for _ in range(accepted)]
+    writer.write(b"QUIT\r\n")
+    await reply()
+    writer.close()
+    return replies[2:] + data_replies
+
+
+async def test_lmtp_answers_once_per_recipient(tmp_path: Path) -> None:
+    gateway = Gateway(load_settings(write_config(tmp_path, protocol="lmtp")))
+    await gateway.start()
+    try:
+        replies = await lmtp_exchange(
+            gateway.port, [MAILBOX, "nadie@estela.example", SECOND_MAILBOX], make_mail("por LMTP")
+        )
+        await gateway.drain()
+        tickets = await gateway.pipeline.store.list_tickets()
+    finally:
+        await gateway.stop()
+    rcpt_ok, rcpt_unknown, rcpt_second, data_first, data_second = replies
+    assert rcpt_ok.startswith(b"250") and rcpt_second.startswith(b"250")
+    assert rcpt_unknown.startswith(b"550 5.1.1")
+    assert data_first.startswith(b"250 2.0.0") and data_second.startswith(b"250 2.0.0")
+    assert len(tickets) == 1
+
+
+def start_daemon(config: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """`python -m gateway serve` as a child process; returns it and its port."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "--config", str(config), "serve"],
+        stderr=subprocess.PIPE,
+        cwd=PROJECT,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if b"listening on" in line:
+            port = int(line.split(b"listening on ")[1].split(b" ")[0].rsplit(b":", 1)[1])
+            # Keep reading its log, or a full pipe would block the daemon.
+            threading.Thread(target=process.stderr.read, daemon=True).start()
+            return process, port
+    raise AssertionError(f"daemon did not start, exit {process.wait()}")
+
+
+async def test_mail_answered_250_survives_sigkill_and_is_processed_after_restart(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    process, port = start_daemon(config)
+    mails = [make_mail(f"caso {index}", message_id=f"<kill-{index}@empresa.example>") for index in range(40)]
+    try:
+        for mail in mails:
+            assert send_blocking(port, mail, [MAILBOX]) == {}
+    finally:
+        process.send_signal(signal.SIGKILL)  # right after the last 250: no chance to finish
+        process.wait()
+
+    rows = spool_rows(tmp_path / "gateway.db")
+    assert [row["raw"] for row in rows] == mails  # every 250 was durable
+
+    restarted = Gateway(load_settings(config))
+    await restarted.start()  # the same start-up `serve` runs
+    try:
+        await restarted.drain()
+        tickets = await restarted.pipeline.store.list_tickets()
+    finally:
+        await restarted.stop()
+    assert len(tickets) == 40
+    assert {row["status"] for row in spool_rows(tmp_path / "gateway.db")} == {"done"}
+
+
+def test_sigterm_stops_cleanly_with_exit_0(tmp_path: Path) -> None:
+    process, port = start_daemon(write_config(tmp_path))
+    assert send_blocking(port, make_mail("antes de apagar"), [MAILBOX]) == {}
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    statuses = [row["status"] for row in spool_rows(tmp_path / "gateway.db")]
+    assert statuses in (["done"], ["queued"])  # finished, or left safely for the next start
+
+
+def test_a_mail_interrupted_too_often_is_set_aside(tmp_path: Path) -> None:
+    import sqlite3
+
+    config = write_config(tmp_path)
+    settings = load_settings(config)
+
+    async def scenario() -> list[str]:
+        gateway = Gateway(settings)
+        await gateway.start()
+        await asyncio.to_thread(send_blocking, gateway.port, make_mail("veneno"), [MAILBOX])
+        await gateway.stop()
+        return [row["status"] for row in spool_rows(settings.database.path)]
+
+    asyncio.run(scenario())
+    # Simulate a mail that crashed the process in the middle of processing three times.
+    with sqlite3.connect(settings.database.path) as connection:
+        connection.execute("UPDATE spool SET status = 'processing', attempts = 3")
+
+    async def restart() -> None:
+        gateway = Gateway(settings)
+        await gateway.start()
+        await gateway.drain()
+        await gateway.stop()
+
+    asyncio.run(restart())
+    [row] = spool_rows(settings.database.path)
+    assert row["status"] == "failed" and "interrupted 3 times" in row["error"]
+    assert os.path.exists(settings.database.path)
