@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     inbound = commands.add_parser("inbound", help="the inbound spool").add_subparsers(required=True, metavar="ACTION")
     inbound_list = command("list", run_inbound_list, "list spooled mail (failed first to look at)", inbound)
     inbound_list.add_argument("--status", choices=SPOOL_STATUSES)
+    show_raw = command("show", run_inbound_show, "write one spooled mail's raw bytes to standard output", inbound)
+    show_raw.add_argument("id", type=int, metavar="ID")
     retry = command("retry", run_inbound_retry, "re-run failed mail through the pipeline", inbound)
     retry.add_argument("ids", nargs="*", type=int, metavar="ID")
     retry.add_argument("--all", action="store_true", help="every failed mail")
@@ -187,6 +189,16 @@ async def run_inbound_list(settings: Settings, args: argparse.Namespace) -> int:
             f"  from <{entry.mail_from}>  {detail or ''}"
         )
     print(f"{len(entries)} message(s)", file=sys.stderr)
+    return EXIT_OK
+
+
+async def run_inbound_show(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_pipeline(settings) as pipeline:
+        raw = await pipeline.spool.raw(args.id)
+    if raw is None:
+        print(f"ticket-gateway: no spooled mail {args.id}", file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(raw)
     return EXIT_OK
 
 

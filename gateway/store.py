@@ -203,7 +203,7 @@ class TicketStore:
 
     async def _messages(self, ticket_id: int) -> list[dict[str, object]]:
         rows = await self.database.fetch_all(
-            "SELECT id, message_id, author, author_name, recipients_to, recipients_cc, date,"
+            "SELECT id, spool_id, message_id, author, author_name, recipients_to, recipients_cc, date,"
             " direction, subject, body, created_at FROM messages WHERE ticket_id = ? ORDER BY id",
             (ticket_id,),
         )
@@ -220,6 +220,7 @@ class TicketStore:
                 "subject": row["subject"],
                 "body": row["body"],
                 "attachments": attachments.get(row["id"], []),
+                "spool_id": row["spool_id"],  # `ticket-gateway inbound show ID` gives the raw mail
             }
             for row in rows
         ]
@@ -242,15 +243,6 @@ class TicketStore:
     async def blob(self, sha256: str) -> bytes | None:
         row = await self.database.fetch_one("SELECT content FROM blobs WHERE sha256 = ?", (sha256,))
         return None if row is None else row["content"]
-
-    async def raw_mail(self, number: str, message_id: str) -> bytes | None:
-        """The mail exactly as received, for a message of a ticket."""
-        row = await self.database.fetch_one(
-            "SELECT s.raw FROM messages m JOIN tickets t ON t.id = m.ticket_id"
-            " JOIN spool s ON s.id = m.spool_id WHERE t.number = ? AND m.message_id = ?",
-            (number, message_id),
-        )
-        return None if row is None else row["raw"]
 
 
 def _addresses_json(addresses: tuple[Address, ...]) -> str:

@@ -89,6 +89,13 @@ def test_inbound_list_and_retry(config_path: Path, tmp_path: Path) -> None:
     assert len(cli_json(config_path, "tickets", "list", "--json")) == 1
 
 
+def test_inbound_show_gives_back_the_raw_bytes(config_path: Path) -> None:
+    raw = sample("14-broken-mime.eml")
+    ingest(config_path, raw, "soporte.latam@estela.example")
+    assert run_cli(config_path, "inbound", "show", "1").stdout == raw
+    assert run_cli(config_path, "inbound", "show", "2").returncode == 1
+
+
 def test_inbound_retry_needs_ids_or_all(config_path: Path) -> None:
     result = run_cli(config_path, "inbound", "retry")
     assert result.returncode == 2 and b"give spool IDs or --all" in result.stderr
