@@ -22,7 +22,7 @@ from gateway.database import TEMPORARY_ERRORS, Database
 from gateway.pipeline import Pipeline
 from gateway.settings import ConfigError, Settings, config_path, load_settings
 from gateway.spool import STATUSES as SPOOL_STATUSES
-from gateway.tickets import SPANISH_LABELS, Status
+from gateway.tickets import Status, label
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -150,7 +150,7 @@ async def run_tickets_list(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_OK
     for ticket in tickets:
         print(
-            f"{ticket['number']}  {_label(ticket['status']):<22} {_label(ticket['priority']):<8}"
+            f"{ticket['number']}  {label(str(ticket['status'])):<22} {label(str(ticket['priority'])):<8}"
             f" {ticket['requester']:<36} {ticket['subject']}"
         )
     print(f"{len(tickets)} ticket(s)", file=sys.stderr)
@@ -168,7 +168,7 @@ async def run_tickets_show(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{ticket['number']}: {ticket['subject']}")
     for key in ("status", "priority", "type"):
-        print(f"  {key}: {_label(ticket[key])}")
+        print(f"  {key}: {label(str(ticket[key]))}")
     for key in ("requester", "cc", "mailbox", "country", "brand", "product", "created_at", "updated_at"):
         print(f"  {key}: {ticket[key]}")
     for message in ticket["messages"]:  # type: ignore[attr-defined]
@@ -228,7 +228,3 @@ async def open_pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
         yield Pipeline(settings, database, SystemClock())
     finally:
         await database.close()
-
-
-def _label(key: object) -> str:
-    return SPANISH_LABELS.get(str(key), str(key))

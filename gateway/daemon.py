@@ -14,7 +14,9 @@ import signal
 from gateway.clock import Clock, SystemClock
 from gateway.database import Database
 from gateway.listener import InboundHandler, start_listener
+from gateway.outbox import Outbox
 from gateway.pipeline import Pipeline
+from gateway.relay import Relay
 from gateway.settings import Settings
 from gateway.spool import Spool
 
@@ -28,20 +30,32 @@ class Gateway:
         self.stopping = asyncio.Event()
         self._databases: list[Database] = []
         self._server: asyncio.Server | None = None
-        self._worker: asyncio.Task[None] | None = None
+        self._workers: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        # Two connections: the listener's spool commits must not land inside a pipeline
-        # transaction, and vice versa.
+        # A connection each: the listener's and the relay's commits must not land inside a
+        # pipeline transaction, and vice versa.
         listener_db = await self._open_database()
         pipeline_db = await self._open_database()
+        relay_db = await self._open_database()
         self.pipeline = Pipeline(self.settings, pipeline_db, self.clock)
+        self.relay = Relay(
+            self.settings.outbound,
+            Outbox(relay_db, self.clock),
+            self.clock,
+            local_hostname=self.settings.smtp.hostname,
+            poll_seconds=self.settings.pipeline.poll_seconds,
+        )
+        self.pipeline.on_outbox_changed = self.relay.wakeup.set
         requeued, set_aside = await self.pipeline.spool.recover_interrupted(self.settings.pipeline.max_attempts)
         if requeued or set_aside:
             log.warning("recovered after a crash: %d mail requeued, %d set aside as failed", requeued, set_aside)
         handler = InboundHandler(self.settings, Spool(listener_db, self.clock), self.pipeline.wakeup.set)
         self._server = await start_listener(self.settings, handler)
-        self._worker = asyncio.create_task(self.pipeline.run(self.stopping), name="pipeline")
+        self._workers = [
+            asyncio.create_task(self.pipeline.run(self.stopping), name="pipeline"),
+            asyncio.create_task(self.relay.run(self.stopping), name="relay"),
+        ]
         log.info(
             "listening on %s:%d (%s), database %s",
             self.settings.smtp.host, self.port, self.settings.smtp.protocol, self.settings.database.path,
@@ -58,15 +72,15 @@ class Gateway:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def drain(self) -> None:
-        """Process everything queued now (tests and `ingest` wait on this)."""
+        """Process all queued mail, then try every notification due now (tests wait on this)."""
         await self.pipeline.drain()
+        await self.relay.deliver_due()
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
         self.stopping.set()
-        if self._worker is not None:
-            await self._worker
+        await asyncio.gather(*self._workers)
         for database in self._databases:
             await database.close()
         self._databases.clear()

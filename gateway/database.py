@@ -63,6 +63,8 @@ CREATE TABLE IF NOT EXISTS participants (
     address TEXT NOT NULL,
     name TEXT NOT NULL DEFAULT '',
     role TEXT NOT NULL CHECK (role IN ('requester', 'cc')),
+    status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'bounced')),
+    diagnostic TEXT,                   -- why we stopped mailing a bounced address
     added_at TEXT NOT NULL,
     PRIMARY KEY (ticket_id, address)
 );
@@ -102,6 +104,26 @@ CREATE TABLE IF NOT EXISTS attachments (
     sha256 TEXT NOT NULL REFERENCES blobs (sha256)
 );
 CREATE INDEX IF NOT EXISTS attachments_message ON attachments (message_row);
+
+-- Every mail the gateway sends, rendered in full, from the transaction that caused it
+-- until the relay accepts it (sent) or refuses it for good (failed).
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ticket_id INTEGER REFERENCES tickets (id),
+    template TEXT NOT NULL,
+    message_id TEXT NOT NULL UNIQUE,
+    envelope_from TEXT NOT NULL,
+    recipients TEXT NOT NULL,          -- JSON list of envelope recipients
+    raw BLOB NOT NULL,
+    status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    next_attempt_at TEXT NOT NULL,
+    sent_at TEXT,
+    relay_reply TEXT,                  -- the relay's last answer, success or failure
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_at) WHERE status = 'queued';
 
 -- Attachment contents, stored once however often they are sent.
 CREATE TABLE IF NOT EXISTS blobs (

@@ -10,10 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from gateway.clock import Clock
 from gateway.database import TEMPORARY_ERRORS, Database
-from gateway.parse import ParsedMail, parse_address, parse_mail
+from gateway.notify import Event, People, plan
+from gateway.outbox import Outbox
+from gateway.parse import Address, Attachment, ParsedMail, parse_address, parse_mail
+from gateway.render import Occasion, Renderer
 from gateway.route import route_mail
 from gateway.settings import MailboxSettings, Settings
 from gateway.spool import Spool, SpoolEntry
@@ -34,7 +39,10 @@ class Pipeline:
         self.clock = clock
         self.spool = Spool(database, clock)
         self.store = TicketStore(database, settings.tickets.number_prefix)
+        self.outbox = Outbox(database, clock)
+        self.renderer = Renderer(settings, clock)
         self.wakeup = asyncio.Event()
+        self.on_outbox_changed: Callable[[], None] = lambda: None  # the daemon wakes the relay
         # One mail at a time per process: drain() waits for the mail the worker has in hand.
         self._in_hand = asyncio.Lock()
 
@@ -85,6 +93,7 @@ class Pipeline:
             await self.spool.mark_failed(entry.id, f"{type(error).__name__}: {error}")
         else:
             log.info("inbound %d %s: %s", entry.id, _id_of(mail), outcome)
+            self.on_outbox_changed()
 
     async def _retry_later(self, entry: SpoolEntry, mail: ParsedMail | None, error: Exception) -> None:
         if entry.attempts >= self.settings.pipeline.max_attempts:
@@ -105,14 +114,46 @@ class Pipeline:
         ours = self.settings.our_addresses
         if route.kind == "reply":
             assert route.ticket is not None
-            await self.store.add_message(route.ticket.id, entry.id, inbound_message(mail, author), now)
+            ticket = route.ticket
+            await self.store.add_message(ticket.id, entry.id, inbound_message(mail, author), now)
             people = copied_people(mail, ours, exclude=author.address)
-            added = await self.store.add_participants(route.ticket.id, people, "cc", now)
-            return f"reply to {route.ticket.number} by {route.reason}, {added} new participant(s)"
-        mailbox = self._mailbox_of(entry, mail)
-        ticket = await self.store.create_ticket(open_ticket(mail, author, mailbox.as_mailbox(), ours), now)
-        await self.store.add_message(ticket.id, entry.id, inbound_message(mail, author), now)
-        return f"new ticket {ticket.number} in {mailbox.address}"
+            added = await self.store.add_participants(ticket.id, people, "cc", now)
+            event, outcome = Event.CUSTOMER_REPLY, f"reply to {ticket.number} by {route.reason}, {added} new cc"
+        else:
+            mailbox = self._mailbox_of(entry, mail)
+            ticket = await self.store.create_ticket(open_ticket(mail, author, mailbox.as_mailbox(), ours), now)
+            await self.store.add_message(ticket.id, entry.id, inbound_message(mail, author), now)
+            event, outcome = Event.TICKET_CREATED, f"new ticket {ticket.number} in {mailbox.address}"
+        queued = await self.notify(ticket.id, event, author.address, mail.message_id)
+        return f"{outcome}, {queued} notification(s) queued"
+
+    async def notify(
+        self,
+        ticket_id: int,
+        event: Event,
+        author: str,
+        trigger_message_id: str | None,
+        change: dict[str, Any] | None = None,
+        attachments: tuple[Attachment, ...] = (),
+    ) -> int:
+        """Render and queue the mail an event causes, inside the caller's transaction."""
+        ticket = await self.store.ticket_view(ticket_id)
+        mailbox = self.settings.mailbox_for(ticket.mailbox) or self.settings.mailboxes[0]
+        agents = self.settings.agents.notify_address
+        people = People(
+            requester=ticket.requester,
+            cc=ticket.cc,
+            agents=(Address("", agents),) if agents else (),
+            ours=self.settings.our_addresses,
+            unreachable=ticket.unreachable,
+        )
+        occasion = Occasion(ticket.message(trigger_message_id), change or {}, attachments)
+        planned = plan(event, people, author, self.settings.outbound.copy_customer_replies_to_participants)
+        for notification in planned:
+            mail = self.renderer.render(notification, ticket, mailbox, occasion)
+            await self.outbox.add(ticket.id, mail)
+            await self.store.remember_thread_id(mail.message_id, ticket.id)
+        return len(planned)
 
     def _mailbox_of(self, entry: SpoolEntry, mail: ParsedMail) -> MailboxSettings:
         """The mailbox the mail was delivered to; the headers decide when the envelope cannot."""

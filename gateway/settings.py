@@ -50,6 +50,49 @@ class PipelineSettings(Section):
     poll_seconds: float = Field(default=1.0, gt=0)
 
 
+class OutboundSettings(Section):
+    """The relay every notification goes through, and how hard we try."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=25, ge=0, le=65535)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    # Retry a temporary failure after first_retry_seconds, doubling up to max_retry_seconds,
+    # until give_up_hours after the mail was queued (then it is marked failed).
+    first_retry_seconds: float = Field(default=60.0, gt=0)
+    max_retry_seconds: float = Field(default=3600.0, gt=0)
+    give_up_hours: float = Field(default=48.0, gt=0)
+    # Domain of the Message-IDs we generate; empty: the first mailbox's domain.
+    message_id_domain: str = ""
+    # A folder whose files replace the shipped templates of the same name.
+    templates_dir: Path | None = None
+    # Whether other CC participants hear of a customer's reply (agents always do).
+    copy_customer_replies_to_participants: bool = True
+
+
+class AgentSettings(Section):
+    """Who the support agents are, and where their notifications go."""
+
+    # Address that receives agent notifications (a team list); empty: no agent mail.
+    notify_address: str = ""
+    # Agents' own addresses, and whole domains whose senders are agents.
+    addresses: list[str] = []
+    domains: list[str] = []
+
+    @field_validator("notify_address", "addresses", "domains", mode="after")
+    @classmethod
+    def _lower(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, str):
+            return value.strip().lower()
+        return [item.strip().lower() for item in value]
+
+    def is_agent(self, address: str) -> bool:
+        address = address.lower()
+        return address in self.addresses or address.rpartition("@")[2] in self.domains
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -92,6 +135,8 @@ class Settings(BaseSettings):
     tickets: TicketSettings = TicketSettings()
     pipeline: PipelineSettings = PipelineSettings()
     logging: LoggingSettings = LoggingSettings()
+    outbound: OutboundSettings = OutboundSettings()
+    agents: AgentSettings = AgentSettings()
     mailboxes: list[MailboxSettings] = Field(min_length=1)
 
     @classmethod
@@ -114,6 +159,10 @@ class Settings(BaseSettings):
     @property
     def our_addresses(self) -> frozenset[str]:
         return frozenset(box.address for box in self.mailboxes)
+
+    @property
+    def message_id_domain(self) -> str:
+        return self.outbound.message_id_domain or self.mailboxes[0].address.rpartition("@")[2]
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data, secrets replaced by asterisks."""

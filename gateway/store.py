@@ -48,6 +48,42 @@ class StoredMessage:
     attachments: tuple[Attachment, ...]
 
 
+@dataclass(frozen=True)
+class MessageView:
+    """A message as a notification shows it."""
+
+    message_id: str | None
+    direction: str
+    author: Address
+    date: str
+    body: str
+    attachment_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TicketView:
+    """A ticket as notifications see it: fields, people, and the conversation."""
+
+    id: int
+    number: str
+    subject: str
+    status: str
+    priority: str
+    type: str
+    mailbox: str
+    country: str
+    brand: str
+    product: str
+    created_at: str
+    requester: Address
+    cc: tuple[Address, ...]
+    unreachable: frozenset[str]
+    messages: tuple[MessageView, ...]  # oldest first
+
+    def message(self, message_id: str | None) -> MessageView | None:
+        return next((m for m in self.messages if message_id and m.message_id == message_id), None)
+
+
 def inbound_message(mail: ParsedMail, author: Address) -> StoredMessage:
     return StoredMessage(
         message_id=mail.message_id,
@@ -167,6 +203,42 @@ class TicketStore:
             "INSERT INTO attachments (message_row, filename, content_type, size, sha256) VALUES (?, ?, ?, ?, ?)",
             (message_row, attachment.filename, attachment.content_type, len(attachment.content), digest),
         )
+
+    async def remember_thread_id(self, message_id: str, ticket_id: int) -> None:
+        """A Message-ID we sent for a ticket: replies to it thread into the ticket."""
+        await self.database.connection.execute(
+            "INSERT OR IGNORE INTO thread_ids (message_id, ticket_id) VALUES (?, ?)", (message_id, ticket_id)
+        )
+
+    async def ticket_view(self, ticket_id: int) -> TicketView:
+        row = await self.database.fetch_one("SELECT * FROM tickets WHERE id = ?", (ticket_id,))
+        assert row is not None, f"ticket {ticket_id} vanished inside its transaction"
+        people = await self.database.fetch_all(
+            "SELECT address, name, role, status FROM participants WHERE ticket_id = ? ORDER BY added_at, address",
+            (ticket_id,),
+        )
+        messages = await self.database.fetch_all(
+            "SELECT id, message_id, direction, author, author_name, coalesce(date, created_at) AS date, body"
+            " FROM messages WHERE ticket_id = ? ORDER BY id",
+            (ticket_id,),
+        )
+        names = await self._attachments_by_message([message["id"] for message in messages])
+        return TicketView(
+            id=row["id"], number=row["number"], subject=row["subject"], status=row["status"],
+            priority=row["priority"], type=row["type"], mailbox=row["mailbox"], country=row["country"],
+            brand=row["brand"], product=row["product"], created_at=row["created_at"],
+            requester=Address(row["requester_name"], row["requester"]),
+            cc=tuple(Address(p["name"], p["address"]) for p in people if p["role"] == "cc"),
+            unreachable=frozenset(p["address"] for p in people if p["status"] == "bounced"),
+            messages=tuple(
+                MessageView(
+                    message_id=m["message_id"], direction=m["direction"],
+                    author=Address(m["author_name"], m["author"]), date=m["date"], body=m["body"],
+                    attachment_names=tuple(str(a["filename"]) for a in names.get(m["id"], [])),
+                )
+                for m in messages
+            ),
+        )  # fmt: skip
 
     # -- reads for people and programs --------------------------------------------------
 

@@ -35,24 +35,63 @@ class TicketType(StrEnum):
     SUGGESTION = "suggestion"
 
 
-# What people read; stable keys above are what programs read (JSON, config).
-SPANISH_LABELS: dict[str, str] = {
-    Status.OPEN: "Abierto",
-    Status.IN_PROGRESS: "En progreso",
-    Status.WAITING_CUSTOMER: "Esperando su respuesta",
-    Status.RESOLVED: "Resuelto",
-    Status.CLOSED: "Cerrado",
-    Priority.LOW: "Bajo",
-    Priority.MEDIUM: "Medio",
-    Priority.HIGH: "Alto",
-    Priority.URGENT: "Urgente",
-    TicketType.REQUEST: "Solicitud",
-    TicketType.INCIDENT: "Incidente",
-    TicketType.QUESTION: "Consulta",
-    TicketType.SUGGESTION: "Sugerencia",
+# What people read, per language; the stable keys above are what programs read.
+LABELS: dict[str, dict[str, str]] = {
+    "es": {
+        Status.OPEN: "Abierto",
+        Status.IN_PROGRESS: "En progreso",
+        Status.WAITING_CUSTOMER: "Esperando su respuesta",
+        Status.RESOLVED: "Resuelto",
+        Status.CLOSED: "Cerrado",
+        Priority.LOW: "Bajo",
+        Priority.MEDIUM: "Medio",
+        Priority.HIGH: "Alto",
+        Priority.URGENT: "Urgente",
+        TicketType.REQUEST: "Solicitud",
+        TicketType.INCIDENT: "Incidente",
+        TicketType.QUESTION: "Consulta",
+        TicketType.SUGGESTION: "Sugerencia",
+    },
+    "en": {
+        Status.OPEN: "Open",
+        Status.IN_PROGRESS: "In progress",
+        Status.WAITING_CUSTOMER: "Waiting for your reply",
+        Status.RESOLVED: "Resolved",
+        Status.CLOSED: "Closed",
+        Priority.LOW: "Low",
+        Priority.MEDIUM: "Medium",
+        Priority.HIGH: "High",
+        Priority.URGENT: "Urgent",
+        TicketType.REQUEST: "Request",
+        TicketType.INCIDENT: "Incident",
+        TicketType.QUESTION: "Question",
+        TicketType.SUGGESTION: "Suggestion",
+    },
+    "pt": {
+        Status.OPEN: "Aberto",
+        Status.IN_PROGRESS: "Em andamento",
+        Status.WAITING_CUSTOMER: "Aguardando sua resposta",
+        Status.RESOLVED: "Resolvido",
+        Status.CLOSED: "Fechado",
+        Priority.LOW: "Baixa",
+        Priority.MEDIUM: "Média",
+        Priority.HIGH: "Alta",
+        Priority.URGENT: "Urgente",
+        TicketType.REQUEST: "Solicitação",
+        TicketType.INCIDENT: "Incidente",
+        TicketType.QUESTION: "Dúvida",
+        TicketType.SUGGESTION: "Sugestão",
+    },
 }
 
+
+def label(key: str, language: str = "es") -> str:
+    """What a person reads for a stable key; the key itself when there is no label."""
+    return LABELS.get(language, LABELS["es"]).get(key, key)
+
+
 NUMBER_DIGITS = 6
+PRIORITY_ORDER = [Priority.LOW, Priority.MEDIUM, Priority.HIGH, Priority.URGENT]
 # X-Priority 1 (Highest) and 2 (High), as Outlook and Thunderbird write it.
 HIGH_X_PRIORITIES = frozenset({"1", "2"})
 
@@ -110,9 +149,6 @@ def priority_from_headers(mail: ParsedMail, default: Priority) -> Priority:
     if importance == "high" or x_priority in HIGH_X_PRIORITIES:
         return max(default, Priority.HIGH, key=PRIORITY_ORDER.index)
     return default
-
-
-PRIORITY_ORDER = [Priority.LOW, Priority.MEDIUM, Priority.HIGH, Priority.URGENT]
 
 
 def copied_people(mail: ParsedMail, ours: frozenset[str], exclude: str) -> tuple[Address, ...]:

@@ -7,15 +7,21 @@ the test's event loop) exactly as an MTA would send it: CRLF line endings.
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import json
 import smtplib
+import socket
 import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from aiosmtpd.smtp import SMTP
 
 from gateway.daemon import Gateway
 from gateway.settings import Settings, load_settings
@@ -42,6 +48,18 @@ number_prefix = "TK"
 [logging]
 level = "DEBUG"
 
+[outbound]
+host = "127.0.0.1"
+port = {relay_port}
+timeout_seconds = 5
+first_retry_seconds = 60
+max_retry_seconds = 3600
+give_up_hours = 48
+
+[agents]
+notify_address = "agentes@estela.example"
+addresses = ["csoto@estela.example"]
+
 [[mailboxes]]
 address = "soporte.latam@estela.example"
 name = "Soporte LATAM"
@@ -62,15 +80,88 @@ default_priority = "low"
 """
 
 
-def write_config(directory: Path, protocol: str = "smtp", max_size: int = 1_000_000) -> Path:
+def write_config(directory: Path, protocol: str = "smtp", max_size: int = 1_000_000, relay_port: int = 9) -> Path:
+    """A test configuration; the default relay port (discard) has nobody listening."""
     path = directory / "config.toml"
-    path.write_text(TEST_CONFIG.format(protocol=protocol, max_size=max_size, db=directory / "gateway.db"))
+    text = TEST_CONFIG.format(protocol=protocol, max_size=max_size, db=directory / "gateway.db", relay_port=relay_port)
+    path.write_text(text)
     return path
 
 
+@dataclass
+class ReceivedMail:
+    mail_from: str
+    rcpt_tos: list[str]
+    raw: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        parsed = email.message_from_bytes(self.raw, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+
+class SinkHandler:
+    """A recording relay: keeps what it is sent; can be told how to answer the next RCPTs."""
+
+    def __init__(self) -> None:
+        self.received: list[ReceivedMail] = []
+        self.rcpt_replies: list[str] = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if self.rcpt_replies:
+            return self.rcpt_replies.pop(0)
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.received.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+        return "250 2.0.0 Ok: queued as sink"
+
+    def to(self, address: str) -> list[ReceivedMail]:
+        return [mail for mail in self.received if address in mail.rcpt_tos]
+
+
+class Sink:
+    def __init__(self, port: int = 0) -> None:
+        self.handler = SinkHandler()
+        self.port = port
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> Sink:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: SMTP(self.handler, hostname="relay.test.example"), "127.0.0.1", self.port
+        )
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    @property
+    def received(self) -> list[ReceivedMail]:
+        return self.handler.received
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @pytest.fixture
-def config_path(tmp_path: Path) -> Path:
-    return write_config(tmp_path)
+async def relay() -> AsyncIterator[Sink]:
+    sink = await Sink().start()
+    yield sink
+    await sink.stop()
+
+
+@pytest.fixture
+def config_path(tmp_path: Path, relay: Sink) -> Path:
+    return write_config(tmp_path, relay_port=relay.port)
 
 
 @pytest.fixture

@@ -1,0 +1,114 @@
+"""Who hears of what: the one table of notifications, pure and free of I/O.
+
+Every rule names an event, the template to render, who it goes to and who is copied.
+`plan` turns an event on a ticket into the mails to write; it never addresses anybody
+their own message, our own mailboxes, or an address that bounced on this ticket.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from gateway.parse import Address
+
+
+class Event(StrEnum):
+    TICKET_CREATED = "ticket_created"
+    CUSTOMER_REPLY = "customer_reply"
+    AGENT_REPLY = "agent_reply"
+    STATUS_CHANGED = "status_changed"  # resolved, closed, or reopened
+
+
+class Audience(StrEnum):
+    REQUESTER = "requester"
+    CC = "cc"  # every CC participant
+    AGENTS = "agents"  # the agents' notification address
+    NOBODY = "nobody"
+
+
+# RFC 3834 §5: an acknowledgement answers a person's mail; everything else we generate.
+AUTO_REPLIED = "auto-replied"
+AUTO_GENERATED = "auto-generated"
+
+
+@dataclass(frozen=True)
+class Rule:
+    event: Event
+    template: str
+    to: Audience
+    cc: Audience
+    auto_submitted: str
+    for_agents: bool = False
+    only_if_copying_participants: bool = False
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(Event.TICKET_CREATED, "acknowledgement", Audience.REQUESTER, Audience.CC, AUTO_REPLIED),
+    Rule(Event.TICKET_CREATED, "agent_new_ticket", Audience.AGENTS, Audience.NOBODY, AUTO_GENERATED, for_agents=True),
+    Rule(Event.CUSTOMER_REPLY, "customer_reply", Audience.AGENTS, Audience.NOBODY, AUTO_GENERATED, for_agents=True),
+    Rule(
+        Event.CUSTOMER_REPLY,
+        "customer_reply",
+        Audience.REQUESTER,
+        Audience.CC,
+        AUTO_GENERATED,
+        only_if_copying_participants=True,
+    ),
+    Rule(Event.AGENT_REPLY, "agent_reply", Audience.REQUESTER, Audience.CC, AUTO_GENERATED),
+    Rule(Event.STATUS_CHANGED, "status_changed", Audience.REQUESTER, Audience.CC, AUTO_GENERATED),
+)
+
+
+@dataclass(frozen=True)
+class People:
+    """Everyone a ticket could write to, as the domain sees them."""
+
+    requester: Address
+    cc: tuple[Address, ...]
+    agents: tuple[Address, ...]
+    ours: frozenset[str]  # our own mailboxes: never a recipient
+    unreachable: frozenset[str] = frozenset()  # bounced on this ticket
+
+
+@dataclass(frozen=True)
+class PlannedMail:
+    template: str
+    to: tuple[Address, ...]
+    cc: tuple[Address, ...]
+    auto_submitted: str
+    for_agents: bool
+
+
+def plan(event: Event, people: People, author: str, copy_participants: bool) -> list[PlannedMail]:
+    """The mails an event causes. `author` is whoever wrote the triggering message."""
+    planned = []
+    for rule in RULES:
+        if rule.event is not event or (rule.only_if_copying_participants and not copy_participants):
+            continue
+        excluded = {author.lower(), *people.ours, *people.unreachable}
+        to = _reachable(_audience(rule.to, people), excluded)
+        cc = _reachable(_audience(rule.cc, people), excluded | {person.address for person in to})
+        if not to and cc:  # the requester wrote it: the first CC becomes the addressee
+            to, cc = cc[:1], cc[1:]
+        if to:
+            planned.append(PlannedMail(rule.template, to, cc, rule.auto_submitted, rule.for_agents))
+    return planned
+
+
+def _audience(audience: Audience, people: People) -> tuple[Address, ...]:
+    if audience is Audience.REQUESTER:
+        return (people.requester,)
+    if audience is Audience.CC:
+        return people.cc
+    if audience is Audience.AGENTS:
+        return people.agents
+    return ()
+
+
+def _reachable(candidates: tuple[Address, ...], excluded: set[str]) -> tuple[Address, ...]:
+    seen: dict[str, Address] = {}
+    for person in candidates:
+        if person.address not in excluded:
+            seen.setdefault(person.address, person)
+    return tuple(seen.values())

@@ -1,0 +1,137 @@
+"""The outbox: every mail the gateway sends, durable from the moment it is decided.
+
+Guarantee: `add` runs inside the transaction that caused the notification, so a ticket
+change and its mail are committed together or not at all. A row moves queued → sent |
+failed; a temporary failure stays queued with a later `next_attempt_at`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.clock import Clock, timestamp
+from gateway.database import Database
+from gateway.render import OutboundMail
+
+QUEUED, SENT, FAILED = "queued", "sent", "failed"
+STATUSES = (QUEUED, SENT, FAILED)
+SUMMARY_COLUMNS = (
+    "o.id, t.number AS ticket, o.template, o.message_id, o.recipients, o.status, o.attempts,"
+    " o.created_at, o.next_attempt_at, o.sent_at, o.relay_reply"
+)
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    id: int
+    envelope_from: str
+    recipients: tuple[str, ...]
+    raw: bytes
+    attempts: int
+    created_at: str
+
+
+@dataclass(frozen=True)
+class OutboxSummary:
+    id: int
+    ticket: str | None
+    template: str
+    message_id: str
+    recipients: tuple[str, ...]
+    status: str
+    attempts: int
+    created_at: str
+    next_attempt_at: str
+    sent_at: str | None
+    relay_reply: str | None
+
+
+class Outbox:
+    def __init__(self, database: Database, clock: Clock) -> None:
+        self.database = database
+        self.clock = clock
+
+    async def add(self, ticket_id: int | None, mail: OutboundMail) -> int:
+        now = timestamp(self.clock.now())
+        cursor = await self.database.connection.execute(
+            "INSERT INTO outbox (ticket_id, template, message_id, envelope_from, recipients, raw,"
+            " created_at, next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                ticket_id, mail.template, mail.message_id, mail.envelope_from,
+                json.dumps(list(mail.recipients)), mail.raw, now, now, now,
+            ),
+        )  # fmt: skip
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    async def due(self, limit: int) -> list[OutboxEntry]:
+        rows = await self.database.fetch_all(
+            "SELECT id, envelope_from, recipients, raw, attempts, created_at FROM outbox"
+            " WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+            (timestamp(self.clock.now()), limit),
+        )
+        return [
+            OutboxEntry(
+                id=row["id"],
+                envelope_from=row["envelope_from"],
+                recipients=tuple(json.loads(row["recipients"])),
+                raw=row["raw"],
+                attempts=row["attempts"],
+                created_at=row["created_at"],
+            )
+            for row in rows
+        ]
+
+    async def next_due_at(self) -> str | None:
+        row = await self.database.fetch_one("SELECT min(next_attempt_at) AS at FROM outbox WHERE status = 'queued'")
+        return None if row is None else row["at"]
+
+    async def mark_sent(self, outbox_id: int, reply: str) -> None:
+        now = timestamp(self.clock.now())
+        await self.database.connection.execute(
+            "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?, relay_reply = ?,"
+            " updated_at = ? WHERE id = ?",
+            (now, reply, now, outbox_id),
+        )
+
+    async def mark_retry(self, outbox_id: int, next_attempt: datetime, reply: str) -> None:
+        await self.database.connection.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, relay_reply = ?, updated_at = ?"
+            " WHERE id = ?",
+            (timestamp(next_attempt), reply, timestamp(self.clock.now()), outbox_id),
+        )
+
+    async def mark_failed(self, outbox_id: int, reply: str) -> None:
+        await self.database.connection.execute(
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, relay_reply = ?, updated_at = ?"
+            " WHERE id = ?",
+            (reply, timestamp(self.clock.now()), outbox_id),
+        )
+
+    async def retry(self, outbox_ids: list[int] | None) -> list[int]:
+        """Queue failed mail again now (all of it when `outbox_ids` is None); returns the ids."""
+        now = timestamp(self.clock.now())
+        which: str = ""
+        parameters: tuple[int, ...] = ()
+        if outbox_ids is not None:
+            which, parameters = f" AND id IN ({','.join('?' * len(outbox_ids))})", tuple(outbox_ids)
+        rows = await self.database.fetch_all(
+            "UPDATE outbox SET status = 'queued', attempts = 0, created_at = ?, next_attempt_at = ?, updated_at = ?"
+            f" WHERE status = 'failed'{which} RETURNING id",
+            (now, now, now, *parameters),
+        )
+        return sorted(row["id"] for row in rows)
+
+    async def summaries(self, status: str | None = None) -> list[OutboxSummary]:
+        where, parameters = ("WHERE o.status = ?", (status,)) if status else ("", ())
+        rows = await self.database.fetch_all(
+            f"SELECT {SUMMARY_COLUMNS} FROM outbox o LEFT JOIN tickets t ON t.id = o.ticket_id {where} ORDER BY o.id",
+            parameters,
+        )
+        return [OutboxSummary(**{**dict(row), "recipients": tuple(json.loads(row["recipients"]))}) for row in rows]
+
+    async def raw(self, outbox_id: int) -> bytes | None:
+        row = await self.database.fetch_one("SELECT raw FROM outbox WHERE id = ?", (outbox_id,))
+        return None if row is None else row["raw"]

@@ -1,0 +1,199 @@
+"""Render a planned notification into a complete mail, bytes ready for the relay.
+
+The only module that imports jinja2. Guarantees: every subject carries the ticket token;
+no customer-supplied value can add a header (CR, LF and other control characters are
+removed); each address is encoded on its own, so a comma in an accented display name can
+never merge two recipients (Python 3.11's `email` policies can fold a To/Cc list so that a
+comma lands inside an encoded word; compat32 with pre-encoded values does not refold).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from email import charset as email_charset
+from email import encoders
+from email.generator import BytesGenerator
+from email.header import Header
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.policy import compat32
+from email.utils import format_datetime, formataddr, make_msgid
+from importlib.resources import files
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from gateway.clock import Clock
+from gateway.notify import PlannedMail
+from gateway.parse import Address, Attachment
+from gateway.settings import MailboxSettings, Settings
+from gateway.store import MessageView, TicketView
+from gateway.tickets import label, ticket_token
+
+GATEWAY_NAME = "ticket-gateway"
+MAX_REFERENCES = 20  # enough for any client to thread; bounded so headers stay small
+MAX_PREVIOUS_MESSAGES = 5
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+WIRE_POLICY = compat32.clone(linesep="\r\n")
+# Quoted-printable keeps Spanish text readable in the raw mail and in `outbox show`.
+UTF8_QP = email_charset.Charset("utf-8")
+UTF8_QP.body_encoding = email_charset.QP
+
+
+@dataclass(frozen=True)
+class OutboundMail:
+    template: str
+    message_id: str  # without angle brackets
+    envelope_from: str
+    recipients: tuple[str, ...]
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class Occasion:
+    """What happened, for the templates: the triggering message and any status change."""
+
+    trigger: MessageView | None
+    change: dict[str, Any] = field(default_factory=dict)
+    attachments: tuple[Attachment, ...] = ()  # forwarded with an agent's reply
+
+
+def shipped_templates() -> Path:
+    try:  # installed from a wheel: templates/ ships as the package gateway.templates
+        return Path(str(files("gateway.templates")))
+    except ModuleNotFoundError:  # a source checkout or editable install
+        return Path(__file__).resolve().parent.parent / "templates"
+
+
+class Renderer:
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        folders = [shipped_templates()]
+        if settings.outbound.templates_dir is not None:
+            folders.insert(0, settings.outbound.templates_dir)  # an admin's files win
+        self.environment = Environment(
+            loader=ChoiceLoader([FileSystemLoader(folder) for folder in folders]),
+            autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+
+    def render(
+        self, planned: PlannedMail, ticket: TicketView, mailbox: MailboxSettings, occasion: Occasion
+    ) -> OutboundMail:
+        context = self._context(planned, ticket, mailbox, occasion)
+        name = f"{mailbox.language}/{planned.template}"
+        subject = self._subject(self.environment.get_template(f"{name}.subject.txt").render(context), ticket)
+        text = self.environment.get_template(f"{name}.txt").render(context)
+        html = self.environment.get_template(f"{name}.html").render(context)
+        message_id = make_msgid(idstring=ticket.number.lower(), domain=self.settings.message_id_domain)[1:-1]
+        message = _body(text, html, occasion.attachments if not planned.for_agents else ())
+        headers = {
+            "From": _address_header((Address(mailbox.name, mailbox.address),)),
+            "To": _address_header(planned.to),
+            "Cc": _address_header(planned.cc),
+            "Reply-To": mailbox.address,
+            "Subject": _encoded(subject),
+            "Date": format_datetime(self.clock.now()),
+            "Message-ID": f"<{message_id}>",
+            **_threading_headers(ticket, occasion.trigger),
+            "Auto-Submitted": planned.auto_submitted,
+            # Asks Exchange not to answer with an out-of-office: one fewer loop to break.
+            "X-Auto-Response-Suppress": "All",
+            "X-Loop": f"{GATEWAY_NAME} {mailbox.address}",
+            "X-Ticket-Number": ticket.number,
+        }
+        for key, value in headers.items():
+            if value:
+                message[key] = value
+        return OutboundMail(
+            template=planned.template,
+            message_id=message_id,
+            envelope_from=mailbox.address,
+            recipients=tuple(person.address for person in (*planned.to, *planned.cc)),
+            raw=_wire_bytes(message),
+        )
+
+    def _context(
+        self, planned: PlannedMail, ticket: TicketView, mailbox: MailboxSettings, occasion: Occasion
+    ) -> dict[str, Any]:
+        latest = occasion.trigger or (ticket.messages[-1] if ticket.messages else None)
+        previous = [m for m in reversed(ticket.messages) if m is not latest][:MAX_PREVIOUS_MESSAGES]
+        return {
+            "ticket": ticket,
+            "mailbox": mailbox,
+            "token": ticket_token(ticket.number),
+            "recipient": planned.to[0],
+            "latest": latest,
+            "previous": previous,
+            "change": occasion.change,
+            "label": lambda key: label(str(key), mailbox.language),
+        }
+
+    def _subject(self, rendered: str, ticket: TicketView) -> str:
+        subject = one_line(rendered)
+        token = ticket_token(ticket.number)
+        # An admin's subject template may forget the token; replies would then not thread.
+        return subject if token in subject else f"{token} {subject}"
+
+
+def one_line(value: str) -> str:
+    """A header-safe value: control characters (CR and LF above all) become spaces."""
+    return " ".join(CONTROL_CHARACTERS.sub(" ", value).split())
+
+
+def _encoded(value: str) -> str:
+    value = one_line(value)
+    return value if value.isascii() else Header(value, "utf-8").encode()
+
+
+def _address_header(people: tuple[Address, ...]) -> str:
+    # Each address is encoded by itself, then joined: see the module docstring.
+    return ", ".join(formataddr((one_line(p.name), one_line(p.address)), charset="utf-8") for p in people)
+
+
+def _threading_headers(ticket: TicketView, trigger: MessageView | None) -> dict[str, str]:
+    """In-Reply-To the mail we answer; References the ticket's thread, oldest first."""
+    thread = [m.message_id for m in ticket.messages if m.message_id]
+    if trigger is not None and trigger.message_id in thread:
+        thread = thread[: thread.index(trigger.message_id) + 1]
+    references = [f"<{one_line(mid)}>" for mid in thread][-MAX_REFERENCES:]
+    in_reply_to = f"<{one_line(trigger.message_id)}>" if trigger and trigger.message_id else ""
+    return {"In-Reply-To": in_reply_to, "References": " ".join(references)}
+
+
+def _body(text: str, html: str, attachments: tuple[Attachment, ...]) -> MIMEMultipart:
+    alternative = MIMEMultipart("alternative")
+    alternative.attach(_text_part(text, "plain"))
+    alternative.attach(_text_part(html, "html"))
+    if not attachments:
+        return alternative
+    mixed = MIMEMultipart("mixed")
+    mixed.attach(alternative)
+    for attachment in attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        part = MIMEBase(maintype or "application", subtype or "octet-stream")
+        part.set_payload(attachment.content)
+        encoders.encode_base64(part)
+        part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", attachment.filename))
+        mixed.attach(part)
+    return mixed
+
+
+def _text_part(content: str, subtype: str) -> MIMENonMultipart:
+    part = MIMENonMultipart("text", subtype)
+    part.set_payload(content, UTF8_QP)
+    return part
+
+
+def _wire_bytes(message: MIMEMultipart) -> bytes:
+    buffer = BytesIO()
+    BytesGenerator(buffer, mangle_from_=False, policy=WIRE_POLICY).flatten(message)
+    return buffer.getvalue()
