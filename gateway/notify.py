@@ -41,10 +41,11 @@ class Rule:
     auto_submitted: str
     for_agents: bool = False
     only_if_copying_participants: bool = False
+    answers_author: bool = False  # an acknowledgement is for the author; it is not their mail back
 
 
 RULES: tuple[Rule, ...] = (
-    Rule(Event.TICKET_CREATED, "acknowledgement", Audience.REQUESTER, Audience.CC, AUTO_REPLIED),
+    Rule(Event.TICKET_CREATED, "acknowledgement", Audience.REQUESTER, Audience.CC, AUTO_REPLIED, answers_author=True),
     Rule(Event.TICKET_CREATED, "agent_new_ticket", Audience.AGENTS, Audience.NOBODY, AUTO_GENERATED, for_agents=True),
     Rule(Event.CUSTOMER_REPLY, "customer_reply", Audience.AGENTS, Audience.NOBODY, AUTO_GENERATED, for_agents=True),
     Rule(
@@ -86,7 +87,9 @@ def plan(event: Event, people: People, author: str, copy_participants: bool) -> 
     for rule in RULES:
         if rule.event is not event or (rule.only_if_copying_participants and not copy_participants):
             continue
-        excluded = {author.lower(), *people.ours, *people.unreachable}
+        excluded = {*people.ours, *people.unreachable}
+        if not rule.answers_author:
+            excluded.add(author.lower())
         to = _reachable(_audience(rule.to, people), excluded)
         cc = _reachable(_audience(rule.cc, people), excluded | {person.address for person in to})
         if not to and cc:  # the requester wrote it: the first CC becomes the addressee

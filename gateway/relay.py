@@ -48,6 +48,8 @@ class Relay:
         self.wakeup = asyncio.Event()
         self._connection_failures = 0  # in a row: the outage's length, for the pause
         self._paused_until: datetime | None = None
+        # One delivery round at a time: drain() must not send what the worker is sending.
+        self._round = asyncio.Lock()
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
@@ -81,12 +83,13 @@ class Relay:
     async def deliver_due(self) -> int:
         """Try every mail due now once, unless the relay is down; returns how many were tried."""
         tried = 0
-        while not self._paused() and (entries := await self.outbox.due(BATCH)):
-            for entry in entries:
-                if self._paused():
-                    break
-                await self._deliver(entry)
-                tried += 1
+        async with self._round:
+            while not self._paused() and (entries := await self.outbox.due(BATCH)):
+                for entry in entries:
+                    if self._paused():
+                        break
+                    await self._deliver(entry)
+                    tried += 1
         return tried
 
     async def _deliver(self, entry: OutboxEntry) -> None:

@@ -100,7 +100,7 @@ class Renderer:
             "To": _address_header(planned.to),
             "Cc": _address_header(planned.cc),
             "Reply-To": mailbox.address,
-            "Subject": _encoded(subject),
+            "Subject": _encoded(subject, "Subject"),
             "Date": format_datetime(self.clock.now()),
             "Message-ID": f"<{message_id}>",
             **_threading_headers(ticket, occasion.trigger),
@@ -112,7 +112,7 @@ class Renderer:
         }
         for key, value in headers.items():
             if value:
-                message[key] = value
+                message[key] = value  # type: ignore[assignment]  # compat32 takes a Header too
         return OutboundMail(
             template=planned.template,
             message_id=message_id,
@@ -149,14 +149,23 @@ def one_line(value: str) -> str:
     return " ".join(CONTROL_CHARACTERS.sub(" ", value).split())
 
 
-def _encoded(value: str) -> str:
+def _encoded(value: str, header_name: str) -> str | Header:
+    """RFC 2047 words when needed; the Header knows its name, so the first line fits."""
     value = one_line(value)
-    return value if value.isascii() else Header(value, "utf-8").encode()
+    return value if value.isascii() else Header(value, "utf-8", header_name=header_name)
 
 
 def _address_header(people: tuple[Address, ...]) -> str:
     # Each address is encoded by itself, then joined: see the module docstring.
-    return ", ".join(formataddr((one_line(p.name), one_line(p.address)), charset="utf-8") for p in people)
+    return ", ".join(_one_address(person) for person in people)
+
+
+def _one_address(person: Address) -> str:
+    name, address = one_line(person.name), one_line(person.address)
+    if name.isascii():
+        return formataddr((name, address))  # quotes a name holding a comma
+    # Several short encoded words, space-separated, so the header folds between them.
+    return f"{Header(name, 'utf-8').encode(linesep=' ')} <{address}>"
 
 
 def _threading_headers(ticket: TicketView, trigger: MessageView | None) -> dict[str, str]:
