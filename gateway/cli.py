@@ -21,6 +21,7 @@ from gateway.daemon import serve
 from gateway.database import TEMPORARY_ERRORS, Database
 from gateway.outbox import STATUSES as OUTBOX_STATUSES
 from gateway.pipeline import Pipeline
+from gateway.render import Renderer, TemplateCheckError
 from gateway.settings import ConfigError, Settings, config_path, load_settings
 from gateway.spool import STATUSES as SPOOL_STATUSES
 from gateway.tickets import Status, label
@@ -117,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
 async def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     try:
         await serve(settings)
+    except TemplateCheckError as problem:
+        log.error("%s", problem)
+        return EXIT_USAGE
     except OSError as error:
         log.error("cannot listen on %s:%d: %s", settings.smtp.host, settings.smtp.port, error.strerror)
         return EXIT_TEMPFAIL
@@ -150,6 +154,11 @@ async def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def run_check_config(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        Renderer(settings, SystemClock()).check()
+    except TemplateCheckError as problem:
+        print(f"ticket-gateway: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     print(json.dumps(settings.masked(), indent=2, ensure_ascii=False))
     return EXIT_OK
 

@@ -17,6 +17,7 @@ from gateway.listener import InboundHandler, start_listener
 from gateway.outbox import Outbox
 from gateway.pipeline import Pipeline
 from gateway.relay import Relay
+from gateway.render import Renderer
 from gateway.settings import Settings
 from gateway.spool import Spool
 
@@ -33,6 +34,7 @@ class Gateway:
         self._workers: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        Renderer(self.settings, self.clock).check()  # before anything opens: fail fast, leave nothing behind
         # A connection each: the listener's and the relay's commits must not land inside a
         # pipeline transaction, and vice versa.
         listener_db = await self._open_database()

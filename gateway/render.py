@@ -25,10 +25,10 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
 
 from gateway.clock import Clock
-from gateway.notify import PlannedMail
+from gateway.notify import RULES, PlannedMail
 from gateway.parse import Address, Attachment
 from gateway.settings import MailboxSettings, Settings
 from gateway.store import MessageView, TicketView
@@ -121,6 +121,20 @@ class Renderer:
             raw=_wire_bytes(message),
         )
 
+    def check(self) -> None:
+        """Render every template of every mailbox language once, so a broken override
+        stops the daemon at start-up instead of failing each mail later."""
+        sample = _sample_ticket()
+        for mailbox in self.settings.mailboxes:
+            for rule in RULES:
+                planned = PlannedMail(rule.template, (sample.requester,), sample.cc, rule.auto_submitted, False)
+                change = {"status": "resolved", "reopened": False}
+                try:
+                    self.render(planned, sample, mailbox, Occasion(sample.messages[-1], change))
+                except TemplateError as error:
+                    where = f"{mailbox.language}/{rule.template}"
+                    raise TemplateCheckError(f"template {where}: {error.message or error}") from error
+
     def _context(
         self, planned: PlannedMail, ticket: TicketView, mailbox: MailboxSettings, occasion: Occasion
     ) -> dict[str, Any]:
@@ -142,6 +156,20 @@ class Renderer:
         token = ticket_token(ticket.number)
         # An admin's subject template may forget the token; replies would then not thread.
         return subject if token in subject else f"{token} {subject}"
+
+
+class TemplateCheckError(Exception):
+    """A template that cannot be rendered; the message names it."""
+
+
+def _sample_ticket() -> TicketView:
+    customer = Address("María José Pérez", "maria@cliente.example")
+    message = MessageView("sample@cliente.example", "inbound", customer, "2026-11-20T12:00:00+00:00", "Hola.", ())
+    return TicketView(
+        id=0, number="TK-000000", subject="Prueba", status="open", priority="medium", type="request",
+        mailbox="", country="", brand="", product="", created_at=message.date, requester=customer,
+        cc=(Address("Jorge Núñez", "jorge@cliente.example"),), unreachable=frozenset(), messages=(message,),
+    )  # fmt: skip
 
 
 def one_line(value: str) -> str:

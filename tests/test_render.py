@@ -1,0 +1,74 @@
+"""Rendering, without I/O: every template in every language, headers, attachments."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gateway.clock import FixedClock
+from gateway.notify import RULES, PlannedMail
+from gateway.parse import Address, Attachment
+from gateway.render import Occasion, Renderer, TemplateCheckError, _sample_ticket
+from gateway.settings import load_settings
+from tests.conftest import write_config
+
+CLOCK = FixedClock(datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def renderer(tmp_path: Path) -> Renderer:
+    return Renderer(load_settings(write_config(tmp_path)), CLOCK)
+
+
+@pytest.mark.parametrize("language", ["es", "en", "pt"])
+@pytest.mark.parametrize("rule", RULES, ids=lambda rule: f"{rule.event}-{rule.template}")
+def test_every_template_renders_both_parts_with_the_token(renderer: Renderer, language: str, rule) -> None:
+    ticket = _sample_ticket()
+    mailbox = renderer.settings.mailboxes[0].model_copy(update={"language": language})
+    planned = PlannedMail(rule.template, (ticket.requester,), ticket.cc, rule.auto_submitted, rule.for_agents)
+    change = {"status": "resolved", "reopened": False}
+    mail = renderer.render(planned, ticket, mailbox, Occasion(ticket.messages[-1], change))
+    message = email.message_from_bytes(mail.raw, policy=email.policy.default)
+    assert message["Subject"].startswith("[#TK-000000]")
+    assert message["Auto-Submitted"] == rule.auto_submitted
+    assert message["In-Reply-To"] == "<sample@cliente.example>"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert "Hola." in text and "Hola." in html
+    assert mail.recipients == ("maria@cliente.example", "jorge@cliente.example")
+
+
+def test_html_part_escapes_what_customers_wrote(renderer: Renderer) -> None:
+    ticket = _sample_ticket()
+    hostile = ticket.messages[0].__class__(
+        "x@cliente.example", "inbound", Address("<b>Eve</b>", "eve@x.example"), "hoy", "<script>alert(1)</script>", ()
+    )
+    planned = PlannedMail("customer_reply", (ticket.requester,), (), "auto-generated", True)
+    mail = renderer.render(planned, ticket, renderer.settings.mailboxes[0], Occasion(hostile))
+    html = email.message_from_bytes(mail.raw, policy=email.policy.default).get_body(("html",)).get_content()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_agent_reply_attachments_go_to_customers_not_to_agents(renderer: Renderer) -> None:
+    ticket = _sample_ticket()
+    attachment = Attachment("parche ñ.zip", "application/zip", b"PK\x03\x04data")
+    mailbox = renderer.settings.mailboxes[0]
+    for for_agents, expected in ((False, ["parche ñ.zip"]), (True, [])):
+        planned = PlannedMail("agent_reply", (ticket.requester,), (), "auto-generated", for_agents)
+        mail = renderer.render(planned, ticket, mailbox, Occasion(ticket.messages[-1], attachments=(attachment,)))
+        message = email.message_from_bytes(mail.raw, policy=email.policy.default)
+        assert [part.get_filename() for part in message.iter_attachments()] == expected
+
+
+def test_a_broken_override_is_named_at_start(tmp_path: Path) -> None:
+    overrides = tmp_path / "overrides" / "es"
+    overrides.mkdir(parents=True)
+    (overrides / "acknowledgement.txt").write_text("Hola {{ ticket.nombre_que_no_existe }}")
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("[agents]", f'templates_dir = "{overrides.parent}"\n\n[agents]'))
+    with pytest.raises(TemplateCheckError, match="es/acknowledgement"):
+        Renderer(load_settings(config), CLOCK).check()
