@@ -11,20 +11,19 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from gateway import __version__
+from gateway.cli_tickets import add_ticket_commands
 from gateway.clock import SystemClock
 from gateway.daemon import serve
-from gateway.database import TEMPORARY_ERRORS, Database
+from gateway.database import TEMPORARY_ERRORS
 from gateway.outbox import STATUSES as OUTBOX_STATUSES
-from gateway.pipeline import Pipeline
+from gateway.pipeline import open_pipeline
 from gateway.render import Renderer, TemplateCheckError
 from gateway.settings import ConfigError, Settings, config_path, load_settings
 from gateway.spool import STATUSES as SPOOL_STATUSES
-from gateway.tickets import Status, label
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -83,15 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--sender", default="", help="envelope sender")
     command("check-config", run_check_config, "validate the configuration and print the effective settings")
 
-    tickets = commands.add_parser("tickets", help="list and show tickets").add_subparsers(
+    tickets = commands.add_parser("tickets", help="list, show and export tickets").add_subparsers(
         required=True, metavar="ACTION"
     )
-    listing = command("list", run_tickets_list, "list tickets", tickets)
-    listing.add_argument("--status", choices=[status.value for status in Status])
-    listing.add_argument("--json", action="store_true", help="print JSON")
-    show = command("show", run_tickets_show, "show one ticket and its conversation", tickets)
-    show.add_argument("number")
-    show.add_argument("--json", action="store_true", help="print JSON")
+    add_ticket_commands(tickets, command)
 
     inbound = commands.add_parser("inbound", help="the inbound spool").add_subparsers(required=True, metavar="ACTION")
     inbound_list = command("list", run_inbound_list, "list spooled mail (failed first to look at)", inbound)
@@ -160,43 +154,6 @@ async def run_check_config(settings: Settings, args: argparse.Namespace) -> int:
         print(f"ticket-gateway: {problem}", file=sys.stderr)
         return EXIT_USAGE
     print(json.dumps(settings.masked(), indent=2, ensure_ascii=False))
-    return EXIT_OK
-
-
-async def run_tickets_list(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_pipeline(settings) as pipeline:
-        tickets = await pipeline.store.list_tickets(args.status)
-    if args.json:
-        print(json.dumps(tickets, indent=2, ensure_ascii=False))
-        return EXIT_OK
-    for ticket in tickets:
-        print(
-            f"{ticket['number']}  {label(str(ticket['status'])):<22} {label(str(ticket['priority'])):<8}"
-            f" {ticket['requester']:<36} {ticket['subject']}"
-        )
-    print(f"{len(tickets)} ticket(s)", file=sys.stderr)
-    return EXIT_OK
-
-
-async def run_tickets_show(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_pipeline(settings) as pipeline:
-        ticket = await pipeline.store.show_ticket(args.number.upper())
-    if ticket is None:
-        print(f"ticket-gateway: no ticket {args.number}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(ticket, indent=2, ensure_ascii=False))
-        return EXIT_OK
-    print(f"{ticket['number']}: {ticket['subject']}")
-    for key in ("status", "priority", "type"):
-        print(f"  {key}: {label(str(ticket[key]))}")
-    for key in ("requester", "cc", "mailbox", "country", "brand", "product", "created_at", "updated_at"):
-        print(f"  {key}: {ticket[key]}")
-    for message in ticket["messages"]:  # type: ignore[attr-defined]
-        print(f"\n--- {message['date']} {message['direction']} from {message['from']}")
-        print(message["body"].rstrip())
-        for attachment in message["attachments"]:
-            print(f"  [{attachment['filename']} {attachment['content_type']} {attachment['size']} bytes]")
     return EXIT_OK
 
 
@@ -277,13 +234,3 @@ async def run_outbox_retry(settings: Settings, args: argparse.Namespace) -> int:
         print(f"ticket-gateway: not failed or not found: {', '.join(map(str, missing))}", file=sys.stderr)
         return 1
     return EXIT_OK
-
-
-@asynccontextmanager
-async def open_pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
-    """A pipeline over its own database connection, closed on exit."""
-    database = await Database.open(settings.database.path)
-    try:
-        yield Pipeline(settings, database, SystemClock())
-    finally:
-        await database.close()

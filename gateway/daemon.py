@@ -8,6 +8,7 @@ queued mail waits in the spool for the next start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 
@@ -41,6 +42,7 @@ class Gateway:
         pipeline_db = await self._open_database()
         relay_db = await self._open_database()
         self.pipeline = Pipeline(self.settings, pipeline_db, self.clock)
+        await self.pipeline.prepare()
         self.relay = Relay(
             self.settings.outbound,
             Outbox(relay_db, self.clock),
@@ -57,6 +59,7 @@ class Gateway:
         self._workers = [
             asyncio.create_task(self.pipeline.run(self.stopping), name="pipeline"),
             asyncio.create_task(self.relay.run(self.stopping), name="relay"),
+            asyncio.create_task(self._close_stale_periodically(), name="auto-close"),
         ]
         log.info(
             "listening on %s:%d (%s), database %s",
@@ -67,6 +70,16 @@ class Gateway:
         database = await Database.open(self.settings.database.path)
         self._databases.append(database)
         return database
+
+    async def _close_stale_periodically(self) -> None:
+        interval = self.settings.tickets.close_stale_every_minutes * 60
+        while not self.stopping.is_set():
+            try:
+                await self.pipeline.close_stale(self.clock.now())
+            except Exception:  # a locked database, say: the next round tries again
+                log.exception("auto-close failed; trying again in %g minutes", interval / 60)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=interval)
 
     @property
     def port(self) -> int:

@@ -54,9 +54,48 @@ CREATE TABLE IF NOT EXISTS tickets (
     status TEXT NOT NULL,
     source TEXT NOT NULL DEFAULT 'email',
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    assignee TEXT,
+    incident TEXT,                     -- the engineering incident's sub-status, if tracked
+    fiscal_id TEXT,
+    fiscal_id_valid INTEGER,           -- 1 valid, 0 kept as written but flagged
+    company TEXT NOT NULL DEFAULT '',
+    phone TEXT NOT NULL DEFAULT '',
+    follow_up_of INTEGER REFERENCES tickets (id),
+    first_response_at TEXT,
+    resolved_at TEXT,
+    closed_at TEXT,
+    resolutions INTEGER NOT NULL DEFAULT 0  -- how often it was resolved: a rating rates one
 );
 CREATE INDEX IF NOT EXISTS tickets_status ON tickets (status, id);
+CREATE INDEX IF NOT EXISTS tickets_requester ON tickets (requester, id);
+CREATE INDEX IF NOT EXISTS tickets_resolved ON tickets (resolved_at) WHERE status = 'resolved';
+
+-- Every change of a ticket's fields: when, what, from what to what, and who.
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ticket_id INTEGER NOT NULL REFERENCES tickets (id),
+    at TEXT NOT NULL,
+    field TEXT NOT NULL,
+    old TEXT,
+    new TEXT,
+    by TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_ticket ON history (ticket_id, id);
+
+CREATE TABLE IF NOT EXISTS ratings (
+    ticket_id INTEGER NOT NULL REFERENCES tickets (id),
+    resolution INTEGER NOT NULL,
+    helpful INTEGER NOT NULL,
+    comment TEXT NOT NULL DEFAULT '',
+    at TEXT NOT NULL,
+    PRIMARY KEY (ticket_id, resolution)
+);
+
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS participants (
     ticket_id INTEGER NOT NULL REFERENCES tickets (id),
@@ -81,8 +120,11 @@ CREATE TABLE IF NOT EXISTS messages (
     recipients_cc TEXT NOT NULL DEFAULT '[]',
     subject TEXT NOT NULL DEFAULT '',
     date TEXT,
-    body TEXT NOT NULL DEFAULT '',
+    body TEXT NOT NULL DEFAULT '',     -- the full text as received
+    new_part TEXT,                     -- without quoted history: what notifications show
     html TEXT,
+    visibility TEXT NOT NULL DEFAULT 'public' CHECK (visibility IN ('public', 'internal', 'system')),
+    note TEXT,                         -- why a message is internal or system, for agents
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_ticket ON messages (ticket_id, id);

@@ -18,12 +18,15 @@ class Event(StrEnum):
     CUSTOMER_REPLY = "customer_reply"
     AGENT_REPLY = "agent_reply"
     STATUS_CHANGED = "status_changed"  # resolved, closed, or reopened
+    COMMANDS_REJECTED = "commands_rejected"  # an agent's reply had a bad command line
+    MY_TICKETS = "my_tickets"  # a customer asked for the list of their tickets
 
 
 class Audience(StrEnum):
     REQUESTER = "requester"
     CC = "cc"  # every CC participant
     AGENTS = "agents"  # the agents' notification address
+    AUTHOR = "author"  # whoever wrote the triggering mail, and only them
     NOBODY = "nobody"
 
 
@@ -58,6 +61,16 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(Event.AGENT_REPLY, "agent_reply", Audience.REQUESTER, Audience.CC, AUTO_GENERATED),
     Rule(Event.STATUS_CHANGED, "status_changed", Audience.REQUESTER, Audience.CC, AUTO_GENERATED),
+    Rule(
+        Event.COMMANDS_REJECTED,
+        "commands_rejected",
+        Audience.AUTHOR,
+        Audience.NOBODY,
+        AUTO_REPLIED,
+        for_agents=True,
+        answers_author=True,
+    ),
+    Rule(Event.MY_TICKETS, "my_tickets", Audience.AUTHOR, Audience.NOBODY, AUTO_REPLIED, answers_author=True),
 )
 
 
@@ -65,6 +78,7 @@ RULES: tuple[Rule, ...] = (
 class People:
     """Everyone a ticket could write to, as the domain sees them."""
 
+    author: Address  # whoever wrote the mail that caused the event
     requester: Address
     cc: tuple[Address, ...]
     agents: tuple[Address, ...]
@@ -81,15 +95,15 @@ class PlannedMail:
     for_agents: bool
 
 
-def plan(event: Event, people: People, author: str, copy_participants: bool) -> list[PlannedMail]:
-    """The mails an event causes. `author` is whoever wrote the triggering message."""
+def plan(event: Event, people: People, copy_participants: bool) -> list[PlannedMail]:
+    """The mails an event causes."""
     planned = []
     for rule in RULES:
         if rule.event is not event or (rule.only_if_copying_participants and not copy_participants):
             continue
         excluded = {*people.ours, *people.unreachable}
         if not rule.answers_author:
-            excluded.add(author.lower())
+            excluded.add(people.author.address)
         to = _reachable(_audience(rule.to, people), excluded)
         cc = _reachable(_audience(rule.cc, people), excluded | {person.address for person in to})
         if not to and cc:  # the requester wrote it: the first CC becomes the addressee
@@ -106,6 +120,8 @@ def _audience(audience: Audience, people: People) -> tuple[Address, ...]:
         return people.cc
     if audience is Audience.AGENTS:
         return people.agents
+    if audience is Audience.AUTHOR:
+        return (people.author,)
     return ()
 
 

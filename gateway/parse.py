@@ -65,11 +65,12 @@ class ParsedMail:
     date: datetime | None
     in_reply_to: tuple[str, ...]
     references: tuple[str, ...]
-    text: str
+    text: str  # from text/plain parts, or converted from the HTML when there are none
     html: str | None
     attachments: tuple[Attachment, ...]
     headers: tuple[tuple[str, str], ...]  # (lower-cased name, value), in order
     defects: tuple[str, ...]
+    has_text_part: bool = True  # False: `text` was made from the HTML
 
     def header(self, name: str) -> str | None:
         """The first value of header `name` (case-insensitive), or None."""
@@ -101,6 +102,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
         attachments=tuple(attachments),
         headers=tuple((key.lower(), _header_text(value)) for key, value in message.items()),
         defects=tuple(sorted(parsed.defects_categories)),
+        has_text_part=bool(text_parts),
     )
 
 

@@ -10,20 +10,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import Any
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 
-from gateway.clock import Clock
+from gateway.actions import Desk
+from gateway.clock import Clock, SystemClock
 from gateway.database import TEMPORARY_ERRORS, Database
-from gateway.notify import Event, People, plan
-from gateway.outbox import Outbox
-from gateway.parse import Address, Attachment, ParsedMail, parse_address, parse_mail
-from gateway.render import Occasion, Renderer
+from gateway.outbox import Notifier, Outbox
+from gateway.parse import ParsedMail, parse_address, parse_mail
+from gateway.queries import TicketQueries
+from gateway.render import Renderer
 from gateway.route import route_mail
 from gateway.settings import MailboxSettings, Settings
 from gateway.spool import Spool, SpoolEntry
-from gateway.store import TicketStore, inbound_message
-from gateway.tickets import copied_people, open_ticket, requester_of
+from gateway.store import TicketStore
+from gateway.tickets import Status, asks_for_my_tickets, requester_of
+from gateway.tokens import Rating, Signer
+from gateway.trust import agent_proof
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +45,21 @@ class Pipeline:
         self.spool = Spool(database, clock)
         self.store = TicketStore(database, settings.tickets.number_prefix)
         self.outbox = Outbox(database, clock)
+        self.queries = TicketQueries(database)
         self.renderer = Renderer(settings, clock)
         self.wakeup = asyncio.Event()
         self.on_outbox_changed: Callable[[], None] = lambda: None  # the daemon wakes the relay
         # One mail at a time per process: drain() waits for the mail the worker has in hand.
         self._in_hand = asyncio.Lock()
+
+    async def prepare(self) -> None:
+        """Load the signing secret (from the config, else the database's own) and build the desk."""
+        secret = self.settings.security.secret.get_secret_value()
+        if not secret:
+            secret = await self.store.secret(lambda: secrets.token_hex(32))
+        self.signer = Signer(secret.encode())
+        notifier = Notifier(self.settings, self.store, self.outbox, self.renderer, self.signer)
+        self.desk = Desk(self.settings, self.store, self.queries, notifier, self.clock)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Process mail until `stopping` is set; the mail in hand is always finished."""
@@ -103,57 +118,53 @@ class Pipeline:
         await self.spool.requeue(entry.id)
 
     async def _apply(self, entry: SpoolEntry, mail: ParsedMail) -> str:
+        author = requester_of(mail, parse_address(entry.mail_from))
+        if author is None:
+            raise UnprocessableMailError("no sender address: neither a From header nor an envelope sender")
+        mailbox = self._mailbox_of(entry, mail)
+        if asks_for_my_tickets(mail.subject):
+            return await self.desk.my_tickets(entry, mail, author, mailbox)
         route = await route_mail(mail, self.store)
         if route.kind == "duplicate":
             assert route.ticket is not None
             return f"duplicate ({route.reason}), ticket {route.ticket.number} unchanged"
-        author = requester_of(mail, parse_address(entry.mail_from))
-        if author is None:
-            raise UnprocessableMailError("no sender address: neither a From header nor an envelope sender")
-        now = self.clock.now()
-        ours = self.settings.our_addresses
-        if route.kind == "reply":
-            assert route.ticket is not None
-            ticket = route.ticket
-            await self.store.add_message(ticket.id, entry.id, inbound_message(mail, author), now)
-            people = copied_people(mail, ours, exclude=author.address)
-            added = await self.store.add_participants(ticket.id, people, "cc", now)
-            event, outcome = Event.CUSTOMER_REPLY, f"reply to {ticket.number} by {route.reason}, {added} new cc"
-        else:
-            mailbox = self._mailbox_of(entry, mail)
-            ticket = await self.store.create_ticket(open_ticket(mail, author, mailbox.as_mailbox(), ours), now)
-            await self.store.add_message(ticket.id, entry.id, inbound_message(mail, author), now)
-            event, outcome = Event.TICKET_CREATED, f"new ticket {ticket.number} in {mailbox.address}"
-        queued = await self.notify(ticket.id, event, author.address, mail.message_id)
-        return f"{outcome}, {queued} notification(s) queued"
+        if route.ticket is None:
+            return await self.desk.open_ticket(entry, mail, author, mailbox)
+        ticket = route.ticket
+        rating = self._rating_in(entry, mail, ticket.number)
+        if rating is not None:
+            return await self.desk.rating(ticket, entry, mail, author, rating)
+        if self.settings.agents.is_agent(author.address):
+            proof = agent_proof(
+                mail, entry.rcpt_tos, ticket.number, author.address, self.settings.agents.notify_address,
+                self.signer, self.settings.security.trusted_authserv_ids,
+            )  # fmt: skip
+            return await self.desk.agent_reply(ticket, entry, mail, author, proof)
+        if ticket.status == Status.CLOSED:
+            return await self.desk.open_ticket(entry, mail, author, mailbox, follow_up_of=ticket)
+        return await self.desk.customer_reply(ticket, entry, mail, author)
 
-    async def notify(
-        self,
-        ticket_id: int,
-        event: Event,
-        author: str,
-        trigger_message_id: str | None,
-        change: dict[str, Any] | None = None,
-        attachments: tuple[Attachment, ...] = (),
-    ) -> int:
-        """Render and queue the mail an event causes, inside the caller's transaction."""
-        ticket = await self.store.ticket_view(ticket_id)
-        mailbox = self.settings.mailbox_for(ticket.mailbox) or self.settings.mailboxes[0]
-        agents = self.settings.agents.notify_address
-        people = People(
-            requester=ticket.requester,
-            cc=ticket.cc,
-            agents=(Address("", agents),) if agents else (),
-            ours=self.settings.our_addresses,
-            unreachable=ticket.unreachable,
-        )
-        occasion = Occasion(ticket.message(trigger_message_id), change or {}, attachments)
-        planned = plan(event, people, author, self.settings.outbound.copy_customer_replies_to_participants)
-        for notification in planned:
-            mail = self.renderer.render(notification, ticket, mailbox, occasion)
-            await self.outbox.add(ticket.id, mail)
-            await self.store.remember_thread_id(mail.message_id, ticket.id)
-        return len(planned)
+    def _rating_in(self, entry: SpoolEntry, mail: ParsedMail, number: str) -> Rating | None:
+        """A valid rating token for this ticket, in the envelope or the To/Cc headers."""
+        for address in (*entry.rcpt_tos, *(person.address for person in (*mail.to, *mail.cc))):
+            rating = self.signer.rating_in(address)
+            if rating is not None and rating.number == number:
+                return rating
+        return None
+
+    async def close_stale(self, now: datetime) -> list[str]:
+        """Close every ticket resolved `auto_close_hours` before `now`; returns their numbers."""
+        before = now - timedelta(hours=self.settings.tickets.auto_close_hours)
+        closed = []
+        async with self._in_hand:
+            for ticket_id in await self.store.stale_resolved(before):
+                async with self.database.transaction():
+                    await self.desk.close_stale(ticket_id, now)
+                    closed.append((await self.store.ticket_view(ticket_id)).number)
+        if closed:
+            log.info("auto-closed %d ticket(s) resolved before %s: %s", len(closed), before, ", ".join(closed))
+            self.on_outbox_changed()
+        return closed
 
     def _mailbox_of(self, entry: SpoolEntry, mail: ParsedMail) -> MailboxSettings:
         """The mailbox the mail was delivered to; the headers decide when the envelope cannot."""
@@ -167,3 +178,15 @@ class Pipeline:
 
 def _id_of(mail: ParsedMail | None) -> str:
     return f"<{mail.message_id}>" if mail and mail.message_id else "<no Message-ID>"
+
+
+@asynccontextmanager
+async def open_pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
+    """A pipeline over its own database connection, closed on exit."""
+    database = await Database.open(settings.database.path)
+    try:
+        pipeline = Pipeline(settings, database, SystemClock())
+        await pipeline.prepare()
+        yield pipeline
+    finally:
+        await database.close()

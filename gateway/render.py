@@ -32,7 +32,7 @@ from gateway.notify import RULES, PlannedMail
 from gateway.parse import Address, Attachment
 from gateway.settings import MailboxSettings, Settings
 from gateway.store import MessageView, TicketView
-from gateway.tickets import label, ticket_token
+from gateway.tickets import ticket_token
 
 GATEWAY_NAME = "ticket-gateway"
 MAX_REFERENCES = 20  # enough for any client to thread; bounded so headers stay small
@@ -55,11 +55,14 @@ class OutboundMail:
 
 @dataclass(frozen=True)
 class Occasion:
-    """What happened, for the templates: the triggering message and any status change."""
+    """What happened, for the templates: the triggering message and what else they show."""
 
     trigger: MessageView | None
-    change: dict[str, Any] = field(default_factory=dict)
+    change: dict[str, Any] = field(default_factory=dict)  # status, reopened, rating links, …
     attachments: tuple[Attachment, ...] = ()  # forwarded with an agent's reply
+    reply_to: str | None = None  # default: the mailbox; agents get their signed address
+    from_name: str | None = None  # default: the mailbox's name
+    extra: dict[str, Any] = field(default_factory=dict)  # errors, ticket lists, …
 
 
 def shipped_templates() -> Path:
@@ -86,29 +89,33 @@ class Renderer:
         )
 
     def render(
-        self, planned: PlannedMail, ticket: TicketView, mailbox: MailboxSettings, occasion: Occasion
+        self, planned: PlannedMail, ticket: TicketView | None, mailbox: MailboxSettings, occasion: Occasion
     ) -> OutboundMail:
+        """A complete mail; `ticket` is None only for mail about no one ticket (my tickets)."""
         context = self._context(planned, ticket, mailbox, occasion)
         name = f"{mailbox.language}/{planned.template}"
-        subject = self._subject(self.environment.get_template(f"{name}.subject.txt").render(context), ticket)
+        subject = one_line(self.environment.get_template(f"{name}.subject.txt").render(context))
+        if ticket is not None and ticket_token(ticket.number) not in subject:
+            subject = f"{ticket_token(ticket.number)} {subject}"  # an override forgot it: keep threading
         text = self.environment.get_template(f"{name}.txt").render(context)
         html = self.environment.get_template(f"{name}.html").render(context)
-        message_id = make_msgid(idstring=ticket.number.lower(), domain=self.settings.message_id_domain)[1:-1]
+        idstring = ticket.number.lower() if ticket else None
+        message_id = make_msgid(idstring=idstring, domain=self.settings.message_id_domain)[1:-1]
         message = _body(text, html, occasion.attachments if not planned.for_agents else ())
         headers = {
-            "From": _address_header((Address(mailbox.name, mailbox.address),)),
+            "From": _address_header((Address(occasion.from_name or mailbox.name, mailbox.address),)),
             "To": _address_header(planned.to),
             "Cc": _address_header(planned.cc),
-            "Reply-To": mailbox.address,
+            "Reply-To": occasion.reply_to or mailbox.address,
             "Subject": _encoded(subject, "Subject"),
             "Date": format_datetime(self.clock.now()),
             "Message-ID": f"<{message_id}>",
-            **_threading_headers(ticket, occasion.trigger),
+            **(_threading_headers(ticket, occasion.trigger) if ticket else {}),
             "Auto-Submitted": planned.auto_submitted,
             # Asks Exchange not to answer with an out-of-office: one fewer loop to break.
             "X-Auto-Response-Suppress": "All",
             "X-Loop": f"{GATEWAY_NAME} {mailbox.address}",
-            "X-Ticket-Number": ticket.number,
+            "X-Ticket-Number": ticket.number if ticket else "",
         }
         for key, value in headers.items():
             if value:
@@ -128,38 +135,48 @@ class Renderer:
         for mailbox in self.settings.mailboxes:
             for rule in RULES:
                 planned = PlannedMail(rule.template, (sample.requester,), sample.cc, rule.auto_submitted, False)
-                change = {"status": "resolved", "reopened": False}
                 try:
-                    self.render(planned, sample, mailbox, Occasion(sample.messages[-1], change))
+                    self.render(planned, sample, mailbox, sample_occasion(sample))
                 except TemplateError as error:
                     where = f"{mailbox.language}/{rule.template}"
                     raise TemplateCheckError(f"template {where}: {error.message or error}") from error
 
     def _context(
-        self, planned: PlannedMail, ticket: TicketView, mailbox: MailboxSettings, occasion: Occasion
+        self, planned: PlannedMail, ticket: TicketView | None, mailbox: MailboxSettings, occasion: Occasion
     ) -> dict[str, Any]:
-        latest = occasion.trigger or (ticket.messages[-1] if ticket.messages else None)
-        previous = [m for m in reversed(ticket.messages) if m is not latest][:MAX_PREVIOUS_MESSAGES]
+        # Customers never see internal notes or system entries; agents see everything.
+        shown = [m for m in (ticket.messages if ticket else ()) if planned.for_agents or m.visibility == "public"]
+        latest = occasion.trigger if occasion.trigger in shown else (shown[-1] if shown else None)
+        previous = [m for m in reversed(shown) if m is not latest][:MAX_PREVIOUS_MESSAGES]
         return {
+            **occasion.extra,
             "ticket": ticket,
             "mailbox": mailbox,
-            "token": ticket_token(ticket.number),
+            "token": ticket_token(ticket.number) if ticket else "",
             "recipient": planned.to[0],
             "latest": latest,
             "previous": previous,
             "change": occasion.change,
-            "label": lambda key: label(str(key), mailbox.language),
+            "label": lambda key: self.settings.label(str(key), mailbox.language),
         }
-
-    def _subject(self, rendered: str, ticket: TicketView) -> str:
-        subject = one_line(rendered)
-        token = ticket_token(ticket.number)
-        # An admin's subject template may forget the token; replies would then not thread.
-        return subject if token in subject else f"{token} {subject}"
 
 
 class TemplateCheckError(Exception):
     """A template that cannot be rendered; the message names it."""
+
+
+def sample_occasion(ticket: TicketView) -> Occasion:
+    """Everything any template may use, for the start-up check and tests."""
+    change = {
+        "status": "resolved",
+        "reopened": False,
+        "rate_yes": "s+rate.y@x.example",
+        "rate_no": "s+rate.n@x.example",
+    }
+    listing = [{"number": ticket.number, "subject": ticket.subject, "status": "open", "priority": "medium",
+                "created_at": ticket.created_at, "last_answer": None}]  # fmt: skip
+    errors = [{"line": "#estado volando", "reason": "'volando' is not a status"}]
+    return Occasion(ticket.messages[-1], change, extra={"errors": errors, "tickets": listing})
 
 
 def _sample_ticket() -> TicketView:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from gateway.tickets import Mailbox, Priority, TicketType
+from gateway.tickets import LABELS, Mailbox, Priority, Status, TicketType
 
 ENV_PREFIX = "GATEWAY_"
 CONFIG_PATH_VARIABLE = "GATEWAY_CONFIG"
@@ -41,8 +41,29 @@ class DatabaseSettings(Section):
     path: Path = Path("ticket-gateway.db")
 
 
+DEFAULT_INCIDENT_VALUES = (
+    "Esperando creación",
+    "Incidencia en progreso",
+    "Incidencia completada",
+    "No requiere incidencia",
+)
+
+
 class TicketSettings(Section):
     number_prefix: str = Field(default="TK", pattern=r"^[A-Za-z][A-Za-z0-9]{0,9}$")
+    auto_close_hours: float = Field(default=48.0, gt=0)
+    close_stale_every_minutes: float = Field(default=10.0, gt=0)
+    # Where an agent's public reply moves an open or in-progress ticket; "" leaves it.
+    agent_reply_status: Status | Literal[""] = Status.WAITING_CUSTOMER
+    incident_values: tuple[str, ...] = DEFAULT_INCIDENT_VALUES
+
+
+class SecuritySettings(Section):
+    # Key of the signed reply and rating addresses. Set it from the environment
+    # (GATEWAY_SECURITY__SECRET); empty: one is generated and kept in the database.
+    secret: SecretStr = SecretStr("")
+    # Hosts whose Authentication-Results headers are trusted (our own MX), by authserv-id.
+    trusted_authserv_ids: tuple[str, ...] = ()
 
 
 class PipelineSettings(Section):
@@ -137,6 +158,9 @@ class Settings(BaseSettings):
     logging: LoggingSettings = LoggingSettings()
     outbound: OutboundSettings = OutboundSettings()
     agents: AgentSettings = AgentSettings()
+    security: SecuritySettings = SecuritySettings()
+    # Per language, labels replacing the defaults: [labels.es] open = "Enviado".
+    labels: dict[Literal["es", "en", "pt"], dict[Status | Priority | TicketType, str]] = {}
     mailboxes: list[MailboxSettings] = Field(min_length=1)
 
     @classmethod
@@ -159,6 +183,11 @@ class Settings(BaseSettings):
     @property
     def our_addresses(self) -> frozenset[str]:
         return frozenset(box.address for box in self.mailboxes)
+
+    def label(self, key: str, language: str = "es") -> str:
+        """What a person reads for a stable key, in a language: config first, then defaults."""
+        configured = self.labels.get(language, {})  # type: ignore[call-overload]
+        return str(configured.get(key) or LABELS.get(language, LABELS["es"]).get(key, key))
 
     @property
     def message_id_domain(self) -> str:

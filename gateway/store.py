@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,9 +42,12 @@ class StoredMessage:
     cc: tuple[Address, ...]
     subject: str
     date: datetime | None
-    body: str
+    body: str  # the full text
+    new_part: str  # without quoted history
     html: str | None
     attachments: tuple[Attachment, ...]
+    visibility: str = "public"  # public | internal | system
+    note: str | None = None  # why it is internal or system
 
 
 @dataclass(frozen=True)
@@ -56,13 +58,14 @@ class MessageView:
     direction: str
     author: Address
     date: str
-    body: str
+    body: str  # the new part: what the author wrote in this mail
     attachment_names: tuple[str, ...]
+    visibility: str = "public"
 
 
 @dataclass(frozen=True)
 class TicketView:
-    """A ticket as notifications see it: fields, people, and the conversation."""
+    """A ticket as notifications and the domain see it: fields, people, conversation."""
 
     id: int
     number: str
@@ -79,12 +82,20 @@ class TicketView:
     cc: tuple[Address, ...]
     unreachable: frozenset[str]
     messages: tuple[MessageView, ...]  # oldest first
+    assignee: str | None = None
+    incident: str | None = None
+    resolutions: int = 0
+    resolved_at: str | None = None
+    first_response_at: str | None = None
+    follow_up_of: str | None = None  # the number of the closed ticket this one follows
 
     def message(self, message_id: str | None) -> MessageView | None:
         return next((m for m in self.messages if message_id and m.message_id == message_id), None)
 
 
-def inbound_message(mail: ParsedMail, author: Address) -> StoredMessage:
+def inbound_message(
+    mail: ParsedMail, author: Address, new_part: str, visibility: str = "public", note: str | None = None
+) -> StoredMessage:
     return StoredMessage(
         message_id=mail.message_id,
         direction="inbound",
@@ -94,8 +105,11 @@ def inbound_message(mail: ParsedMail, author: Address) -> StoredMessage:
         subject=mail.subject,
         date=mail.date,
         body=mail.text,
+        new_part=new_part,
         html=mail.html,
         attachments=mail.attachments,
+        visibility=visibility,
+        note=note,
     )
 
 
@@ -115,10 +129,9 @@ class TicketStore:
         wanted = list(message_ids)
         if not wanted:
             return {}
-        marks = ",".join("?" * len(wanted))
         rows = await self.database.fetch_all(
             "SELECT x.message_id, t.id, t.number, t.status FROM thread_ids x"
-            f" JOIN tickets t ON t.id = x.ticket_id WHERE x.message_id IN ({marks})",
+            f" JOIN tickets t ON t.id = x.ticket_id WHERE x.message_id IN ({marks(wanted)})",
             tuple(wanted),
         )
         return {row["message_id"]: TicketRef(row["id"], row["number"], row["status"]) for row in rows}
@@ -142,19 +155,21 @@ class TicketStore:
         number = format_number(self.number_prefix, counter["value"])
         when = timestamp(now)
         cursor = await self.database.connection.execute(
-            "INSERT INTO tickets (number, subject, requester, requester_name, mailbox, country,"
-            " brand, product, type, priority, status, source, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO tickets (number, subject, requester, requester_name, mailbox, country, brand,"
+            " product, type, priority, status, source, created_at, updated_at, fiscal_id, fiscal_id_valid,"
+            " company, phone, follow_up_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 number, new.subject, new.requester.address, new.requester.name, new.mailbox,
                 new.country, new.brand, new.product, new.type, new.priority, new.status,
-                new.source, when, when,
+                new.source, when, when, new.fiscal_id, new.fiscal_id_valid, new.company, new.phone,
+                new.follow_up_of,
             ),
         )  # fmt: skip
         assert cursor.lastrowid is not None
         ticket = TicketRef(cursor.lastrowid, number, new.status)
         await self.add_participants(ticket.id, [new.requester], "requester", now)
         await self.add_participants(ticket.id, new.cc, "cc", now)
+        await self.record_history(ticket.id, "status", None, new.status, new.requester.address, now)
         return ticket
 
     async def add_participants(self, ticket_id: int, people: Iterable[Address], role: str, now: datetime) -> int:
@@ -168,26 +183,40 @@ class TicketStore:
             added += cursor.rowcount
         return added
 
+    async def remove_participants(self, ticket_id: int, addresses: Iterable[str]) -> int:
+        removed = 0
+        for address in addresses:
+            cursor = await self.database.connection.execute(
+                "DELETE FROM participants WHERE ticket_id = ? AND address = ? AND role = 'cc'", (ticket_id, address)
+            )
+            removed += cursor.rowcount
+        return removed
+
+    async def mark_bounced(self, ticket_id: int, address: str, diagnostic: str) -> bool:
+        """Stop mailing an address on a ticket; True when it was a participant."""
+        cursor = await self.database.connection.execute(
+            "UPDATE participants SET status = 'bounced', diagnostic = ? WHERE ticket_id = ? AND address = ?",
+            (diagnostic, ticket_id, address),
+        )
+        return cursor.rowcount > 0
+
     async def add_message(self, ticket_id: int, spool_id: int | None, message: StoredMessage, now: datetime) -> int:
         when = timestamp(now)
         cursor = await self.database.connection.execute(
             "INSERT INTO messages (ticket_id, spool_id, message_id, direction, author, author_name,"
-            " recipients_to, recipients_cc, subject, date, body, html, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " recipients_to, recipients_cc, subject, date, body, new_part, html, visibility, note, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 ticket_id, spool_id, message.message_id, message.direction,
                 message.author.address, message.author.name, _addresses_json(message.to),
                 _addresses_json(message.cc), message.subject,
                 timestamp(message.date) if message.date else None,
-                message.body, message.html, when,
+                message.body, message.new_part, message.html, message.visibility, message.note, when,
             ),
         )  # fmt: skip
         assert cursor.lastrowid is not None
         if message.message_id:
-            await self.database.connection.execute(
-                "INSERT OR IGNORE INTO thread_ids (message_id, ticket_id) VALUES (?, ?)",
-                (message.message_id, ticket_id),
-            )
+            await self.remember_thread_id(message.message_id, ticket_id)
         for attachment in message.attachments:
             await self._add_attachment(cursor.lastrowid, attachment)
         await self.database.connection.execute("UPDATE tickets SET updated_at = ? WHERE id = ?", (when, ticket_id))
@@ -205,24 +234,65 @@ class TicketStore:
         )
 
     async def remember_thread_id(self, message_id: str, ticket_id: int) -> None:
-        """A Message-ID we sent for a ticket: replies to it thread into the ticket."""
+        """A Message-ID of the ticket's thread, received or sent: replies to it thread here."""
         await self.database.connection.execute(
             "INSERT OR IGNORE INTO thread_ids (message_id, ticket_id) VALUES (?, ?)", (message_id, ticket_id)
         )
 
+    async def update_fields(self, ticket_id: int, changes: Mapping[str, object], by: str, now: datetime) -> list[str]:
+        """Set ticket fields, recording each real change in the history; returns the fields changed."""
+        current = await self.database.fetch_one("SELECT * FROM tickets WHERE id = ?", (ticket_id,))
+        assert current is not None
+        changed = [name for name, value in changes.items() if current[name] != value]
+        for name in changed:
+            if name not in UPDATABLE:
+                raise ValueError(f"not an updatable ticket field: {name}")
+            await self.database.connection.execute(
+                f"UPDATE tickets SET {name} = ? WHERE id = ?", (changes[name], ticket_id)
+            )
+            if name in TRACKED:
+                await self.record_history(ticket_id, name, current[name], changes[name], by, now)
+        if changed:
+            await self.database.connection.execute(
+                "UPDATE tickets SET updated_at = ? WHERE id = ?", (timestamp(now), ticket_id)
+            )
+        return changed
+
+    async def record_history(
+        self, ticket_id: int, field: str, old: object, new: object, by: str, now: datetime
+    ) -> None:
+        await self.database.connection.execute(
+            "INSERT INTO history (ticket_id, at, field, old, new, by) VALUES (?, ?, ?, ?, ?, ?)",
+            (ticket_id, timestamp(now), field, old, new, by),
+        )
+
+    async def add_rating(self, ticket_id: int, resolution: int, helpful: bool, comment: str, now: datetime) -> bool:
+        """Record a rating once per resolution; False when this resolution was rated already."""
+        cursor = await self.database.connection.execute(
+            "INSERT OR IGNORE INTO ratings (ticket_id, resolution, helpful, comment, at) VALUES (?, ?, ?, ?, ?)",
+            (ticket_id, resolution, helpful, comment, timestamp(now)),
+        )
+        return cursor.rowcount > 0
+
+    # -- what the domain and notifications read -------------------------------------------
+
     async def ticket_view(self, ticket_id: int) -> TicketView:
-        row = await self.database.fetch_one("SELECT * FROM tickets WHERE id = ?", (ticket_id,))
+        row = await self.database.fetch_one(
+            "SELECT t.*, f.number AS follow_up_number FROM tickets t"
+            " LEFT JOIN tickets f ON f.id = t.follow_up_of WHERE t.id = ?",
+            (ticket_id,),
+        )
         assert row is not None, f"ticket {ticket_id} vanished inside its transaction"
         people = await self.database.fetch_all(
             "SELECT address, name, role, status FROM participants WHERE ticket_id = ? ORDER BY added_at, address",
             (ticket_id,),
         )
         messages = await self.database.fetch_all(
-            "SELECT id, message_id, direction, author, author_name, coalesce(date, created_at) AS date, body"
-            " FROM messages WHERE ticket_id = ? ORDER BY id",
+            "SELECT id, message_id, direction, author, author_name, coalesce(date, created_at) AS date,"
+            " coalesce(new_part, body) AS body, visibility FROM messages WHERE ticket_id = ? ORDER BY id",
             (ticket_id,),
         )
-        names = await self._attachments_by_message([message["id"] for message in messages])
+        names = await attachments_by_message(self.database, [message["id"] for message in messages])
         return TicketView(
             id=row["id"], number=row["number"], subject=row["subject"], status=row["status"],
             priority=row["priority"], type=row["type"], mailbox=row["mailbox"], country=row["country"],
@@ -235,94 +305,65 @@ class TicketStore:
                     message_id=m["message_id"], direction=m["direction"],
                     author=Address(m["author_name"], m["author"]), date=m["date"], body=m["body"],
                     attachment_names=tuple(str(a["filename"]) for a in names.get(m["id"], [])),
+                    visibility=m["visibility"],
                 )
                 for m in messages
             ),
+            assignee=row["assignee"], incident=row["incident"], resolutions=row["resolutions"],
+            resolved_at=row["resolved_at"], first_response_at=row["first_response_at"],
+            follow_up_of=row["follow_up_number"],
         )  # fmt: skip
 
-    # -- reads for people and programs --------------------------------------------------
-
-    async def list_tickets(self, status: str | None = None) -> list[dict[str, object]]:
-        where, parameters = ("WHERE t.status = ?", (status,)) if status else ("", ())
+    async def stale_resolved(self, resolved_before: datetime) -> list[int]:
         rows = await self.database.fetch_all(
-            f"SELECT {TICKET_COLUMNS} FROM tickets t {where} ORDER BY t.id", parameters
+            "SELECT id FROM tickets WHERE status = 'resolved' AND resolved_at <= ? ORDER BY id",
+            (timestamp(resolved_before),),
         )
-        cc = await self._cc_by_ticket([row["id"] for row in rows])
-        return [_ticket_json(row, cc.get(row["id"], [])) for row in rows]
-
-    async def show_ticket(self, number: str) -> dict[str, object] | None:
-        row = await self.database.fetch_one(f"SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.number = ?", (number,))
-        if row is None:
-            return None
-        cc = await self._cc_by_ticket([row["id"]])
-        ticket = _ticket_json(row, cc.get(row["id"], []))
-        ticket["messages"] = await self._messages(row["id"])
-        return ticket
-
-    async def _cc_by_ticket(self, ticket_ids: list[int]) -> dict[int, list[str]]:
-        if not ticket_ids:
-            return {}
-        marks = ",".join("?" * len(ticket_ids))
-        rows = await self.database.fetch_all(
-            f"SELECT ticket_id, address FROM participants WHERE role = 'cc' AND ticket_id IN ({marks})"
-            " ORDER BY added_at, address",
-            tuple(ticket_ids),
-        )
-        result: dict[int, list[str]] = {}
-        for row in rows:
-            result.setdefault(row["ticket_id"], []).append(row["address"])
-        return result
-
-    async def _messages(self, ticket_id: int) -> list[dict[str, object]]:
-        rows = await self.database.fetch_all(
-            "SELECT id, spool_id, message_id, author, author_name, recipients_to, recipients_cc, date,"
-            " direction, subject, body, created_at FROM messages WHERE ticket_id = ? ORDER BY id",
-            (ticket_id,),
-        )
-        attachments = await self._attachments_by_message([row["id"] for row in rows])
-        return [
-            {
-                "message_id": row["message_id"],
-                "from": row["author"],
-                "from_name": row["author_name"],
-                "to": json.loads(row["recipients_to"]),
-                "cc": json.loads(row["recipients_cc"]),
-                "date": row["date"] or row["created_at"],
-                "direction": row["direction"],
-                "subject": row["subject"],
-                "body": row["body"],
-                "attachments": attachments.get(row["id"], []),
-                "spool_id": row["spool_id"],  # `ticket-gateway inbound show ID` gives the raw mail
-            }
-            for row in rows
-        ]
-
-    async def _attachments_by_message(self, message_rows: list[int]) -> dict[int, list[dict[str, object]]]:
-        if not message_rows:
-            return {}
-        marks = ",".join("?" * len(message_rows))
-        rows = await self.database.fetch_all(
-            "SELECT message_row, filename, content_type, size, sha256 FROM attachments"
-            f" WHERE message_row IN ({marks}) ORDER BY id",
-            tuple(message_rows),
-        )
-        result: dict[int, list[dict[str, object]]] = {}
-        for row in rows:
-            entry = {key: row[key] for key in ("filename", "content_type", "size", "sha256")}
-            result.setdefault(row["message_row"], []).append(entry)
-        return result
+        return [row["id"] for row in rows]
 
     async def blob(self, sha256: str) -> bytes | None:
         row = await self.database.fetch_one("SELECT content FROM blobs WHERE sha256 = ?", (sha256,))
         return None if row is None else row["content"]
 
+    async def secret(self, generate: Callable[[], str]) -> str:
+        """The database's own signing secret, made once when the config gives none."""
+        await self.database.connection.execute(
+            "INSERT OR IGNORE INTO meta (name, value) VALUES ('secret', ?)", (generate(),)
+        )
+        row = await self.database.fetch_one("SELECT value FROM meta WHERE name = 'secret'")
+        assert row is not None
+        return str(row["value"])
+
+
+# Fields an update may set, and those whose changes the history records.
+UPDATABLE = frozenset(
+    {
+        "status", "priority", "type", "assignee", "country", "brand", "product", "incident",
+        "first_response_at", "resolved_at", "closed_at", "resolutions",
+    }
+)  # fmt: skip
+TRACKED = frozenset({"status", "priority", "type", "assignee", "country", "brand", "product", "incident"})
+
+
+def marks(values: Iterable[object]) -> str:
+    """Placeholders for an IN (...) list: one '?' per value."""
+    return ",".join("?" for _ in values)
+
+
+async def attachments_by_message(database: Database, message_rows: list[int]) -> dict[int, list[dict[str, object]]]:
+    if not message_rows:
+        return {}
+    rows = await database.fetch_all(
+        "SELECT message_row, filename, content_type, size, sha256 FROM attachments"
+        f" WHERE message_row IN ({marks(message_rows)}) ORDER BY id",
+        tuple(message_rows),
+    )
+    result: dict[int, list[dict[str, object]]] = {}
+    for row in rows:
+        entry = {key: row[key] for key in ("filename", "content_type", "size", "sha256")}
+        result.setdefault(row["message_row"], []).append(entry)
+    return result
+
 
 def _addresses_json(addresses: tuple[Address, ...]) -> str:
     return json.dumps([person.address for person in addresses])
-
-
-def _ticket_json(row: sqlite3.Row, cc: list[str]) -> dict[str, object]:
-    data: dict[str, object] = dict(row)
-    data.pop("id")
-    data["cc"] = cc
-    return data

@@ -9,8 +9,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from gateway.parse import Address, ParsedMail
+
+if TYPE_CHECKING:
+    from gateway.fields import CustomerFields
 
 
 class Status(StrEnum):
@@ -121,6 +125,11 @@ class NewTicket:
     priority: Priority
     status: Status = Status.OPEN
     source: str = "email"
+    fiscal_id: str | None = None
+    fiscal_id_valid: bool | None = None
+    company: str = ""
+    phone: str = ""
+    follow_up_of: int | None = None
 
 
 def format_number(prefix: str, sequence: int) -> str:
@@ -160,18 +169,51 @@ def copied_people(mail: ParsedMail, ours: frozenset[str], exclude: str) -> tuple
     return tuple(people.values())
 
 
-def open_ticket(mail: ParsedMail, requester: Address, mailbox: Mailbox, ours: frozenset[str]) -> NewTicket:
+def open_ticket(
+    mail: ParsedMail,
+    requester: Address,
+    mailbox: Mailbox,
+    ours: frozenset[str],
+    fields: CustomerFields,
+    follow_up_of: int | None = None,
+) -> NewTicket:
+    """A new ticket: the mailbox's defaults, then what the mail's headers and lines say."""
+    fiscal = fields.fiscal_id
     return NewTicket(
         subject=mail.subject or "(sin asunto)",
         requester=requester,
         cc=copied_people(mail, ours, exclude=requester.address),
         mailbox=mailbox.address,
-        country=mailbox.country,
-        brand=mailbox.brand,
-        product=mailbox.product,
-        type=mailbox.default_type,
-        priority=priority_from_headers(mail, mailbox.default_priority),
+        country=fields.country or mailbox.country,
+        brand=fields.brand or mailbox.brand,
+        product=fields.product or mailbox.product,
+        type=TicketType(fields.type) if fields.type else mailbox.default_type,
+        priority=Priority(fields.priority)
+        if fields.priority
+        else priority_from_headers(mail, mailbox.default_priority),
+        fiscal_id=fiscal.value if fiscal else None,
+        fiscal_id_valid=fiscal.valid if fiscal else None,
+        company=fields.company,
+        phone=fields.phone,
+        follow_up_of=follow_up_of,
     )
+
+
+MY_TICKETS_SUBJECTS = frozenset({"mis tickets", "#mis-tickets", "my tickets", "meus tickets", "#my-tickets"})
+
+
+def asks_for_my_tickets(subject: str) -> bool:
+    """A mail whose subject is "Mis tickets" (any case, behind any Re:) asks for a list."""
+    return " ".join(PREFIXES.sub("", subject).split()).lower() in MY_TICKETS_SUBJECTS
+
+
+PREFIXES = re.compile(r"^\s*((re|rv|fw|fwd|tr|enc|aw|wg|res)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+
+
+def follow_up_subject(subject: str, prefix: str) -> str:
+    """A closed ticket's reply, as the subject of its follow-up: no Re:, no old token."""
+    token = re.compile(rf"\[?#?\s*(?<![A-Za-z0-9]){re.escape(prefix)}-\d+\s*\]?", re.IGNORECASE)
+    return " ".join(PREFIXES.sub("", token.sub("", subject)).split()) or subject
 
 
 def requester_of(mail: ParsedMail, envelope_sender: str | None) -> Address | None:

@@ -46,7 +46,7 @@ path = "{db}"
 number_prefix = "TK"
 
 [logging]
-level = "DEBUG"
+level = "INFO"
 
 [outbound]
 host = "127.0.0.1"

@@ -28,7 +28,10 @@ def test_ingest_stores_and_tickets_list_json_has_every_field(config_path: Path) 
     assert set(ticket) >= TICKET_KEYS
     assert ticket["number"] == "TK-000001"
     assert ticket["cc"] == ["jnunez@distribuidora-andes.example"]
-    assert (ticket["status"], ticket["priority"], ticket["type"]) == ("open", "medium", "request")
+    # "Tipo: Incidente" and "Prioridad: Urgente" lines in the mail set the fields
+    assert (ticket["status"], ticket["priority"], ticket["type"]) == ("open", "urgent", "incident")
+    assert (ticket["fiscal_id"], ticket["fiscal_id_valid"]) == ("76.086.428-5", True)
+    assert (ticket["company"], ticket["phone"]) == ("Distribuidora Andes SpA", "+56 2 2345 6789")
 
 
 def test_tickets_show_json_has_messages_and_attachments(config_path: Path) -> None:

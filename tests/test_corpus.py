@@ -15,14 +15,12 @@ async def test_every_corpus_mail_is_a_ticket_a_reply_or_kept_failed(gateway: Gat
 
     rows = spool_rows(gateway.settings.database.path)
     assert len(rows) == len(corpus)
+    stored = await gateway.pipeline.database.fetch_all("SELECT DISTINCT spool_id FROM messages")
+    in_a_ticket = {row["spool_id"] for row in stored}
     for path, row in zip(corpus, rows, strict=True):
-        assert row["raw"] == path.read_bytes(), path.name
+        assert row["raw"] == path.read_bytes(), path.name  # the raw bytes are always kept
         if row["status"] == "failed":
             assert row["error"], path.name
         else:
             assert row["status"] == "done", path.name
-            assert row["outcome"].startswith(("new ticket", "reply to", "duplicate")), (path.name, row["outcome"])
-    stored = await gateway.pipeline.database.fetch_one("SELECT count(*) AS n FROM messages WHERE spool_id IS NOT NULL")
-    assert stored is not None
-    not_duplicates = [row for row in rows if row["status"] == "done" and not row["outcome"].startswith("dup")]
-    assert stored["n"] == len(not_duplicates)
+            assert row["id"] in in_a_ticket or row["outcome"].startswith("duplicate"), (path.name, row["outcome"])

@@ -51,7 +51,7 @@ async def test_lmtp_answers_once_per_recipient(tmp_path: Path) -> None:
             gateway.port, [MAILBOX, "nadie@estela.example", SECOND_MAILBOX], make_mail("por LMTP")
         )
         await gateway.drain()
-        tickets = await gateway.pipeline.store.list_tickets()
+        tickets = await gateway.pipeline.queries.list_tickets()
     finally:
         await gateway.stop()
     rcpt_ok, rcpt_unknown, rcpt_second, data_first, data_second = replies
@@ -96,7 +96,7 @@ async def test_mail_answered_250_survives_sigkill_and_is_processed_after_restart
     await restarted.start()  # the same start-up `serve` runs
     try:
         await restarted.drain()
-        tickets = await restarted.pipeline.store.list_tickets()
+        tickets = await restarted.pipeline.queries.list_tickets()
     finally:
         await restarted.stop()
     assert len(tickets) == 40

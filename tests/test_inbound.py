@@ -11,13 +11,13 @@ from tests.conftest import MAILBOX, SECOND_MAILBOX, make_mail, sample, send, spo
 
 
 async def ticket(gateway: Gateway, number: str) -> dict:
-    shown = await gateway.pipeline.store.show_ticket(number)
+    shown = await gateway.pipeline.queries.show_ticket(number)
     assert shown is not None, f"no ticket {number}"
     return shown
 
 
 async def all_tickets(gateway: Gateway) -> list[dict]:
-    return await gateway.pipeline.store.list_tickets()
+    return await gateway.pipeline.queries.list_tickets()
 
 
 async def test_new_mail_becomes_a_ticket_with_cc_and_mailbox_fields(gateway: Gateway) -> None:
@@ -30,7 +30,7 @@ async def test_new_mail_becomes_a_ticket_with_cc_and_mailbox_fields(gateway: Gat
     assert tk["requester"] == "mjperez@distribuidora-andes.example"
     assert tk["requester_name"] == "María José Pérez"
     assert tk["cc"] == ["jnunez@distribuidora-andes.example"]
-    assert (tk["status"], tk["priority"], tk["type"]) == ("open", "medium", "request")
+    assert (tk["status"], tk["priority"], tk["type"]) == ("open", "urgent", "incident")  # from its lines
     assert (tk["mailbox"], tk["country"], tk["brand"], tk["product"]) == (MAILBOX, "CL", "Estela", "Estela ERP")
     assert tk["source"] == "email"
     [message] = tk["messages"]

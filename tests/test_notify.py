@@ -14,8 +14,9 @@ AGENTS = Address("", "agentes@estela.example")
 OURS = frozenset({"soporte.latam@estela.example"})
 
 
-def people(**changes: object) -> People:
-    base = {"requester": REQUESTER, "cc": (CC_ONE, CC_TWO), "agents": (AGENTS,), "ours": OURS}
+def people(author: str = REQUESTER.address, **changes: object) -> People:
+    base = {"author": Address("", author), "requester": REQUESTER, "cc": (CC_ONE, CC_TWO), "agents": (AGENTS,),
+            "ours": OURS}  # fmt: skip
     return People(**{**base, **changes})  # type: ignore[arg-type]
 
 
@@ -53,7 +54,7 @@ def addresses(mails: list, field: str) -> list[list[str]]:
     ],
 )  # fmt: skip
 def test_plan(event: Event, author: str, copy: bool, expected: list) -> None:
-    planned = plan(event, people(), author, copy_participants=copy)
+    planned = plan(event, people(author), copy_participants=copy)
     got = [
         (mail.template, to, cc, mail.auto_submitted)
         for mail, to, cc in zip(planned, addresses(planned, "to"), addresses(planned, "cc"), strict=True)
@@ -61,26 +62,41 @@ def test_plan(event: Event, author: str, copy: bool, expected: list) -> None:
     assert got == expected
 
 
-@pytest.mark.parametrize("event", [event for event in Event if event is not Event.TICKET_CREATED])
+ANSWERING_THE_AUTHOR = {Event.TICKET_CREATED, Event.COMMANDS_REJECTED, Event.MY_TICKETS}
+
+
+@pytest.mark.parametrize("event", [event for event in Event if event not in ANSWERING_THE_AUTHOR])
 def test_nobody_gets_their_own_message_back(event: Event) -> None:
     for author in (REQUESTER.address, CC_ONE.address, AGENTS.address):
-        for mail in plan(event, people(), author, copy_participants=True):
+        for mail in plan(event, people(author), copy_participants=True):
             assert author not in [p.address for p in (*mail.to, *mail.cc)]
 
 
 def test_the_author_of_a_new_ticket_gets_only_its_acknowledgement() -> None:
-    planned = plan(Event.TICKET_CREATED, people(), REQUESTER.address, copy_participants=True)
+    planned = plan(Event.TICKET_CREATED, people(), copy_participants=True)
     to_requester = [mail.template for mail in planned if REQUESTER in (*mail.to, *mail.cc)]
     assert to_requester == ["acknowledgement"]
 
 
 def test_our_own_mailboxes_and_bounced_addresses_are_never_recipients() -> None:
-    looping = people(cc=(Address("", "soporte.latam@estela.example"), CC_ONE), unreachable=frozenset({CC_ONE.address}))
+    looping = people(
+        "csoto@estela.example",
+        cc=(Address("", "soporte.latam@estela.example"), CC_ONE),
+        unreachable=frozenset({CC_ONE.address}),
+    )
     for event in Event:
-        for mail in plan(event, looping, "csoto@estela.example", copy_participants=True):
+        if event in ANSWERING_THE_AUTHOR:
+            continue
+        for mail in plan(event, looping, copy_participants=True):
             assert {p.address for p in (*mail.to, *mail.cc)} & {"soporte.latam@estela.example", CC_ONE.address} == set()
 
 
 def test_without_an_agents_address_agents_get_nothing() -> None:
-    planned = plan(Event.TICKET_CREATED, people(agents=()), REQUESTER.address, copy_participants=True)
+    planned = plan(Event.TICKET_CREATED, people(agents=()), copy_participants=True)
     assert [mail.template for mail in planned] == ["acknowledgement"]
+
+
+@pytest.mark.parametrize("event", [Event.COMMANDS_REJECTED, Event.MY_TICKETS])
+def test_answers_to_one_person_go_to_that_person_only(event: Event) -> None:
+    [mail] = plan(event, people("csoto@estela.example"), copy_participants=True)
+    assert [p.address for p in mail.to] == ["csoto@estela.example"] and mail.cc == ()

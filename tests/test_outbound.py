@@ -56,7 +56,7 @@ async def test_new_ticket_acknowledges_requester_with_cc_and_tells_agents(gatewa
     assert message.get_content_type() == "multipart/alternative"
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
-    assert "Hola María José Pérez" in text and "TK-000001" in text and "Solicitud" in text and "Medio" in text
+    assert "Hola María José Pérez" in text and "TK-000001" in text and "Incidente" in text and "Urgente" in text
     assert "Hola María José Pérez" in html and "<p>" in html
     assert "Desde esta mañana no podemos emitir facturas" in text  # the latest message, shown below
 
@@ -78,7 +78,7 @@ async def test_reply_to_the_acknowledgement_threads_without_the_token(gateway: G
     await send(gateway, reply)
     await gateway.drain()
 
-    [ticket] = await gateway.pipeline.store.list_tickets()
+    [ticket] = await gateway.pipeline.queries.list_tickets()
     assert ticket["message_count"] == 2
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from gateway.clock import FixedClock
 from gateway.notify import RULES, PlannedMail
 from gateway.parse import Address, Attachment
-from gateway.render import Occasion, Renderer, TemplateCheckError, _sample_ticket
+from gateway.render import Occasion, Renderer, TemplateCheckError, _sample_ticket, sample_occasion
 from gateway.settings import load_settings
 from tests.conftest import write_config
 
@@ -25,13 +26,14 @@ def renderer(tmp_path: Path) -> Renderer:
 
 
 @pytest.mark.parametrize("language", ["es", "en", "pt"])
-@pytest.mark.parametrize("rule", RULES, ids=lambda rule: f"{rule.event}-{rule.template}")
+@pytest.mark.parametrize(
+    "rule", [rule for rule in RULES if rule.template != "my_tickets"], ids=lambda rule: f"{rule.event}-{rule.template}"
+)
 def test_every_template_renders_both_parts_with_the_token(renderer: Renderer, language: str, rule) -> None:
     ticket = _sample_ticket()
     mailbox = renderer.settings.mailboxes[0].model_copy(update={"language": language})
     planned = PlannedMail(rule.template, (ticket.requester,), ticket.cc, rule.auto_submitted, rule.for_agents)
-    change = {"status": "resolved", "reopened": False}
-    mail = renderer.render(planned, ticket, mailbox, Occasion(ticket.messages[-1], change))
+    mail = renderer.render(planned, ticket, mailbox, sample_occasion(ticket))
     message = email.message_from_bytes(mail.raw, policy=email.policy.default)
     assert message["Subject"].startswith("[#TK-000000]")
     assert message["Auto-Submitted"] == rule.auto_submitted
@@ -47,6 +49,7 @@ def test_html_part_escapes_what_customers_wrote(renderer: Renderer) -> None:
     hostile = ticket.messages[0].__class__(
         "x@cliente.example", "inbound", Address("<b>Eve</b>", "eve@x.example"), "hoy", "<script>alert(1)</script>", ()
     )
+    ticket = replace(ticket, messages=(*ticket.messages, hostile))
     planned = PlannedMail("customer_reply", (ticket.requester,), (), "auto-generated", True)
     mail = renderer.render(planned, ticket, renderer.settings.mailboxes[0], Occasion(hostile))
     html = email.message_from_bytes(mail.raw, policy=email.policy.default).get_body(("html",)).get_content()
@@ -72,3 +75,15 @@ def test_a_broken_override_is_named_at_start(tmp_path: Path) -> None:
     config.write_text(config.read_text().replace("[agents]", f'templates_dir = "{overrides.parent}"\n\n[agents]'))
     with pytest.raises(TemplateCheckError, match="es/acknowledgement"):
         Renderer(load_settings(config), CLOCK).check()
+
+
+@pytest.mark.parametrize("language", ["es", "en", "pt"])
+def test_my_tickets_lists_every_ticket_without_a_token(renderer: Renderer, language: str) -> None:
+    ticket = _sample_ticket()
+    mailbox = renderer.settings.mailboxes[0].model_copy(update={"language": language})
+    planned = PlannedMail("my_tickets", (ticket.requester,), (), "auto-replied", False)
+    mail = renderer.render(planned, None, mailbox, sample_occasion(ticket))
+    message = email.message_from_bytes(mail.raw, policy=email.policy.default)
+    assert "[#" not in message["Subject"] and message["In-Reply-To"] is None
+    assert "TK-000000" in message.get_body(("plain",)).get_content()
+    assert "TK-000000" in message.get_body(("html",)).get_content()

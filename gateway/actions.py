@@ -1,0 +1,221 @@
+"""What a routed mail does to the desk, applied inside the pipeline's transaction.
+
+Each method asks the pure domain (tickets, lifecycle, commands, fields, notify) what should
+happen, writes the change and queues its notifications; it returns the outcome the log
+line and `inbound list` show. Nothing here sends mail or commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import datetime
+
+from gateway.clock import Clock, timestamp
+from gateway.commands import Commands, parse_commands
+from gateway.fields import customer_fields
+from gateway.lifecycle import (
+    TransitionError,
+    after_agent_reply,
+    after_customer_reply,
+    change,
+    customers_are_told,
+    is_reopening,
+)
+from gateway.notify import Event
+from gateway.outbox import Notifier
+from gateway.parse import Address, ParsedMail
+from gateway.queries import TicketFilter, TicketQueries
+from gateway.quotes import new_part
+from gateway.settings import MailboxSettings, Settings
+from gateway.spool import SpoolEntry
+from gateway.store import StoredMessage, TicketRef, TicketStore, TicketView, inbound_message
+from gateway.tickets import Status, copied_people, follow_up_subject, open_ticket
+from gateway.tokens import Rating
+
+log = logging.getLogger(__name__)
+
+SYSTEM = "system"  # who made a change nobody made by mail (auto-close)
+
+
+class Desk:
+    def __init__(
+        self, settings: Settings, store: TicketStore, queries: TicketQueries, notifier: Notifier, clock: Clock
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.queries = queries
+        self.notifier = notifier
+        self.clock = clock
+
+    async def open_ticket(
+        self, entry: SpoolEntry, mail: ParsedMail, author: Address, mailbox: MailboxSettings,
+        follow_up_of: TicketRef | None = None,
+    ) -> str:  # fmt: skip
+        now = self.clock.now()
+        text = _new_text(mail)
+        fields = customer_fields(text, default_country=mailbox.country)
+        new = open_ticket(
+            mail, author, mailbox.as_mailbox(), self.settings.our_addresses, fields,
+            follow_up_of=follow_up_of.id if follow_up_of else None,
+        )  # fmt: skip
+        if follow_up_of is not None:
+            new = replace(new, subject=follow_up_subject(mail.subject, self.store.number_prefix))
+        ticket = await self.store.create_ticket(new, now)
+        await self.store.add_message(ticket.id, entry.id, inbound_message(mail, author, text), now)
+        queued = await self.notifier.notify(ticket.id, Event.TICKET_CREATED, author, mail.message_id)
+        follows = f", follow-up of closed {follow_up_of.number}" if follow_up_of else ""
+        flagged = ", fiscal id flagged invalid" if new.fiscal_id_valid is False else ""
+        return f"new ticket {ticket.number} in {mailbox.address}{follows}{flagged}, {queued} notification(s)"
+
+    async def customer_reply(self, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, author: Address) -> str:
+        now = self.clock.now()
+        view = await self.store.ticket_view(ticket.id)
+        text = _new_text(mail)
+        is_requester = author.address == view.requester.address
+        commands = parse_commands(text, agent=False) if is_requester else Commands(text=text)
+        await self.store.add_message(ticket.id, entry.id, inbound_message(mail, author, commands.text), now)
+        added = await self.store.add_participants(
+            ticket.id, copied_people(mail, self.settings.our_addresses, exclude=author.address), "cc", now
+        )
+        old = Status(view.status)
+        wanted = Status(commands.changes["status"]) if "status" in commands.changes else after_customer_reply(old)
+        fields = {key: value for key, value in commands.changes.items() if key != "status"}
+        await self.store.update_fields(ticket.id, fields, author.address, now)
+        new = await self._set_status(ticket.id, old, wanted, author.address, now) if wanted else old
+        queued = await self.notifier.notify(
+            ticket.id, Event.CUSTOMER_REPLY, author, mail.message_id,
+            change={"status": new, "reopened": is_reopening(old, new)},
+        )  # fmt: skip
+        queued += await self._tell_status(ticket.id, old, new, author, mail.message_id)
+        moved = f", {old} → {new}" if new is not old else ""
+        return f"reply to {ticket.number}{moved}, {added} new cc, {queued} notification(s)"
+
+    async def agent_reply(
+        self, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, author: Address, proof: str | None
+    ) -> str:
+        now = self.clock.now()
+        text = _new_text(mail)
+        if proof is None:
+            note = "agent address but not authenticated: commands not honoured, nothing sent to the customer"
+            log.warning("inbound %d: mail from agent <%s> on %s is not authenticated", entry.id, author.address,
+                        ticket.number)  # fmt: skip
+            await self._keep(ticket.id, entry, mail, author, text, "internal", note)
+            return f"unauthenticated agent mail on {ticket.number}: kept as internal note, nothing changed"
+        commands = parse_commands(text, agent=True, incident_values=self.settings.tickets.incident_values)
+        view = await self.store.ticket_view(ticket.id)
+        old = Status(view.status)
+        errors = [{"line": e.line, "reason": e.reason} for e in commands.errors]
+        wanted = self._status_asked(commands, old, errors)
+        if errors:
+            return await self._reject(ticket, entry, mail, author, text, errors)
+        await self.store.update_fields(ticket.id, _field_changes(commands), author.address, now)
+        await self.store.add_participants(ticket.id, (Address("", a) for a in commands.cc_add), "cc", now)
+        await self.store.remove_participants(ticket.id, commands.cc_remove)
+        public = bool(commands.text.strip()) and not commands.internal
+        queued = 0
+        if public:
+            queued += await self._publish(view, entry, mail, author, commands.text, now)
+            wanted = wanted or after_agent_reply(old, self._agent_reply_status())
+        else:
+            visibility, note = ("internal", "agent note") if commands.internal else ("system", "commands only")
+            await self._keep(ticket.id, entry, mail, author, commands.text or text, visibility, note)
+        new = await self._set_status(ticket.id, old, wanted, author.address, now) if wanted else old
+        queued += await self._tell_status(ticket.id, old, new, author, mail.message_id)
+        kind = "public reply" if public else ("internal note" if commands.internal else "commands")
+        return f"agent {kind} on {ticket.number} ({proof}), {len(commands.changes)} change(s), {queued} notification(s)"
+
+    async def rating(self, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, author: Address,
+                     rating: Rating) -> str:  # fmt: skip
+        view = await self.store.ticket_view(ticket.id)
+        comment = _new_text(mail)
+        recorded = 0 < rating.resolution <= view.resolutions and await self.store.add_rating(
+            ticket.id, rating.resolution, rating.helpful, comment, self.clock.now()
+        )
+        verdict = "helpful" if rating.helpful else "not helpful"
+        note = f"rating: {verdict}" if recorded else f"rating ignored: resolution {rating.resolution} already rated"
+        await self._keep(ticket.id, entry, mail, author, comment, "system", note)
+        return f"{note} on {ticket.number}"
+
+    async def my_tickets(self, entry: SpoolEntry, mail: ParsedMail, author: Address, mailbox: MailboxSettings) -> str:
+        tickets = await self.queries.list_tickets(TicketFilter(requester=author.address), newest_first=True)
+        answers = await self.queries.last_support_answers(author.address)
+        listing = [{**ticket, "last_answer": answers.get(str(ticket["number"]))} for ticket in tickets]
+        await self.notifier.notify_without_ticket(Event.MY_TICKETS, author, mailbox.address, tickets=listing)
+        return f"sent the list of {len(listing)} ticket(s) to <{author.address}>; no ticket created"
+
+    async def close_stale(self, ticket_id: int, now: datetime) -> None:
+        await self._set_status(ticket_id, Status.RESOLVED, Status.CLOSED, SYSTEM, now)
+        await self._tell_status(ticket_id, Status.RESOLVED, Status.CLOSED, Address("", SYSTEM), None)
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _status_asked(self, commands: Commands, old: Status, errors: list[dict[str, str]]) -> Status | None:
+        if "status" not in commands.changes:
+            return None
+        try:
+            return change(old, Status(commands.changes["status"]))
+        except TransitionError as error:
+            errors.append({"line": f"#estado {commands.changes['status']}", "reason": str(error)})
+            return None
+
+    def _agent_reply_status(self) -> Status | None:
+        configured = self.settings.tickets.agent_reply_status
+        return Status(configured) if configured else None
+
+    async def _reject(self, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, author: Address, text: str,
+                      errors: list[dict[str, str]]) -> str:  # fmt: skip
+        note = "rejected: " + "; ".join(f"{e['line']}: {e['reason']}" for e in errors)
+        await self._keep(ticket.id, entry, mail, author, text, "internal", note)
+        await self.notifier.notify(
+            ticket.id, Event.COMMANDS_REJECTED, author, mail.message_id, extra={"errors": errors}
+        )
+        return f"agent reply on {ticket.number} rejected ({len(errors)} bad command line(s)); the agent was told"
+
+    async def _publish(self, view: TicketView, entry: SpoolEntry, mail: ParsedMail, author: Address, text: str,
+                       now: datetime) -> int:  # fmt: skip
+        """An agent's public reply: stored as support's message, sent to the requester and CC."""
+        message = StoredMessage(
+            message_id=mail.message_id, direction="outbound", author=author, to=mail.to, cc=mail.cc,
+            subject=mail.subject, date=mail.date, body=mail.text, new_part=text, html=mail.html,
+            attachments=mail.attachments,
+        )  # fmt: skip
+        await self.store.add_message(view.id, entry.id, message, now)
+        if view.first_response_at is None:
+            await self.store.update_fields(view.id, {"first_response_at": timestamp(now)}, author.address, now)
+        # The agent's name may show; their own address never does (From is the mailbox).
+        mailbox_name = self.notifier.mailbox_of(view.mailbox).name
+        from_name = f"{author.name} · {mailbox_name}" if author.name and mailbox_name else (author.name or None)
+        return await self.notifier.notify(
+            view.id, Event.AGENT_REPLY, author, mail.message_id, attachments=mail.attachments, from_name=from_name
+        )
+
+    async def _keep(self, ticket_id: int, entry: SpoolEntry, mail: ParsedMail, author: Address, text: str,
+                    visibility: str, note: str) -> None:  # fmt: skip
+        message = inbound_message(mail, author, text, visibility=visibility, note=note)
+        await self.store.add_message(ticket_id, entry.id, message, self.clock.now())
+
+    async def _set_status(self, ticket_id: int, old: Status, new: Status, by: str, now: datetime) -> Status:
+        changes: dict[str, object] = {"status": new}
+        if new is Status.RESOLVED:
+            view = await self.store.ticket_view(ticket_id)
+            changes.update(resolved_at=timestamp(now), resolutions=view.resolutions + 1)
+        elif new is Status.CLOSED:
+            changes["closed_at"] = timestamp(now)
+        await self.store.update_fields(ticket_id, changes, by, now)
+        return new
+
+    async def _tell_status(self, ticket_id: int, old: Status, new: Status, author: Address,
+                           trigger: str | None) -> int:  # fmt: skip
+        if new is old or not customers_are_told(old, new):
+            return 0
+        change_details = {"status": new, "reopened": is_reopening(old, new)}
+        return await self.notifier.notify(ticket_id, Event.STATUS_CHANGED, author, trigger, change=change_details)
+
+
+def _new_text(mail: ParsedMail) -> str:
+    return new_part(mail.text, mail.html, mail.has_text_part)
+
+
+def _field_changes(commands: Commands) -> dict[str, object]:
+    return {key: value for key, value in commands.changes.items() if key != "status"}

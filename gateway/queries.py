@@ -1,0 +1,177 @@
+"""Reads for people and programs: ticket lists with filters, one ticket in full, exports.
+
+Stable keys only (`open`, `high`, `incident`); labels are the CLI's business. Every filter
+is a bound parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, fields
+
+from gateway.database import Database
+from gateway.store import attachments_by_message, marks
+
+TICKET_COLUMNS = (
+    "t.id, t.number, t.subject, t.status, t.priority, t.type, t.requester, t.requester_name,"
+    " t.mailbox, t.country, t.brand, t.product, t.source, t.created_at, t.updated_at,"
+    " t.assignee, t.incident, t.fiscal_id, t.fiscal_id_valid, t.company, t.phone,"
+    " f.number AS follow_up_of, t.first_response_at, t.resolved_at, t.closed_at,"
+    " (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id) AS message_count"
+)
+FROM_TICKETS = "FROM tickets t LEFT JOIN tickets f ON f.id = t.follow_up_of"
+# The order of `tickets export` columns: every field `tickets show --json` has but the conversation.
+EXPORT_COLUMNS = (
+    "number", "subject", "status", "priority", "type", "requester", "requester_name", "cc", "mailbox",
+    "country", "brand", "product", "source", "company", "fiscal_id", "fiscal_id_valid", "phone",
+    "assignee", "incident", "follow_up_of", "created_at", "updated_at", "first_response_at",
+    "resolved_at", "closed_at", "message_count", "rating_helpful", "rating_comment", "rating_at",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TicketFilter:
+    """What `tickets list` and `tickets export` narrow by; None means any."""
+
+    status: str | None = None
+    priority: str | None = None
+    type: str | None = None
+    country: str | None = None
+    brand: str | None = None
+    product: str | None = None
+    company: str | None = None
+    fiscal_id: str | None = None
+    requester: str | None = None
+    created_from: str | None = None
+    created_to: str | None = None
+    resolved_from: str | None = None
+    resolved_to: str | None = None
+
+    def where(self) -> tuple[str, tuple[object, ...]]:
+        clauses, parameters = [], []
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is None:
+                continue
+            column, _, bound = item.name.rpartition("_")
+            if bound in ("from", "to"):  # created_from → t.created_at >= ?
+                clauses.append(f"t.{column}_at {'>=' if bound == 'from' else '<'} ?")
+            else:
+                clauses.append(f"t.{item.name} = ? COLLATE NOCASE")
+            parameters.append(value)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(parameters)
+
+
+class TicketQueries:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def list_tickets(
+        self, narrow: TicketFilter | None = None, newest_first: bool = False
+    ) -> list[dict[str, object]]:
+        where, parameters = (narrow or TicketFilter()).where()
+        order = "DESC" if newest_first else "ASC"
+        rows = await self.database.fetch_all(
+            f"SELECT {TICKET_COLUMNS} {FROM_TICKETS}{where} ORDER BY t.id {order}", parameters
+        )
+        return await self._with_people_and_ratings(rows)
+
+    async def show_ticket(self, number: str) -> dict[str, object] | None:
+        row = await self.database.fetch_one(f"SELECT {TICKET_COLUMNS} {FROM_TICKETS} WHERE t.number = ?", (number,))
+        if row is None:
+            return None
+        [ticket] = await self._with_people_and_ratings([row])
+        ticket["messages"] = await self._messages(row["id"])
+        ticket["history"] = await self._history(row["id"])
+        return ticket
+
+    async def export_rows(self, narrow: TicketFilter) -> list[dict[str, object]]:
+        rows = []
+        for ticket in await self.list_tickets(narrow):
+            rating = ticket["rating"] or {}
+            assert isinstance(rating, dict)
+            flat = {
+                **ticket,
+                "cc": " ".join(ticket["cc"]),  # type: ignore[arg-type]
+                "rating_helpful": rating.get("helpful"),
+                "rating_comment": rating.get("comment"),
+                "rating_at": rating.get("at"),
+            }
+            rows.append({column: flat.get(column) for column in EXPORT_COLUMNS})
+        return rows
+
+    async def last_support_answers(self, requester: str) -> dict[str, str]:
+        """For each ticket of a requester, when support last answered in public."""
+        rows = await self.database.fetch_all(
+            "SELECT t.number, max(m.created_at) AS at FROM tickets t JOIN messages m ON m.ticket_id = t.id"
+            " WHERE t.requester = ? AND m.direction = 'outbound' AND m.visibility = 'public' GROUP BY t.number",
+            (requester,),
+        )
+        return {row["number"]: row["at"] for row in rows}
+
+    async def _with_people_and_ratings(self, rows: list[sqlite3.Row]) -> list[dict[str, object]]:
+        ids = [row["id"] for row in rows]
+        cc: dict[int, list[str]] = {}
+        ratings: dict[int, dict[str, object]] = {}
+        if ids:
+            for person in await self.database.fetch_all(
+                f"SELECT ticket_id, address FROM participants WHERE role = 'cc' AND ticket_id IN ({marks(ids)})"
+                " ORDER BY added_at, address",
+                tuple(ids),
+            ):
+                cc.setdefault(person["ticket_id"], []).append(person["address"])
+            for rating in await self.database.fetch_all(
+                f"SELECT ticket_id, helpful, comment, at FROM ratings WHERE ticket_id IN ({marks(ids)})"
+                " ORDER BY resolution",
+                tuple(ids),
+            ):  # the latest resolution's rating wins
+                ratings[rating["ticket_id"]] = {
+                    "helpful": bool(rating["helpful"]),
+                    "comment": rating["comment"],
+                    "at": rating["at"],
+                }
+        tickets = []
+        for row in rows:
+            ticket: dict[str, object] = dict(row)
+            ticket["cc"] = cc.get(row["id"], [])
+            ticket["rating"] = ratings.get(row["id"])
+            valid = ticket["fiscal_id_valid"]
+            ticket["fiscal_id_valid"] = None if valid is None else bool(valid)
+            del ticket["id"]  # internal; the number is the ticket's name
+            tickets.append(ticket)
+        return tickets
+
+    async def _messages(self, ticket_id: int) -> list[dict[str, object]]:
+        rows = await self.database.fetch_all(
+            "SELECT id, spool_id, message_id, author, author_name, recipients_to, recipients_cc, date,"
+            " direction, subject, body, new_part, visibility, note, created_at"
+            " FROM messages WHERE ticket_id = ? ORDER BY id",
+            (ticket_id,),
+        )
+        attachments = await attachments_by_message(self.database, [row["id"] for row in rows])
+        return [
+            {
+                "message_id": row["message_id"],
+                "from": row["author"],
+                "from_name": row["author_name"],
+                "to": json.loads(row["recipients_to"]),
+                "cc": json.loads(row["recipients_cc"]),
+                "date": row["date"] or row["created_at"],
+                "direction": row["direction"],
+                "visibility": row["visibility"],
+                "note": row["note"],
+                "subject": row["subject"],
+                "body": row["new_part"] if row["new_part"] is not None else row["body"],
+                "full_body": row["body"],
+                "attachments": attachments.get(row["id"], []),
+                "spool_id": row["spool_id"],  # `ticket-gateway inbound show ID` gives the raw mail
+            }
+            for row in rows
+        ]
+
+    async def _history(self, ticket_id: int) -> list[dict[str, object]]:
+        rows = await self.database.fetch_all(
+            "SELECT at, field, old, new, by FROM history WHERE ticket_id = ? ORDER BY id", (ticket_id,)
+        )
+        return [dict(row) for row in rows]

@@ -1,0 +1,57 @@
+"""Is a mail from an agent really from that agent? Commands are honoured only if so.
+
+Accepted proofs, in order: the mail was sent to the signed reply address of this ticket
+that went to that agent (an agent who hits Reply has it); or an Authentication-Results
+header written by one of our own trusted hosts shows dkim=pass or spf=pass for the From
+domain. A From header alone proves nothing: anyone can write one.
+"""
+
+from __future__ import annotations
+
+import re
+
+from gateway.parse import ParsedMail
+from gateway.tokens import Signer
+
+# "mx.estela.example; dkim=pass header.d=estela.example; spf=pass smtp.mailfrom=…"
+RESULT = re.compile(r"\b(dkim|spf)\s*=\s*(\w+)([^;]*)", re.IGNORECASE)
+DOMAIN_PROPERTY = re.compile(r"(header\.d|header\.i|smtp\.mailfrom|header\.from)\s*=\s*\S*?@?([\w.-]+)", re.IGNORECASE)
+
+
+def agent_proof(
+    mail: ParsedMail,
+    rcpt_tos: tuple[str, ...],
+    ticket_number: str,
+    author: str,
+    team_address: str,
+    signer: Signer,
+    trusted_authserv_ids: tuple[str, ...],
+) -> str | None:
+    """How the agent proved who they are, or None when they did not."""
+    bound_to = [address for address in (author, team_address) if address]
+    for recipient in rcpt_tos:
+        if any(signer.reply_address_verifies(recipient, ticket_number, bound) for bound in bound_to):
+            return "signed reply address"
+    domain = author.rpartition("@")[2].lower()
+    for value in _trusted_results(mail, trusted_authserv_ids):
+        for method, verdict, properties in RESULT.findall(value):
+            if verdict.lower() == "pass" and _aligned(properties, domain):
+                return f"{method.lower()}=pass from a trusted host"
+    return None
+
+
+def _trusted_results(mail: ParsedMail, trusted: tuple[str, ...]) -> list[str]:
+    """Authentication-Results values whose authserv-id is one of our hosts (RFC 8601 §5)."""
+    wanted = {host.lower() for host in trusted}
+    values = (value for key, value in mail.headers if key == "authentication-results")
+    return [value for value in values if _authserv_id(value) in wanted]
+
+
+def _authserv_id(value: str) -> str:
+    words = value.split(";", 1)[0].split()
+    return words[0].lower() if words else ""
+
+
+def _aligned(properties: str, domain: str) -> bool:
+    found = [match[1].lower() for match in DOMAIN_PROPERTY.findall(properties)]
+    return any(candidate == domain or candidate.endswith("." + domain) for candidate in found)
