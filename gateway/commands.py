@@ -89,7 +89,7 @@ def parse_commands(text: str, *, agent: bool, incident_values: tuple[str, ...] =
         elif name == "cc":
             _cc(stripped, argument, cc_add, cc_remove, errors)
         else:
-            value, reason = _value(name, argument, incident_values)
+            value, reason = _value(name, match.group(1), argument, incident_values)
             if reason:
                 errors.append(CommandError(stripped, reason))
             else:
@@ -102,8 +102,8 @@ def _field(name: str) -> str:
     return {"assign": "assignee", "close": "status", "solved": "status"}.get(name, name)
 
 
-def _value(name: str, argument: str, incident_values: tuple[str, ...]) -> tuple[str, str]:
-    """(value, "") or ("", why it is not valid)."""
+def _value(name: str, typed: str, argument: str, incident_values: tuple[str, ...]) -> tuple[str, str]:
+    """(value, "") or ("", why it is not valid); `typed` is the command word as written."""
     word = plain(argument)
     if name == "close":
         return Status.CLOSED, ""
@@ -114,7 +114,7 @@ def _value(name: str, argument: str, incident_values: tuple[str, ...]) -> tuple[
         table = tables[name]
         if word in table:
             return table[word], ""
-        return "", f"'{argument}' is not a {name}; use one of: {', '.join(sorted(table))}"
+        return "", f"'{argument}' is not a {name} (#{typed}); use one of: {', '.join(sorted(table))}"
     if name == "assign":
         return (word, "") if ADDRESS.match(word) else ("", f"'{argument}' is not an email address")
     if name == "incident":
@@ -123,7 +123,7 @@ def _value(name: str, argument: str, incident_values: tuple[str, ...]) -> tuple[
             return "", f"'{argument}' is not an incident status; use one of: {', '.join(incident_values)}"
         return chosen, ""
     if not argument:  # country, brand, product
-        return "", f"#{name} needs a value"
+        return "", f"#{typed} needs a value"
     return argument, ""
 
 

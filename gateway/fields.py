@@ -77,11 +77,17 @@ def customer_fields(body: str, default_country: str = "") -> CustomerFields:
     for line in body.splitlines():
         if line.lstrip().startswith(">"):
             continue  # quoted history is somebody else's mail
-        match = FIELD_LINE.match(line) or FISCAL_IN_TEXT.search(line)
+        match = FIELD_LINE.match(line)
+        if match is None or not _known(plain(match.group(1))):
+            match = FISCAL_IN_TEXT.search(line)
         if match:
             key, value = plain(match.group(1)), match.group(2)[:MAX_VALUE_LENGTH]
             _take(found, key, value, default_country)
     return CustomerFields(**found)  # type: ignore[arg-type]
+
+
+def _known(key: str) -> bool:
+    return key in FISCAL_LABELS or key in TEXT_LABELS or key in ("tipo", "type", "prioridad", "priority")
 
 
 def _take(found: dict[str, object], key: str, value: str, default_country: str) -> None:

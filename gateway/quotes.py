@@ -28,7 +28,7 @@ SEPARATORS = re.compile(
 )
 # Outlook's header block: "De:/From:" then, within a few lines, "Enviado:/Sent:/Date:".
 HEADER_FROM = re.compile(r"^\s*\*?(De|From|Von)\s*:\*?\s", re.IGNORECASE)
-HEADER_SENT = re.compile(r"^\s*\*?(Enviado|Enviada em|Sent|Date|Fecha|Data|Gesendet)\s*:", re.IGNORECASE)
+HEADER_SENT = re.compile(r"^\s*\*?(Enviado|Enviado el|Enviada em|Sent|Date|Fecha|Data|Gesendet)\s*:", re.IGNORECASE)
 HEADER_WINDOW = 4
 QUOTED = re.compile(r"^\s*>")
 

@@ -1,0 +1,53 @@
+"""The new part of a reply, for the mail clients our customers and agents use."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.quotes import new_part
+
+NEW = "Sigue fallando en Maipú.\n\nAndrés"
+
+
+@pytest.mark.parametrize(
+    ("client", "quoted"),
+    [
+        ("Gmail es", "El vie, 20 nov 2026 a las 11:40, Soporte LATAM <soporte@estela.example> escribió:\n> Hola"),
+        (
+            "Gmail es wrapped",
+            "El vie, 20 nov 2026 a las 11:40, Soporte LATAM\n<soporte@estela.example> escribió:\n> Hola",
+        ),
+        ("Gmail en", "On Fri, Nov 20, 2026 at 11:40 AM Support <support@estela.example> wrote:\n> Hi"),
+        ("Gmail pt", "Em sex., 20 de nov. de 2026 às 11:40, Suporte <s@estela.example> escreveu:\n> Olá"),
+        ("Outlook es", "________________________________\nDe: Soporte LATAM <s@estela.example>\nEnviado: viernes"),
+        ("Outlook desktop es", "De: Soporte LATAM [mailto:s@estela.example]\nEnviado el: viernes\nPara: Andrés"),
+        ("Outlook en", "From: Support <s@estela.example>\nSent: Friday, November 20, 2026 11:05\nTo: Andrés"),
+        ("Outlook pt", "De: Suporte <s@estela.example>\nEnviada em: sexta-feira\nPara: Andrés"),
+        ("Outlook original", "-----Mensaje original-----\nDe: Soporte"),
+        ("Outlook original en", "-----Original Message-----\nFrom: Support"),
+        ("Apple Mail", "El 20 nov 2026, a las 11:40, Soporte LATAM <s@estela.example> escribió:\n\n> Hola"),
+        ("iPhone en", "On Nov 20, 2026, at 11:40, Support <s@estela.example> wrote:\n\n> Hi"),
+        ("Thunderbird", "El 20/11/26 a las 11:40, Soporte LATAM escribió:\n> Hola"),
+        ("quoted block", "> Hola Andrés,\n> recibimos su solicitud.\n>"),
+    ],
+)
+def test_quoted_history_is_cut(client: str, quoted: str) -> None:
+    assert new_part(f"{NEW}\n\n{quoted}\n") == NEW
+
+
+def test_inline_answers_between_quotes_are_kept() -> None:
+    text = "> ¿Qué versión usa?\nLa 4.2\n> ¿Desde cuándo?\nDesde ayer"
+    assert new_part(text) == text
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        '<div dir="ltr">Sigue fallando.</div><div class="gmail_quote"><div>El vie escribió:</div>'
+        "<blockquote>Hola</blockquote></div>",
+        '<p>Sigue fallando.</p><div id="appendonsend"></div><hr><div id="divRplyFwdMsg"><b>De:</b> Soporte</div>',
+        '<p>Sigue fallando.</p><blockquote type="cite">Hola</blockquote>',
+    ],
+)
+def test_html_only_replies(html: str) -> None:
+    assert new_part("", html, has_text_part=False) == "Sigue fallando."
