@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from gateway.classify import Verdict
 from gateway.clock import Clock, timestamp
 from gateway.commands import Commands, parse_commands
 from gateway.fields import customer_fields
@@ -30,7 +31,7 @@ from gateway.quotes import new_part
 from gateway.settings import MailboxSettings, Settings
 from gateway.spool import SpoolEntry
 from gateway.store import StoredMessage, TicketRef, TicketStore, TicketView, inbound_message
-from gateway.tickets import Status, copied_people, follow_up_subject, open_ticket
+from gateway.tickets import Status, copied_people, follow_up_subject, open_ticket, ticket_numbers_in
 from gateway.tokens import Rating
 
 log = logging.getLogger(__name__)
@@ -61,17 +62,39 @@ class Desk:
         )  # fmt: skip
         if follow_up_of is not None:
             new = replace(new, subject=follow_up_subject(mail.subject, self.store.number_prefix))
+        recent = await self.store.tickets_opened_since(author.address, now - timedelta(hours=1))
         ticket = await self.store.create_ticket(new, now)
         await self.store.add_message(ticket.id, entry.id, inbound_message(mail, author, text), now)
-        queued = await self.notifier.notify(ticket.id, Event.TICKET_CREATED, author, mail.message_id)
+        limit = self.settings.limits.new_tickets_per_sender_per_hour
+        over_limit = recent >= limit
+        suppress = frozenset({"acknowledgement"}) if over_limit else frozenset()
+        queued = await self.notifier.notify(ticket.id, Event.TICKET_CREATED, author, mail.message_id, suppress)
+        if recent == limit:  # the first mail over the limit: agents are told once
+            queued += await self.notifier.notify(
+                ticket.id, Event.RUNAWAY_SENDER, author, mail.message_id, extra={"limit": limit}
+            )
         follows = f", follow-up of closed {follow_up_of.number}" if follow_up_of else ""
         flagged = ", fiscal id flagged invalid" if new.fiscal_id_valid is False else ""
-        return f"new ticket {ticket.number} in {mailbox.address}{follows}{flagged}, {queued} notification(s)"
+        muted = f", no acknowledgement: over {limit} new tickets in an hour" if over_limit else ""
+        return f"new ticket {ticket.number} in {mailbox.address}{follows}{flagged}{muted}, {queued} notification(s)"
 
-    async def customer_reply(self, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, author: Address) -> str:
+    async def customer_reply(
+        self, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, author: Address, mailbox: MailboxSettings
+    ) -> str:
         now = self.clock.now()
         view = await self.store.ticket_view(ticket.id)
         text = _new_text(mail)
+        participants = {view.requester.address, *(person.address for person in view.cc)}
+        policy = self.settings.tickets.unknown_sender_policy
+        if author.address not in participants and policy == "new_ticket":
+            return await self.open_ticket(entry, mail, author, mailbox)
+        if author.address not in participants and policy == "flag":
+            note = "unverified_sender: not a participant of this ticket; no commands honoured"
+            await self._keep(ticket.id, entry, mail, author, text, "internal", note)
+            queued = await self.notifier.notify(
+                ticket.id, Event.UNVERIFIED_REPLY, author, mail.message_id, change={"unverified": True}
+            )
+            return f"reply to {ticket.number} from non-participant <{author.address}>: flagged for agents ({queued})"
         is_requester = author.address == view.requester.address
         commands = parse_commands(text, agent=False) if is_requester else Commands(text=text)
         await self.store.add_message(ticket.id, entry.id, inbound_message(mail, author, commands.text), now)
@@ -136,6 +159,40 @@ class Desk:
         note = f"rating: {verdict}" if recorded else f"rating ignored: resolution {rating.resolution} already rated"
         await self._keep(ticket.id, entry, mail, author, comment, "system", note)
         return f"{note} on {ticket.number}"
+
+    async def bounce(self, entry: SpoolEntry, mail: ParsedMail, verdict: Verdict) -> str | None:
+        """Mark who bounced on the ticket the returned mail belongs to; None when none is known."""
+        report = mail.report
+        ticket = await self._ticket_of_bounce(mail)
+        if ticket is None:
+            return None
+        failures = report.failures if report else ()
+        for failure in failures:
+            await self.store.mark_bounced(
+                ticket.id, failure.recipient, f"{failure.status} {failure.diagnostic}".strip()
+            )
+        who = ", ".join(failure.recipient for failure in failures) or "unknown recipient"
+        await self._keep(ticket.id, entry, mail, mail.sender or Address("", ""), mail.text, "system", f"bounce: {who}")
+        return f"bounce on {ticket.number}: {who} no longer mailed on this ticket ({verdict.rule})"
+
+    async def _ticket_of_bounce(self, mail: ParsedMail) -> TicketRef | None:
+        report = mail.report
+        if report is not None:
+            known = await self.store.tickets_by_message_ids(report.returned_ids)
+            if known:
+                return next(iter(known.values()))
+        for subject in (report.returned_subject if report else "", mail.subject):
+            for number in ticket_numbers_in(subject, self.store.number_prefix):
+                ticket = await self.store.ticket_by_number(number)
+                if ticket is not None:
+                    return ticket
+        return None
+
+    async def keep_automatic(self, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, author: Address,
+                             verdict: Verdict) -> str:  # fmt: skip
+        """Automatic mail into a ticket: a system entry for agents; no status change, no mail."""
+        await self._keep(ticket.id, entry, mail, author, _new_text(mail), "system", str(verdict))
+        return f"{verdict.kind} kept on {ticket.number} as a system entry ({verdict.rule}); nothing sent"
 
     async def my_tickets(self, entry: SpoolEntry, mail: ParsedMail, author: Address, mailbox: MailboxSettings) -> str:
         tickets = await self.queries.list_tickets(TicketFilter(requester=author.address), newest_first=True)

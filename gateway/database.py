@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS spool (
     peer TEXT NOT NULL DEFAULT '',
     raw BLOB NOT NULL,                 -- the bytes exactly as received
     status TEXT NOT NULL DEFAULT 'queued'
-        CHECK (status IN ('queued', 'processing', 'done', 'failed')),
+        CHECK (status IN ('queued', 'processing', 'done', 'failed', 'ignored')),
     attempts INTEGER NOT NULL DEFAULT 0,
     outcome TEXT,                      -- what the pipeline did with it
     error TEXT,                        -- why it failed, for `inbound list`

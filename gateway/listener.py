@@ -15,6 +15,7 @@ from collections.abc import Callable
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from gateway.limits import header_size
 from gateway.settings import Settings
 from gateway.spool import Spool
 
@@ -25,6 +26,7 @@ RECIPIENT_OK = "250 2.1.5 Recipient OK"
 UNKNOWN_RECIPIENT = "550 5.1.1 <{address}>: no such mailbox here"
 QUEUED = "250 2.0.0 Message accepted, queued as {spool_id}"
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure storing the message; try again later"
+HEADER_TOO_LARGE = "552 5.3.4 Message header too large ({size} bytes, limit {limit})"
 
 
 class InboundHandler:
@@ -50,6 +52,10 @@ class InboundHandler:
     ) -> str:
         raw = envelope.original_content
         assert isinstance(raw, bytes)  # decode_data=False: aiosmtpd keeps the bytes
+        size, limit = header_size(raw), self.settings.limits.max_header_bytes
+        if size > limit:
+            log.info("refused mail from <%s>: header of %d bytes over %d", envelope.mail_from, size, limit)
+            return self._per_recipient(envelope, HEADER_TOO_LARGE.format(size=size, limit=limit))
         try:
             spool_id = await self.spool.add(
                 mail_from=envelope.mail_from or "",

@@ -19,6 +19,8 @@ class Event(StrEnum):
     AGENT_REPLY = "agent_reply"
     STATUS_CHANGED = "status_changed"  # resolved, closed, or reopened
     COMMANDS_REJECTED = "commands_rejected"  # an agent's reply had a bad command line
+    UNVERIFIED_REPLY = "unverified_reply"  # someone not on the ticket wrote into it
+    RUNAWAY_SENDER = "runaway_sender"  # a sender passed the hourly limit of new tickets
     MY_TICKETS = "my_tickets"  # a customer asked for the list of their tickets
 
 
@@ -61,6 +63,8 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(Event.AGENT_REPLY, "agent_reply", Audience.REQUESTER, Audience.CC, AUTO_GENERATED),
     Rule(Event.STATUS_CHANGED, "status_changed", Audience.REQUESTER, Audience.CC, AUTO_GENERATED),
+    Rule(Event.UNVERIFIED_REPLY, "customer_reply", Audience.AGENTS, Audience.NOBODY, AUTO_GENERATED, for_agents=True),
+    Rule(Event.RUNAWAY_SENDER, "runaway_sender", Audience.AGENTS, Audience.NOBODY, AUTO_GENERATED, for_agents=True),
     Rule(
         Event.COMMANDS_REJECTED,
         "commands_rejected",

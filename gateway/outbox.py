@@ -155,9 +155,16 @@ class Notifier:
         self.signer = signer
 
     async def notify(
-        self, ticket_id: int, event: Event, author: Address, trigger_message_id: str | None = None, **occasion: Any
+        self,
+        ticket_id: int,
+        event: Event,
+        author: Address,
+        trigger_message_id: str | None = None,
+        suppress: frozenset[str] = frozenset(),
+        **occasion: Any,
     ) -> int:
-        """Queue the mail `event` causes; `occasion` fills `Occasion` (change, attachments, extra…)."""
+        """Queue the mail `event` causes, but for templates in `suppress`; `occasion` fills
+        `Occasion` (change, attachments, extra…)."""
         ticket = await self.store.ticket_view(ticket_id)
         mailbox = self.mailbox_of(ticket.mailbox)
         people = self._people(author, ticket.requester, ticket.cc, ticket.unreachable)
@@ -165,6 +172,7 @@ class Notifier:
         if change.get("status") == Status.RESOLVED:
             change.update(self._rating_links(mailbox.address, ticket))
         planned = plan(event, people, self.settings.outbound.copy_customer_replies_to_participants)
+        planned = [notification for notification in planned if notification.template not in suppress]
         for notification in planned:
             reply_to = self._reply_to(notification, mailbox, ticket.number)
             details = Occasion(ticket.message(trigger_message_id), change, reply_to=reply_to, **occasion)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.generator import BytesGenerator
 from email.message import Message
+from email.parser import HeaderParser
 from io import BytesIO
 
 import mailparser
@@ -55,6 +56,24 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class DeliveryFailure:
+    """One failed recipient of a delivery status notification (RFC 3464)."""
+
+    recipient: str
+    status: str
+    diagnostic: str
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What a bounce says: who failed, and which of our mails it returns."""
+
+    failures: tuple[DeliveryFailure, ...]
+    returned_ids: tuple[str, ...]  # Message-IDs of the returned mail
+    returned_subject: str
+
+
+@dataclass(frozen=True)
 class ParsedMail:
     message_id: str | None  # without angle brackets
     subject: str
@@ -71,6 +90,9 @@ class ParsedMail:
     headers: tuple[tuple[str, str], ...]  # (lower-cased name, value), in order
     defects: tuple[str, ...]
     has_text_part: bool = True  # False: `text` was made from the HTML
+    report: DeliveryReport | None = None  # for multipart/report; report-type=delivery-status
+    part_count: int = 1
+    depth: int = 0  # how deep multiparts nest
 
     def header(self, name: str) -> str | None:
         """The first value of header `name` (case-insensitive), or None."""
@@ -103,7 +125,53 @@ def parse_mail(raw: bytes) -> ParsedMail:
         headers=tuple((key.lower(), _header_text(value)) for key, value in message.items()),
         defects=tuple(sorted(parsed.defects_categories)),
         has_text_part=bool(text_parts),
+        report=_delivery_report(message),
+        part_count=sum(1 for _ in message.walk()),
+        depth=_depth(message),
     )
+
+
+def _delivery_report(message: Message) -> DeliveryReport | None:
+    if message.get_content_type() != "multipart/report":
+        return None
+    failures: list[DeliveryFailure] = []
+    returned: list[str] = []
+    subject = ""
+    for part in message.walk():
+        kind = part.get_content_type()
+        if kind == "message/delivery-status":
+            failures.extend(_failures(part))
+        elif kind in ("text/rfc822-headers", "message/rfc822", "message/rfc822-headers"):
+            headers = _returned_headers(part)
+            returned.extend(message_ids(headers.get("Message-ID")))
+            subject = subject or _header_text(headers.get("Subject", ""))
+    return DeliveryReport(tuple(failures), tuple(dict.fromkeys(returned)), subject)
+
+
+def _failures(part: Message) -> Iterator[DeliveryFailure]:
+    # compat32 parses message/delivery-status into one block of fields per recipient.
+    for block in part.get_payload() if part.is_multipart() else ():
+        if not isinstance(block, Message) or (block.get("Action") or "").strip().lower() != "failed":
+            continue
+        recipient = str(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
+        address = recipient.split(";", 1)[-1].strip().strip("<>").lower()
+        if "@" in address:
+            diagnostic = _one_line(str(block.get("Diagnostic-Code") or "")).split(";", 1)[-1].strip()
+            yield DeliveryFailure(address, str(block.get("Status") or "").strip(), diagnostic)
+
+
+def _returned_headers(part: Message) -> Message:
+    if part.is_multipart():
+        inner = part.get_payload(0)
+        return inner if isinstance(inner, Message) else Message()
+    return HeaderParser().parsestr(decode_text(_payload(part), "utf-8"))
+
+
+def _depth(message: Message) -> int:
+    if not message.is_multipart():
+        return 0
+    children = [part for part in message.get_payload() if isinstance(part, Message)]
+    return 1 + max((_depth(part) for part in children), default=0)
 
 
 def message_ids(value: object) -> tuple[str, ...]:

@@ -16,19 +16,21 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 from gateway.actions import Desk
+from gateway.classify import Context, classify
 from gateway.clock import Clock, SystemClock
 from gateway.database import TEMPORARY_ERRORS, Database
+from gateway.limits import check_limits
 from gateway.outbox import Notifier, Outbox
-from gateway.parse import ParsedMail, parse_address, parse_mail
+from gateway.parse import Address, ParsedMail, parse_address, parse_mail
 from gateway.queries import TicketQueries
-from gateway.render import Renderer
+from gateway.render import GATEWAY_NAME, Renderer
 from gateway.route import route_mail
 from gateway.settings import MailboxSettings, Settings
-from gateway.spool import Spool, SpoolEntry
-from gateway.store import TicketStore
+from gateway.spool import DONE, IGNORED, Spool, SpoolEntry
+from gateway.store import TicketRef, TicketStore
 from gateway.tickets import Status, asks_for_my_tickets, requester_of
 from gateway.tokens import Rating, Signer
-from gateway.trust import agent_proof
+from gateway.trust import DnsLookup, agent_proof, verified_dkim_domains
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ class Pipeline:
         self.on_outbox_changed: Callable[[], None] = lambda: None  # the daemon wakes the relay
         # One mail at a time per process: drain() waits for the mail the worker has in hand.
         self._in_hand = asyncio.Lock()
+        self.dkim_dns: DnsLookup | None = None  # None: real DNS; tests hand in their keys
 
     async def prepare(self) -> None:
         """Load the signing secret (from the config, else the database's own) and build the desk."""
@@ -58,6 +61,11 @@ class Pipeline:
         if not secret:
             secret = await self.store.secret(lambda: secrets.token_hex(32))
         self.signer = Signer(secret.encode())
+        self.context = Context(
+            our_addresses=self.settings.our_addresses,
+            loop_marker=GATEWAY_NAME,
+            team_address=self.settings.agents.notify_address,
+        )
         notifier = Notifier(self.settings, self.store, self.outbox, self.renderer, self.signer)
         self.desk = Desk(self.settings, self.store, self.queries, notifier, self.clock)
 
@@ -98,9 +106,11 @@ class Pipeline:
         mail: ParsedMail | None = None
         try:
             mail = parse_mail(entry.raw)
+            check_limits(mail, self.settings.limits)
+            dkim_domains = await self._dkim_domains(entry, mail)
             async with self.database.transaction():
-                outcome = await self._apply(entry, mail)
-                await self.spool.mark_done(entry.id, outcome)
+                status, outcome = await self._apply(entry, mail, dkim_domains)
+                await self.spool.mark_done(entry.id, outcome, status)
         except TEMPORARY_ERRORS as error:
             await self._retry_later(entry, mail, error)
         except Exception as error:  # one broad except per unit of work: keep it, say why
@@ -117,32 +127,57 @@ class Pipeline:
         log.warning("inbound %d %s: temporary error, will retry: %s", entry.id, _id_of(mail), error)
         await self.spool.requeue(entry.id)
 
-    async def _apply(self, entry: SpoolEntry, mail: ParsedMail) -> str:
+    async def _apply(self, entry: SpoolEntry, mail: ParsedMail, dkim_domains: frozenset[str]) -> tuple[str, str]:
+        """What the mail does, as (spool status, outcome)."""
+        verdict = classify(mail, entry.mail_from, self.context)
+        if verdict.kind == "loop":
+            return IGNORED, f"ignored: {verdict}"
+        if verdict.kind == "bounce":
+            outcome = await self.desk.bounce(entry, mail, verdict)
+            return (DONE, outcome) if outcome else (IGNORED, f"ignored: {verdict}, for no known ticket")
         author = requester_of(mail, parse_address(entry.mail_from))
         if author is None:
             raise UnprocessableMailError("no sender address: neither a From header nor an envelope sender")
         mailbox = self._mailbox_of(entry, mail)
-        if asks_for_my_tickets(mail.subject):
-            return await self.desk.my_tickets(entry, mail, author, mailbox)
+        automatic = verdict.kind in ("auto_reply", "bulk")
+        if asks_for_my_tickets(mail.subject) and not automatic:
+            return DONE, await self.desk.my_tickets(entry, mail, author, mailbox)
         route = await route_mail(mail, self.store)
         if route.kind == "duplicate":
             assert route.ticket is not None
-            return f"duplicate ({route.reason}), ticket {route.ticket.number} unchanged"
+            return DONE, f"duplicate ({route.reason}), ticket {route.ticket.number} unchanged"
+        if automatic:  # never a ticket, a notification or a status change
+            if route.ticket is None:
+                return IGNORED, f"ignored: {verdict}"
+            return DONE, await self.desk.keep_automatic(route.ticket, entry, mail, author, verdict)
         if route.ticket is None:
-            return await self.desk.open_ticket(entry, mail, author, mailbox)
-        ticket = route.ticket
+            return DONE, await self.desk.open_ticket(entry, mail, author, mailbox)
+        return DONE, await self._reply(route.ticket, entry, mail, author, mailbox, dkim_domains)
+
+    async def _reply(
+        self, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, author: Address, mailbox: MailboxSettings,
+        dkim_domains: frozenset[str],
+    ) -> str:  # fmt: skip
         rating = self._rating_in(entry, mail, ticket.number)
         if rating is not None:
             return await self.desk.rating(ticket, entry, mail, author, rating)
         if self.settings.agents.is_agent(author.address):
             proof = agent_proof(
                 mail, entry.rcpt_tos, ticket.number, author.address, self.settings.agents.notify_address,
-                self.signer, self.settings.security.trusted_authserv_ids,
+                self.signer, self.settings.security.trusted_authserv_ids, dkim_domains,
             )  # fmt: skip
             return await self.desk.agent_reply(ticket, entry, mail, author, proof)
         if ticket.status == Status.CLOSED:
             return await self.desk.open_ticket(entry, mail, author, mailbox, follow_up_of=ticket)
-        return await self.desk.customer_reply(ticket, entry, mail, author)
+        return await self.desk.customer_reply(ticket, entry, mail, author, mailbox)
+
+    async def _dkim_domains(self, entry: SpoolEntry, mail: ParsedMail) -> frozenset[str]:
+        """Domains whose DKIM signature verifies, for agents' mail only (it asks DNS: slow,
+        so outside the transaction and off the event loop)."""
+        sender = mail.sender.address if mail.sender else ""
+        if not self.settings.agents.is_agent(sender) or mail.header("dkim-signature") is None:
+            return frozenset()
+        return await asyncio.to_thread(verified_dkim_domains, entry.raw, self.dkim_dns)
 
     def _rating_in(self, entry: SpoolEntry, mail: ParsedMail, number: str) -> Rating | None:
         """A valid rating token for this ticket, in the envelope or the To/Cc headers."""

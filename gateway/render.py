@@ -176,7 +176,7 @@ def sample_occasion(ticket: TicketView) -> Occasion:
     listing = [{"number": ticket.number, "subject": ticket.subject, "status": "open", "priority": "medium",
                 "created_at": ticket.created_at, "last_answer": None}]  # fmt: skip
     errors = [{"line": "#estado volando", "reason": "'volando' is not a status"}]
-    return Occasion(ticket.messages[-1], change, extra={"errors": errors, "tickets": listing})
+    return Occasion(ticket.messages[-1], change, extra={"errors": errors, "tickets": listing, "limit": 20})
 
 
 def _sample_ticket() -> TicketView:

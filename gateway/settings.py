@@ -56,6 +56,23 @@ class TicketSettings(Section):
     # Where an agent's public reply moves an open or in-progress ticket; "" leaves it.
     agent_reply_status: Status | Literal[""] = Status.WAITING_CUSTOMER
     incident_values: tuple[str, ...] = DEFAULT_INCIDENT_VALUES
+    # A reply carrying a ticket's token from someone who is not its requester, a CC or an
+    # agent: "flag" (kept for agents only, who are told; no commands), "accept" (as a
+    # participant), or "new_ticket" (opens a ticket of its own).
+    unknown_sender_policy: Literal["flag", "accept", "new_ticket"] = "flag"
+
+
+class LimitSettings(Section):
+    """What a mail may hold before it is refused (header) or kept raw as failed (the rest)."""
+
+    max_header_bytes: int = Field(default=256 * 1024, gt=0)
+    max_parts: int = Field(default=500, gt=0)
+    max_depth: int = Field(default=20, gt=0)
+    max_attachments: int = Field(default=100, gt=0)
+    max_attachment_bytes: int = Field(default=25 * MIB, gt=0)
+    # A runaway sender (a misconfigured ERP, a loop we cannot see): past this many new
+    # tickets in an hour its mail is still stored, but acknowledgements stop.
+    new_tickets_per_sender_per_hour: int = Field(default=20, gt=0)
 
 
 class SecuritySettings(Section):
@@ -159,6 +176,7 @@ class Settings(BaseSettings):
     outbound: OutboundSettings = OutboundSettings()
     agents: AgentSettings = AgentSettings()
     security: SecuritySettings = SecuritySettings()
+    limits: LimitSettings = LimitSettings()
     # Per language, labels replacing the defaults: [labels.es] open = "Enviado".
     labels: dict[Literal["es", "en", "pt"], dict[Status | Priority | TicketType, str]] = {}
     mailboxes: list[MailboxSettings] = Field(min_length=1)

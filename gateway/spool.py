@@ -1,7 +1,8 @@
 """The inbound spool: every accepted mail, raw, before anything else happens to it.
 
 Guarantee: `add` returns only after the raw bytes and the envelope are committed, so the
-listener may then answer 250. A row moves queued → processing → done | failed; a failed
+listener may then answer 250. A row moves queued → processing → done | ignored | failed (ignored: a loop or
+automatic mail for no ticket, kept raw and nothing else); a failed
 row keeps its raw bytes and the reason, and can be retried. Rows left `processing` by a
 crash go back to the queue at start-up, until they have used up their attempts.
 """
@@ -14,8 +15,8 @@ from dataclasses import dataclass
 from gateway.clock import Clock, timestamp
 from gateway.database import Database
 
-QUEUED, PROCESSING, DONE, FAILED = "queued", "processing", "done", "failed"
-STATUSES = (QUEUED, PROCESSING, DONE, FAILED)
+QUEUED, PROCESSING, DONE, FAILED, IGNORED = "queued", "processing", "done", "failed", "ignored"
+STATUSES = (QUEUED, PROCESSING, DONE, FAILED, IGNORED)
 
 SUMMARY_COLUMNS = "id, received_at, mail_from, rcpt_tos, status, attempts, outcome, error, length(raw) AS size"
 ENTRY_COLUMNS = "id, mail_from, rcpt_tos, peer, raw, attempts"
@@ -88,9 +89,9 @@ class Spool:
             attempts=row["attempts"],
         )
 
-    async def mark_done(self, spool_id: int, outcome: str) -> None:
-        """Record the outcome; call inside the transaction that applied it."""
-        await self._finish(spool_id, DONE, outcome=outcome, error=None)
+    async def mark_done(self, spool_id: int, outcome: str, status: str = DONE) -> None:
+        """Record the outcome (done, or ignored: kept raw only); call inside the transaction that applied it."""
+        await self._finish(spool_id, status, outcome=outcome, error=None)
 
     async def requeue(self, spool_id: int) -> None:
         """Put a mail back in the queue after a temporary failure."""

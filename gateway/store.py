@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+import nh3
+
 from gateway.clock import timestamp
 from gateway.database import Database
 from gateway.parse import Address, Attachment, ParsedMail
@@ -211,7 +213,7 @@ class TicketStore:
                 message.author.address, message.author.name, _addresses_json(message.to),
                 _addresses_json(message.cc), message.subject,
                 timestamp(message.date) if message.date else None,
-                message.body, message.new_part, message.html, message.visibility, message.note, when,
+                message.body, message.new_part, _safe_html(message.html), message.visibility, message.note, when,
             ),
         )  # fmt: skip
         assert cursor.lastrowid is not None
@@ -314,6 +316,12 @@ class TicketStore:
             follow_up_of=row["follow_up_number"],
         )  # fmt: skip
 
+    async def tickets_opened_since(self, requester: str, since: datetime) -> int:
+        row = await self.database.fetch_one(
+            "SELECT count(*) AS n FROM tickets WHERE requester = ? AND created_at >= ?", (requester, timestamp(since))
+        )
+        return int(row["n"]) if row else 0
+
     async def stale_resolved(self, resolved_before: datetime) -> list[int]:
         rows = await self.database.fetch_all(
             "SELECT id FROM tickets WHERE status = 'resolved' AND resolved_at <= ? ORDER BY id",
@@ -363,6 +371,11 @@ async def attachments_by_message(database: Database, message_rows: list[int]) ->
         entry = {key: row[key] for key in ("filename", "content_type", "size", "sha256")}
         result.setdefault(row["message_row"], []).append(entry)
     return result
+
+
+def _safe_html(html: str | None) -> str | None:
+    """Customer HTML as stored for showing again: sanitised (the raw mail keeps the original)."""
+    return nh3.clean(html) if html else None
 
 
 def _addresses_json(addresses: tuple[Address, ...]) -> str:

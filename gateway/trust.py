@@ -1,17 +1,28 @@
 """Is a mail from an agent really from that agent? Commands are honoured only if so.
 
 Accepted proofs, in order: the mail was sent to the signed reply address of this ticket
-that went to that agent (an agent who hits Reply has it); or an Authentication-Results
+that went to that agent (an agent who hits Reply has it); a DKIM signature that verifies
+for the agent's domain (dkimpy; the key comes from DNS); or an Authentication-Results
 header written by one of our own trusted hosts shows dkim=pass or spf=pass for the From
 domain. A From header alone proves nothing: anyone can write one.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable
+
+import dkim
 
 from gateway.parse import ParsedMail
 from gateway.tokens import Signer
+
+log = logging.getLogger(__name__)
+
+# dkimpy's DNS look-up: a TXT record name in, its text out (None when there is none).
+DnsLookup = Callable[..., "bytes | None"]
+MAX_SIGNATURES = 5  # a hostile mail could carry hundreds; each one costs a DNS look-up
 
 # "mx.estela.example; dkim=pass header.d=estela.example; spf=pass smtp.mailfrom=…"
 RESULT = re.compile(r"\b(dkim|spf)\s*=\s*(\w+)([^;]*)", re.IGNORECASE)
@@ -26,6 +37,7 @@ def agent_proof(
     team_address: str,
     signer: Signer,
     trusted_authserv_ids: tuple[str, ...],
+    dkim_domains: frozenset[str] = frozenset(),
 ) -> str | None:
     """How the agent proved who they are, or None when they did not."""
     bound_to = [address for address in (author, team_address) if address]
@@ -33,6 +45,8 @@ def agent_proof(
         if any(signer.reply_address_verifies(recipient, ticket_number, bound) for bound in bound_to):
             return "signed reply address"
     domain = author.rpartition("@")[2].lower()
+    if any(_same_or_parent(signed, domain) for signed in dkim_domains):
+        return "DKIM signature of the agent's domain"
     for value in _trusted_results(mail, trusted_authserv_ids):
         for method, verdict, properties in RESULT.findall(value):
             if verdict.lower() == "pass" and _aligned(properties, domain):
@@ -53,5 +67,29 @@ def _authserv_id(value: str) -> str:
 
 
 def _aligned(properties: str, domain: str) -> bool:
-    found = [match[1].lower() for match in DOMAIN_PROPERTY.findall(properties)]
-    return any(candidate == domain or candidate.endswith("." + domain) for candidate in found)
+    return any(_same_or_parent(match[1].lower(), domain) for match in DOMAIN_PROPERTY.findall(properties))
+
+
+def _same_or_parent(signed: str, domain: str) -> bool:
+    """Relaxed alignment (DMARC): the signing domain is the From domain or a parent of it."""
+    return domain == signed or domain.endswith("." + signed)
+
+
+def verified_dkim_domains(raw: bytes, dns: DnsLookup | None = None) -> frozenset[str]:
+    """The d= domains of the DKIM signatures on `raw` that verify. Blocking: it asks DNS."""
+    verifier = dkim.DKIM(raw)
+    domains = set()
+    for index in range(min(MAX_SIGNATURES, _signature_count(raw))):
+        try:
+            verified = verifier.verify(idx=index, dnsfunc=dns) if dns else verifier.verify(idx=index)
+        except Exception as error:  # dkimpy raises many kinds on malformed signatures or DNS
+            log.info("DKIM signature %d does not verify: %s", index, error)
+            continue
+        if verified and verifier.domain:
+            domains.add(verifier.domain.decode().lower())
+    return frozenset(domains)
+
+
+def _signature_count(raw: bytes) -> int:
+    header = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    return len(re.findall(rb"(?im)^dkim-signature:", header))

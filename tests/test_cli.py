@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+from email.message import EmailMessage
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import cli_json, make_mail, run_cli, sample
 
@@ -77,16 +80,19 @@ def test_ingest_locked_database_exits_75(config_path: Path, tmp_path: Path) -> N
     assert code == 75 and "try again later" in output
 
 
-def test_inbound_list_and_retry(config_path: Path, tmp_path: Path) -> None:
-    raw = b"To: soporte.latam@estela.example\r\nSubject: sin remitente\r\n\r\nhola\r\n"
-    result = run_cli(config_path, "ingest", "--recipient", "soporte.latam@estela.example", stdin=raw)
-    assert result.returncode == 0  # accepted and kept, even though it cannot become a ticket
+def test_inbound_list_and_retry(config_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "cliente@empresa.example", "soporte.latam@estela.example", "logs"
+    mail.set_content("Adjunto los registros.")
+    for name in ("uno.log", "dos.log"):
+        mail.add_attachment(b"registro", maintype="text", subtype="plain", filename=name)
+    monkeypatch.setenv("GATEWAY_LIMITS__MAX_ATTACHMENTS", "1")
+    code, _ = ingest(config_path, mail.as_bytes(), "soporte.latam@estela.example")
+    assert code == 0  # accepted and kept, even though it breaks a limit
     listing = run_cli(config_path, "inbound", "list", "--status", "failed").stdout.decode()
-    assert "failed" in listing and "no sender address" in listing
+    assert "failed" in listing and "2 attachments, over limits.max_attachments = 1" in listing
 
-    # The operator fixes the mail's problem at the source (here: the envelope sender) and retries.
-    with sqlite3.connect(tmp_path / "gateway.db") as connection:
-        connection.execute("UPDATE spool SET mail_from = 'cliente@empresa.example'")
+    monkeypatch.setenv("GATEWAY_LIMITS__MAX_ATTACHMENTS", "10")  # the admin raises the limit
     retried = run_cli(config_path, "inbound", "retry", "--all")
     assert retried.returncode == 0 and b"1: done" in retried.stdout
     assert len(cli_json(config_path, "tickets", "list", "--json")) == 1

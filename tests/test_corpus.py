@@ -21,6 +21,8 @@ async def test_every_corpus_mail_is_a_ticket_a_reply_or_kept_failed(gateway: Gat
         assert row["raw"] == path.read_bytes(), path.name  # the raw bytes are always kept
         if row["status"] == "failed":
             assert row["error"], path.name
+        elif row["status"] == "ignored":  # a loop, bounce or automatic mail for no ticket
+            assert row["outcome"].startswith("ignored: "), path.name
         else:
             assert row["status"] == "done", path.name
             assert row["id"] in in_a_ticket or row["outcome"].startswith("duplicate"), (path.name, row["outcome"])

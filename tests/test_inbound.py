@@ -231,9 +231,18 @@ async def test_mail_the_parser_cannot_handle_is_kept_failed_then_retried(
     assert len(await all_tickets(gateway)) == 2
 
 
-async def test_mail_without_any_sender_is_kept_failed_with_reason(gateway: Gateway) -> None:
+async def test_mail_without_any_sender_is_kept_raw_as_a_bounce(gateway: Gateway) -> None:
     raw = b"To: soporte.latam@estela.example\r\nSubject: sin remitente\r\n\r\nhola\r\n"
-    await send(gateway, raw, sender="")
+    await send(gateway, raw, sender="")  # MAIL FROM:<> is how bounces come (RFC 5321)
+    await gateway.drain()
+    [row] = spool_rows(gateway.settings.database.path)
+    assert row["status"] == "ignored" and "null_sender" in row["outcome"] and row["raw"] == raw
+    assert await all_tickets(gateway) == []
+
+
+async def test_mail_with_an_unusable_sender_is_kept_failed_with_reason(gateway: Gateway) -> None:
+    raw = b"To: soporte.latam@estela.example\r\nSubject: sin remitente\r\n\r\nhola\r\n"
+    await gateway.pipeline.spool.add("not-an-address", [MAILBOX], "test", raw)  # as `ingest --sender` may
     await gateway.drain()
     [row] = spool_rows(gateway.settings.database.path)
     assert row["status"] == "failed" and "no sender address" in row["error"]
