@@ -56,6 +56,9 @@ first_retry_seconds = 60
 max_retry_seconds = 3600
 give_up_hours = 48
 
+[security]
+trusted_authserv_ids = ["mx.test.example"]
+
 [agents]
 notify_address = "agentes@estela.example"
 addresses = ["csoto@estela.example"]

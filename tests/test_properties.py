@@ -1,0 +1,116 @@
+"""Property-based: arbitrary and mutated mail sent over SMTP never brings the daemon down,
+and every mail it accepted is a ticket entry or kept raw with a reason."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.daemon import Gateway
+from gateway.settings import load_settings
+from tests.conftest import MAILBOX, SHARED_MAIL, crlf, write_config
+
+SAMPLES = [crlf(path.read_bytes()) for path in sorted(SHARED_MAIL.glob("*.eml"))]
+HEADER_NAMES = ["From", "To", "Cc", "Subject", "Message-ID", "In-Reply-To", "References", "Content-Type",
+                "Content-Transfer-Encoding", "Auto-Submitted", "Date", "MIME-Version"]  # fmt: skip
+
+
+class RunningGateway:
+    """The daemon on its own event loop in a thread, so hypothesis can drive it synchronously."""
+
+    def __init__(self, directory: Path) -> None:
+        self.settings = load_settings(write_config(directory))
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.gateway = Gateway(self.settings)
+        self.call(self.gateway.start())
+
+    def call(self, coroutine):  # type: ignore[no-untyped-def]
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=60)
+
+    def close(self) -> None:
+        self.call(self.gateway.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    running = RunningGateway(tmp_path_factory.mktemp("properties"))
+    yield running
+    running.close()
+
+
+def mutated(sample: bytes, cuts: list[tuple[int, bytes]]) -> bytes:
+    data = bytearray(sample)
+    for position, replacement in cuts:
+        at = position % (len(data) + 1)
+        data[at : at + len(replacement)] = replacement
+    return bytes(data)
+
+
+header_line = st.builds(
+    lambda name, value: f"{name}: {value}\r\n".encode("utf-8", "surrogateescape"),
+    st.sampled_from(HEADER_NAMES),
+    st.text(max_size=120).map(lambda text: text.replace("\r", " ").replace("\n", " ")),
+)
+mails = st.one_of(
+    st.binary(max_size=2000),
+    st.builds(
+        mutated,
+        st.sampled_from(SAMPLES),
+        st.lists(st.tuples(st.integers(0, 10_000), st.binary(max_size=8)), max_size=6),
+    ),
+    st.builds(
+        lambda headers, body: b"".join(headers) + b"\r\n" + body,
+        st.lists(header_line, max_size=12),
+        st.binary(max_size=500),
+    ),
+)
+
+
+def send_raw(port: int, raw: bytes) -> bool:
+    """True when the gateway answered 250 to DATA."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        try:
+            client.sendmail("fuzz@client.example", [MAILBOX], raw)
+        except smtplib.SMTPResponseException as refusal:
+            assert 400 <= refusal.smtp_code < 600  # a clear SMTP answer, not a dropped connection
+            return False
+    return True
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=mails)
+def test_any_mail_is_stored_or_refused_and_the_daemon_stays_up(running: RunningGateway, raw: bytes) -> None:
+    port = running.gateway.port
+    accepted = send_raw(port, raw)
+    running.call(running.gateway.drain())
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        assert client.noop()[0] == 250  # still up
+    if not accepted:
+        return
+    with sqlite3.connect(running.settings.database.path) as connection:
+        row = connection.execute(
+            "SELECT id, raw, status, outcome, error FROM spool ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        spool_id, stored, status, outcome, error = row
+        expected = raw if raw.endswith(b"\r\n") else raw + b"\r\n"  # SMTP ends DATA on a line
+        assert stored == expected
+        in_ticket = connection.execute("SELECT 1 FROM messages WHERE spool_id = ?", (spool_id,)).fetchone()
+    assert status in ("done", "ignored", "failed")
+    if status == "failed":
+        assert error
+    elif status == "ignored":
+        assert outcome.startswith("ignored: ")
+    else:
+        assert in_ticket or outcome.startswith(("duplicate", "sent the list")), outcome
