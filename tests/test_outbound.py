@@ -220,7 +220,7 @@ async def test_template_override_replaces_only_the_files_present(tmp_path: Path,
     overrides.mkdir(parents=True)
     (overrides / "acknowledgement.subject.txt").write_text("Recibido: {{ ticket.subject }}")
     config = write_config(tmp_path, relay_port=relay.port)
-    config.write_text(config.read_text().replace("[agents]", f'templates_dir = "{overrides.parent}"\n\n[agents]'))
+    config.write_text(config.read_text().replace("[outbound]\n", f'[outbound]\ntemplates_dir = "{overrides.parent}"\n'))
     gateway = Gateway(load_settings(config))
     await gateway.start()
     try:

@@ -72,7 +72,7 @@ def test_a_broken_override_is_named_at_start(tmp_path: Path) -> None:
     overrides.mkdir(parents=True)
     (overrides / "acknowledgement.txt").write_text("Hola {{ ticket.nombre_que_no_existe }}")
     config = write_config(tmp_path)
-    config.write_text(config.read_text().replace("[agents]", f'templates_dir = "{overrides.parent}"\n\n[agents]'))
+    config.write_text(config.read_text().replace("[outbound]\n", f'[outbound]\ntemplates_dir = "{overrides.parent}"\n'))
     with pytest.raises(TemplateCheckError, match="es/acknowledgement"):
         Renderer(load_settings(config), CLOCK).check()
 
