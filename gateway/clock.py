@@ -30,4 +30,4 @@ class FixedClock:
 
 def timestamp(moment: datetime) -> str:
     """How times are stored: ISO 8601 in UTC, so text order is time order."""
-    return moment.astimezone(UTC).isoformat(timespec="seconds")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
