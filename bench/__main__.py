@@ -1,0 +1,233 @@
+"""`python -m bench`: the real daemon against the framework's own limit, in one run.
+
+Starts a bare aiosmtpd (answers 250, does nothing) and the real `ticket-gateway serve` on a
+fresh database with a sink relay, sends both the same load, and prints each figure with its
+ratio to the bare server's rate. Results are also saved as JSON. Talks only to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.corpus import corpus, large_mail
+from bench.load import LoadResult, percentile, send
+from bench.prefill import prefill
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+POLL_SECONDS = 0.05
+PROCESSING_TIMEOUT = 600.0
+CONFIG = """
+[smtp]
+host = "127.0.0.1"
+port = 0
+max_message_size = {max_size}
+hostname = "mx.bench.example"
+[database]
+path = "{db}"
+[logging]
+level = "WARNING"
+[limits]
+new_tickets_per_sender_per_hour = 1000000
+[outbound]
+host = "127.0.0.1"
+port = {relay_port}
+[agents]
+notify_address = "agentes@estela.example"
+addresses = ["csoto@estela.example"]
+[[mailboxes]]
+address = "soporte.latam@estela.example"
+name = "Soporte LATAM"
+country = "CL"
+brand = "Estela"
+product = "Estela ERP"
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=50, help="concurrent SMTP sessions (50)")
+    parser.add_argument("--mails", type=int, default=3000, help="mails per phase (3000)")
+    parser.add_argument("--tickets", type=int, default=0, help="pre-fill the database with this many tickets")
+    parser.add_argument("--large", action="store_true", help="large-mail mode: 10 senders × 25 MB, peak RSS")
+    parser.add_argument("--json", type=Path, default=None, help="where to save the results (bench/results/)")
+    args = parser.parse_args()
+    results = asyncio.run(run_large(args) if args.large else run(args))
+    path = args.json or RESULTS / f"{datetime.now():%Y%m%d-%H%M%S}{'-large' if args.large else ''}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    print(f"\nsaved {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    return 0
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    mails = corpus(args.mails * 3)
+    first, second, paced_mails = mails[: args.mails], mails[args.mails : 2 * args.mails], mails[2 * args.mails :]
+    with child("bench.servers", "bare") as (_, bare_port):
+        bare_one = await send(bare_port, first, args.sessions, per_session=1)
+        bare_twenty = await send(bare_port, second, args.sessions, per_session=20)
+    with tempfile.TemporaryDirectory(prefix="bench-") as directory, child("bench.servers", "sink") as (_, sink_port):
+        database = Path(directory) / "bench.db"
+        if args.tickets:
+            began = time.perf_counter()
+            prefill(database, args.tickets)
+            print(f"pre-filled {args.tickets:,} tickets in {time.perf_counter() - began:.0f} s", flush=True)
+        config = write_config(Path(directory), database, sink_port, max_size=26 * 1024 * 1024)
+        with daemon(config) as (process, port, peak_rss):
+            one = await send(port, first, args.sessions, per_session=1)
+            processed_one = wait_processed(database, len(first))
+            twenty = await send(port, second, args.sessions, per_session=20)
+            processed_twenty = wait_processed(database, len(first) + len(second))
+            paced_rate = 0.8 * max(one.rate, twenty.rate)
+            paced = await send(port, paced_mails, args.sessions, per_session=1, rate=paced_rate)
+            wait_processed(database, len(mails))
+            latencies = processing_latencies(database, paced)
+            rss = peak_rss()
+    return report(args, bare_one, bare_twenty, one, twenty, processed_one, processed_twenty, paced, latencies, rss)
+
+
+def report(
+    args: argparse.Namespace, bare_one: LoadResult, bare_twenty: LoadResult, one: LoadResult, twenty: LoadResult,
+    processed_one: float, processed_twenty: float, paced: LoadResult, latencies: list[float], rss: int,
+) -> dict[str, Any]:  # fmt: skip
+    processed_rate_one = one.accepted / max(processed_one - one.started, 1e-9)
+    processed_rate_twenty = twenty.accepted / max(processed_twenty - twenty.started, 1e-9)
+    rows = [
+        ("accepted mail/s, 1 per session", bare_one.rate, one.rate, one.rate / bare_one.rate),
+        ("accepted mail/s, 20 per session", bare_twenty.rate, twenty.rate, twenty.rate / bare_twenty.rate),
+        ("processed mail/s, 1 per session", bare_one.rate, processed_rate_one, processed_rate_one / bare_one.rate),
+        ("processed mail/s, 20 per session", bare_twenty.rate, processed_rate_twenty,
+         processed_rate_twenty / bare_twenty.rate),
+    ]  # fmt: skip
+    print(
+        f"\n{args.mails} mails a phase, {args.sessions} sessions, {args.tickets:,} tickets pre-filled, {os.cpu_count()} cores"
+    )
+    print(f"{'':34} {'bare aiosmtpd':>14} {'ticket-gateway':>15} {'ratio':>7}")
+    for name, bare, gateway, ratio in rows:
+        print(f"{name:34} {bare:14.0f} {gateway:15.0f} {ratio:7.0%}")
+    figures = {
+        "p50 DATA→250 ms (full load)": 1000 * percentile(one.data_latencies, 0.50),
+        "p99 DATA→250 ms (full load)": 1000 * percentile(one.data_latencies, 0.99),
+        f"paced at {paced.rate:.0f} mail/s (80% of peak): p50 DATA→250 ms": 1000
+        * percentile(paced.data_latencies, 0.5),
+        "paced: p99 DATA→250 ms": 1000 * percentile(paced.data_latencies, 0.99),
+        "paced: p50 250→processed ms": 1000 * percentile(latencies, 0.5),
+        "paced: p99 250→processed ms": 1000 * percentile(latencies, 0.99),
+        "bare aiosmtpd p99 DATA→250 ms": 1000 * percentile(bare_one.data_latencies, 0.99),
+        "daemon peak RSS MB": rss / 1024,
+    }
+    for name, value in figures.items():
+        print(f"{name:60} {value:9.1f}")
+    refused = one.refused + twenty.refused + paced.refused
+    if refused or one.errors:
+        print(f"refused: {refused}; first errors: {(one.errors + twenty.errors + paced.errors)[:3]}")
+    return {
+        "mails_per_phase": args.mails, "sessions": args.sessions, "prefilled_tickets": args.tickets,
+        "rates": [{"name": name, "bare": bare, "gateway": gateway, "ratio": ratio} for name, bare, gateway, ratio in rows],
+        "figures": figures, "refused": refused,
+    }  # fmt: skip
+
+
+async def run_large(args: argparse.Namespace) -> dict[str, Any]:
+    senders, size = 10, 25 * 1024 * 1024
+    mails = [large_mail(index, size) for index in range(senders)]
+    with tempfile.TemporaryDirectory(prefix="bench-") as directory, child("bench.servers", "sink") as (_, sink_port):
+        database = Path(directory) / "bench.db"
+        config = write_config(Path(directory), database, sink_port, max_size=size + size // 2)
+        with daemon(config) as (process, port, peak_rss):
+            result = await send(port, mails, sessions=senders, per_session=1)
+            wait_processed(database, len(mails))
+            rss = peak_rss()
+    print(f"\nlarge-mail mode: {senders} concurrent senders × {len(mails[0].raw) / 1e6:.1f} MB")
+    print(f"accepted {result.accepted}/{len(mails)} in {result.seconds:.1f} s; daemon peak RSS {rss / 1024:.0f} MB")
+    if result.errors:
+        print(f"errors: {result.errors[:3]}")
+    return {"mode": "large", "senders": senders, "mail_bytes": len(mails[0].raw), "accepted": result.accepted,
+            "seconds": result.seconds, "peak_rss_mb": rss / 1024}  # fmt: skip
+
+
+def write_config(directory: Path, database: Path, relay_port: int, max_size: int) -> Path:
+    path = directory / "bench.toml"
+    path.write_text(CONFIG.format(db=database, relay_port=relay_port, max_size=max_size))
+    return path
+
+
+@contextmanager
+def child(module: str, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    process = subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE, cwd=ROOT)
+    assert process.stdout is not None
+    try:
+        yield process, int(process.stdout.readline())
+    finally:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def daemon(config: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Any]]:
+    env = {**os.environ, "GATEWAY_LOGGING__LEVEL": "INFO"}  # the "listening on" line
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "--config", str(config), "serve"], stderr=subprocess.PIPE, cwd=ROOT, env=env
+    )
+    assert process.stderr is not None
+    port = 0
+    for line in process.stderr:
+        if b"listening on" in line:
+            port = int(line.split(b"listening on ")[1].split(b" ")[0].rsplit(b":", 1)[1])
+            break
+    if not port:
+        raise SystemExit(f"the daemon did not start (exit {process.wait()})")
+    threading.Thread(target=process.stderr.read, daemon=True).start()  # keep its log pipe empty
+
+    def peak_rss() -> int:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
+
+    try:
+        yield process, port, peak_rss
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def wait_processed(database: Path, count: int) -> float:
+    """Poll until `count` spool rows are finished; returns the wall clock when they were."""
+    deadline = time.monotonic() + PROCESSING_TIMEOUT
+    with sqlite3.connect(database) as connection:
+        while time.monotonic() < deadline:
+            (finished,) = connection.execute(
+                "SELECT count(*) FROM spool WHERE status IN ('done', 'ignored', 'failed')"
+            ).fetchone()
+            if finished >= count:
+                (last,) = connection.execute("SELECT max(updated_at) FROM spool").fetchone()
+                return datetime.fromisoformat(last).timestamp()
+            time.sleep(POLL_SECONDS)
+    raise SystemExit(f"processing did not finish within {PROCESSING_TIMEOUT:.0f} s")
+
+
+def processing_latencies(database: Path, load: LoadResult) -> list[float]:
+    """Seconds from each mail's 250 to its spool row being done, from the daemon's own clock."""
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute(
+            "SELECT m.message_id, s.updated_at FROM messages m JOIN spool s ON s.id = m.spool_id"
+        ).fetchall()
+    done_at = {message_id: datetime.fromisoformat(at).timestamp() for message_id, at in rows}
+    return [done_at[mid] - at for mid, at in load.accepted_at.items() if mid in done_at]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
