@@ -63,7 +63,7 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=50, help="concurrent SMTP sessions (50)")
     parser.add_argument("--mails", type=int, default=3000, help="mails per phase (3000)")
     parser.add_argument("--tickets", type=int, default=0, help="pre-fill the database with this many tickets")
-    parser.add_argument("--large", action="store_true", help="large-mail mode: 10 senders × 25 MB, peak RSS")
+    parser.add_argument("--large", action="store_true", help="large-mail mode: 10 senders x 25 MB, peak RSS")
     parser.add_argument("--json", type=Path, default=None, help="where to save the results (bench/results/)")
     args = parser.parse_args()
     results = asyncio.run(run_large(args) if args.large else run(args))
@@ -87,7 +87,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             prefill(database, args.tickets)
             print(f"pre-filled {args.tickets:,} tickets in {time.perf_counter() - began:.0f} s", flush=True)
         config = write_config(Path(directory), database, sink_port, max_size=26 * 1024 * 1024)
-        with daemon(config) as (process, port, peak_rss):
+        with daemon(config) as (_, port, peak_rss):
             one = await send(port, first, args.sessions, per_session=1)
             processed_one = wait_processed(database, len(first))
             twenty = await send(port, second, args.sessions, per_session=20)
@@ -113,9 +113,8 @@ def report(
         ("processed mail/s, 20 per session", bare_twenty.rate, processed_rate_twenty,
          processed_rate_twenty / bare_twenty.rate),
     ]  # fmt: skip
-    print(
-        f"\n{args.mails} mails a phase, {args.sessions} sessions, {args.tickets:,} tickets pre-filled, {os.cpu_count()} cores"
-    )
+    setup = f"{args.mails} mails a phase, {args.sessions} sessions, {args.tickets:,} tickets pre-filled"
+    print(f"\n{setup}, {os.cpu_count()} cores")
     print(f"{'':34} {'bare aiosmtpd':>14} {'ticket-gateway':>15} {'ratio':>7}")
     for name, bare, gateway, ratio in rows:
         print(f"{name:34} {bare:14.0f} {gateway:15.0f} {ratio:7.0%}")
@@ -137,7 +136,7 @@ def report(
         print(f"refused: {refused}; first errors: {(one.errors + twenty.errors + paced.errors)[:3]}")
     return {
         "mails_per_phase": args.mails, "sessions": args.sessions, "prefilled_tickets": args.tickets,
-        "rates": [{"name": name, "bare": bare, "gateway": gateway, "ratio": ratio} for name, bare, gateway, ratio in rows],
+        "rates": [dict(zip(("name", "bare", "gateway", "ratio"), row, strict=True)) for row in rows],
         "figures": figures, "refused": refused,
     }  # fmt: skip
 
@@ -148,11 +147,11 @@ async def run_large(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-") as directory, child("bench.servers", "sink") as (_, sink_port):
         database = Path(directory) / "bench.db"
         config = write_config(Path(directory), database, sink_port, max_size=size + size // 2)
-        with daemon(config) as (process, port, peak_rss):
+        with daemon(config) as (_, port, peak_rss):
             result = await send(port, mails, sessions=senders, per_session=1)
             wait_processed(database, len(mails))
             rss = peak_rss()
-    print(f"\nlarge-mail mode: {senders} concurrent senders × {len(mails[0].raw) / 1e6:.1f} MB")
+    print(f"\nlarge-mail mode: {senders} concurrent senders x {len(mails[0].raw) / 1e6:.1f} MB")
     print(f"accepted {result.accepted}/{len(mails)} in {result.seconds:.1f} s; daemon peak RSS {rss / 1024:.0f} MB")
     if result.errors:
         print(f"errors: {result.errors[:3]}")

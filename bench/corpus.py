@@ -23,7 +23,10 @@ PARAGRAPHS = [
     "Quedamos atentos a sus comentarios. Cualquier información adicional que necesiten (registros, "
     "capturas de pantalla o la versión exacta del módulo) se la enviamos de inmediato.",
 ]
-SIGNATURE = "\n\nSaludos cordiales,\nMaría José Pérez\nJefa de Administración\nDistribuidora Andes SpA\nRUT: 76.086.428-5\nTeléfono: +56 2 2345 6789"
+SIGNATURE = (
+    "\n\nSaludos cordiales,\nMaría José Pérez\nJefa de Administración\nDistribuidora Andes SpA\n"
+    "RUT: 76.086.428-5\nTeléfono: +56 2 2345 6789"
+)
 
 
 @dataclass(frozen=True)
