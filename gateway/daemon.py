@@ -33,6 +33,7 @@ class Gateway:
         self._databases: list[Database] = []
         self._server: asyncio.Server | None = None
         self._workers: list[asyncio.Task[None]] = []
+        self._write_lock = asyncio.Lock()  # one writer at a time across our connections
 
     async def start(self) -> None:
         Renderer(self.settings, self.clock).check()  # before anything opens: fail fast, leave nothing behind
@@ -67,7 +68,7 @@ class Gateway:
         )  # fmt: skip
 
     async def _open_database(self) -> Database:
-        database = await Database.open(self.settings.database.path)
+        database = await Database.open(self.settings.database.path, self._write_lock)
         self._databases.append(database)
         return database
 

@@ -2,10 +2,17 @@
 
 Every connection runs in WAL mode with `synchronous=FULL`, so a COMMIT that returned is on
 disk: the listener relies on that before it answers 250.
+
+The connections of one process share a write lock (an asyncio.Lock): SQLite lets one writer
+in at a time, and its own busy handler waits by sleeping in growing steps, which under load
+left mail waiting for a lock long released. Every write takes the shared lock first, so
+writers queue in the event loop and go in the moment the lock is free. Other processes
+(`ingest`, the CLI) still meet SQLite's busy timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -180,13 +187,15 @@ TEMPORARY_ERRORS = (sqlite3.OperationalError,)
 
 
 class Database:
-    """One SQLite connection. Steps that must not interleave each get their own."""
+    """One SQLite connection. Steps that must not interleave each get their own; their
+    writes all go through `transaction()`, under the process's shared write lock."""
 
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(self, connection: aiosqlite.Connection, write_lock: asyncio.Lock) -> None:
         self.connection = connection
+        self.write_lock = write_lock
 
     @classmethod
-    async def open(cls, path: Path) -> Database:
+    async def open(cls, path: Path, write_lock: asyncio.Lock | None = None) -> Database:
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are begun explicitly, never implicitly.
         connection = await aiosqlite.connect(path, isolation_level=None)
@@ -203,18 +212,24 @@ class Database:
         except BaseException:
             await connection.close()  # else its thread keeps the process alive
             raise
-        return cls(connection)
+        return cls(connection, write_lock or asyncio.Lock())
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """BEGIN IMMEDIATE … COMMIT: take the write lock first, so reads inside are current."""
-        await self.connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.connection
-        except BaseException:
-            await self.connection.execute("ROLLBACK")
-            raise
-        await self.connection.execute("COMMIT")
+        """BEGIN IMMEDIATE … COMMIT under the shared write lock; reads inside are current."""
+        async with self.write_lock:
+            await self.connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.connection
+            except BaseException:
+                await self.connection.execute("ROLLBACK")
+                raise
+            await self.connection.execute("COMMIT")
+
+    async def write(self, sql: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        """One statement in a transaction of its own; returns any rows it RETURNs."""
+        async with self.transaction() as connection, connection.execute(sql, parameters) as cursor:
+            return list(await cursor.fetchall())
 
     async def fetch_all(self, sql: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         async with self.connection.execute(sql, parameters) as cursor:

@@ -97,21 +97,21 @@ class Outbox:
 
     async def mark_sent(self, outbox_id: int, reply: str) -> None:
         now = timestamp(self.clock.now())
-        await self.database.connection.execute(
+        await self.database.write(
             "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?, relay_reply = ?,"
             " updated_at = ? WHERE id = ?",
             (now, reply, now, outbox_id),
         )
 
     async def mark_retry(self, outbox_id: int, next_attempt: datetime, reply: str) -> None:
-        await self.database.connection.execute(
+        await self.database.write(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, relay_reply = ?, updated_at = ?"
             " WHERE id = ?",
             (timestamp(next_attempt), reply, timestamp(self.clock.now()), outbox_id),
         )
 
     async def mark_failed(self, outbox_id: int, reply: str) -> None:
-        await self.database.connection.execute(
+        await self.database.write(
             "UPDATE outbox SET status = 'failed', attempts = attempts + 1, relay_reply = ?, updated_at = ?"
             " WHERE id = ?",
             (reply, timestamp(self.clock.now()), outbox_id),
@@ -124,7 +124,7 @@ class Outbox:
         parameters: tuple[int, ...] = ()
         if outbox_ids is not None:
             which, parameters = f" AND id IN ({','.join('?' * len(outbox_ids))})", tuple(outbox_ids)
-        rows = await self.database.fetch_all(
+        rows = await self.database.write(
             "UPDATE outbox SET status = 'queued', attempts = 0, created_at = ?, next_attempt_at = ?, updated_at = ?"
             f" WHERE status = 'failed'{which} RETURNING id",
             (now, now, now, *parameters),

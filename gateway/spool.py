@@ -1,14 +1,18 @@
 """The inbound spool: every accepted mail, raw, before anything else happens to it.
 
 Guarantee: `add` returns only after the raw bytes and the envelope are committed, so the
-listener may then answer 250. A row moves queued → processing → done | ignored | failed (ignored: a loop or
-automatic mail for no ticket, kept raw and nothing else); a failed
-row keeps its raw bytes and the reason, and can be retried. Rows left `processing` by a
-crash go back to the queue at start-up, until they have used up their attempts.
+listener may then answer 250. Mail arriving while a commit is under way is committed
+together in the next one (group commit): one transaction for many sessions.
+
+A row moves queued → processing → done | ignored | failed. Ignored: a loop, or automatic
+mail for no ticket, kept raw and nothing else. Failed: kept raw with the reason, and can
+be retried. Rows left `processing` by a crash go back to the queue at start-up, until they
+have used up their attempts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 
@@ -18,6 +22,8 @@ from gateway.database import Database
 QUEUED, PROCESSING, DONE, FAILED, IGNORED = "queued", "processing", "done", "failed", "ignored"
 STATUSES = (QUEUED, PROCESSING, DONE, FAILED, IGNORED)
 
+INSERT = "INSERT INTO spool (received_at, mail_from, rcpt_tos, peer, raw, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+FINISH = "UPDATE spool SET status = ?, outcome = ?, error = ?, updated_at = ? WHERE id = ?"
 SUMMARY_COLUMNS = "id, received_at, mail_from, rcpt_tos, status, attempts, outcome, error, length(raw) AS size"
 ENTRY_COLUMNS = "id, mail_from, rcpt_tos, peer, raw, attempts"
 
@@ -53,16 +59,39 @@ class Spool:
     def __init__(self, database: Database, clock: Clock) -> None:
         self.database = database
         self.clock = clock
+        self._waiting: list[tuple[tuple[object, ...], asyncio.Future[int]]] = []
+        self._committer: asyncio.Task[None] | None = None
 
     async def add(self, mail_from: str, rcpt_tos: list[str], peer: str, raw: bytes) -> int:
-        """Store a mail durably (one committed INSERT) and return its spool id."""
-        now = timestamp(self.clock.now())
-        cursor = await self.database.connection.execute(
-            "INSERT INTO spool (received_at, mail_from, rcpt_tos, peer, raw, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (now, mail_from, json.dumps(rcpt_tos), peer, raw, now),
-        )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        """Store a mail durably and return its spool id, once its commit is done."""
+        row = (mail_from, json.dumps(rcpt_tos), peer, raw)
+        committed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting.append((row, committed))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_waiting())
+        return await committed
+
+    async def _commit_waiting(self) -> None:
+        while self._waiting:
+            batch: list[tuple[tuple[object, ...], asyncio.Future[int]]] = []
+            try:
+                async with self.database.transaction() as connection:
+                    # Taken once the lock is ours: everything that arrived meanwhile goes too.
+                    batch, self._waiting = self._waiting, []
+                    now = timestamp(self.clock.now())
+                    ids = []
+                    for row, _ in batch:
+                        cursor = await connection.execute(INSERT, (now, *row, now))
+                        ids.append(cursor.lastrowid)
+            except Exception as error:  # nothing of the batch is stored: each sender gets a 451
+                for _, committed in batch:
+                    if not committed.done():
+                        committed.set_exception(error)
+                continue
+            for (_, committed), spool_id in zip(batch, ids, strict=True):
+                if not committed.done():  # a sender that hung up is gone; the mail is kept anyway
+                    assert spool_id is not None
+                    committed.set_result(spool_id)
 
     async def claim_next(self) -> SpoolEntry | None:
         """The oldest queued mail, marked processing: arrival order, one taker only."""
@@ -73,13 +102,14 @@ class Spool:
         return await self._claim("?", (spool_id,))
 
     async def _claim(self, which: str, parameters: tuple[object, ...]) -> SpoolEntry | None:
-        row = await self.database.fetch_one(
+        rows = await self.database.write(
             f"UPDATE spool SET status = 'processing', attempts = attempts + 1, updated_at = ?"
             f" WHERE id = {which} AND status = 'queued' RETURNING {ENTRY_COLUMNS}",
             (timestamp(self.clock.now()), *parameters),
         )
-        if row is None:
+        if not rows:
             return None
+        row = rows[0]
         return SpoolEntry(
             id=row["id"],
             mail_from=row["mail_from"],
@@ -90,21 +120,16 @@ class Spool:
         )
 
     async def mark_done(self, spool_id: int, outcome: str, status: str = DONE) -> None:
-        """Record the outcome (done, or ignored: kept raw only); call inside the transaction that applied it."""
-        await self._finish(spool_id, status, outcome=outcome, error=None)
+        """Record the outcome (done, or ignored: kept raw only) inside the transaction that applied it."""
+        now = timestamp(self.clock.now())
+        await self.database.connection.execute(FINISH, (status, outcome, None, now, spool_id))
 
     async def requeue(self, spool_id: int) -> None:
         """Put a mail back in the queue after a temporary failure."""
-        await self._finish(spool_id, QUEUED, outcome=None, error=None)
+        await self.database.write(FINISH, (QUEUED, None, None, timestamp(self.clock.now()), spool_id))
 
     async def mark_failed(self, spool_id: int, error: str) -> None:
-        await self._finish(spool_id, FAILED, outcome=None, error=error)
-
-    async def _finish(self, spool_id: int, status: str, outcome: str | None, error: str | None) -> None:
-        await self.database.connection.execute(
-            "UPDATE spool SET status = ?, outcome = ?, error = ?, updated_at = ? WHERE id = ?",
-            (status, outcome, error, timestamp(self.clock.now()), spool_id),
-        )
+        await self.database.write(FINISH, (FAILED, None, error, timestamp(self.clock.now()), spool_id))
 
     async def recover_interrupted(self, max_attempts: int) -> tuple[int, int]:
         """After a crash: requeue rows left processing; set aside those out of attempts.
@@ -129,19 +154,15 @@ class Spool:
     async def retry(self, spool_ids: list[int] | None) -> list[int]:
         """Queue failed mail again (all of it when `spool_ids` is None); returns the ids."""
         now = timestamp(self.clock.now())
-        if spool_ids is None:
-            rows = await self.database.fetch_all(
-                "UPDATE spool SET status = 'queued', attempts = 0, error = NULL, updated_at = ?"
-                " WHERE status = 'failed' RETURNING id",
-                (now,),
-            )
-        else:
-            marks = ",".join("?" * len(spool_ids))
-            rows = await self.database.fetch_all(
-                "UPDATE spool SET status = 'queued', attempts = 0, error = NULL, updated_at = ?"
-                f" WHERE status = 'failed' AND id IN ({marks}) RETURNING id",
-                (now, *spool_ids),
-            )
+        which: str = ""
+        parameters: tuple[int, ...] = ()
+        if spool_ids is not None:
+            which, parameters = f" AND id IN ({','.join('?' * len(spool_ids))})", tuple(spool_ids)
+        rows = await self.database.write(
+            "UPDATE spool SET status = 'queued', attempts = 0, error = NULL, updated_at = ?"
+            f" WHERE status = 'failed'{which} RETURNING id",
+            (now, *parameters),
+        )
         return sorted(row["id"] for row in rows)
 
     async def summaries(self, status: str | None = None) -> list[SpoolSummary]:

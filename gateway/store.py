@@ -335,9 +335,7 @@ class TicketStore:
 
     async def secret(self, generate: Callable[[], str]) -> str:
         """The database's own signing secret, made once when the config gives none."""
-        await self.database.connection.execute(
-            "INSERT OR IGNORE INTO meta (name, value) VALUES ('secret', ?)", (generate(),)
-        )
+        await self.database.write("INSERT OR IGNORE INTO meta (name, value) VALUES ('secret', ?)", (generate(),))
         row = await self.database.fetch_one("SELECT value FROM meta WHERE name = 'secret'")
         assert row is not None
         return str(row["value"])
