@@ -1,32 +1,21 @@
 """Render a planned notification into a complete mail, bytes ready for the relay.
 
 The only module that imports jinja2. Guarantees: every subject carries the ticket token;
-no customer-supplied value can add a header (CR, LF and other control characters are
-removed); each address is encoded on its own, so a comma in an accented display name can
-never merge two recipients (Python 3.11's `email` policies can fold a To/Cc list so that a
-comma lands inside an encoded word; compat32 with pre-encoded values does not refold).
+the bytes themselves are written by `mime`, which keeps customer text out of the headers'
+structure.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from email import charset as email_charset
-from email import encoders
-from email.generator import BytesGenerator
-from email.header import Header
-from email.mime.base import MIMEBase
-from email.mime.multipart import MIMEMultipart
-from email.mime.nonmultipart import MIMENonMultipart
-from email.policy import compat32
-from email.utils import format_datetime, formataddr, make_msgid
+from email.utils import format_datetime, make_msgid
 from importlib.resources import files
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
 
+from gateway import mime
 from gateway.clock import Clock
 from gateway.notify import RULES, PlannedMail
 from gateway.parse import Address, Attachment
@@ -37,11 +26,6 @@ from gateway.tickets import ticket_token
 GATEWAY_NAME = "ticket-gateway"
 MAX_REFERENCES = 20  # enough for any client to thread; bounded so headers stay small
 MAX_PREVIOUS_MESSAGES = 5
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
-WIRE_POLICY = compat32.clone(linesep="\r\n")
-# Quoted-printable keeps Spanish text readable in the raw mail and in `outbox show`.
-UTF8_QP = email_charset.Charset("utf-8")
-UTF8_QP.body_encoding = email_charset.QP
 
 
 @dataclass(frozen=True)
@@ -94,20 +78,19 @@ class Renderer:
         """A complete mail; `ticket` is None only for mail about no one ticket (my tickets)."""
         context = self._context(planned, ticket, mailbox, occasion)
         name = f"{mailbox.language}/{planned.template}"
-        subject = one_line(self.environment.get_template(f"{name}.subject.txt").render(context))
+        subject = mime.one_line(self.environment.get_template(f"{name}.subject.txt").render(context))
         if ticket is not None and ticket_token(ticket.number) not in subject:
             subject = f"{ticket_token(ticket.number)} {subject}"  # an override forgot it: keep threading
         text = self.environment.get_template(f"{name}.txt").render(context)
         html = self.environment.get_template(f"{name}.html").render(context)
         idstring = ticket.number.lower() if ticket else None
         message_id = make_msgid(idstring=idstring, domain=self.settings.message_id_domain)[1:-1]
-        message = _body(text, html, occasion.attachments if not planned.for_agents else ())
         headers = {
-            "From": _address_header((Address(occasion.from_name or mailbox.name, mailbox.address),)),
-            "To": _address_header(planned.to),
-            "Cc": _address_header(planned.cc),
+            "From": mime.mailbox(occasion.from_name or mailbox.name, mailbox.address),
+            "To": mime.address_list((p.name, p.address) for p in planned.to),
+            "Cc": mime.address_list((p.name, p.address) for p in planned.cc),
             "Reply-To": occasion.reply_to or mailbox.address,
-            "Subject": _encoded(subject, "Subject"),
+            "Subject": mime.unstructured(subject),
             "Date": format_datetime(self.clock.now()),
             "Message-ID": f"<{message_id}>",
             **(_threading_headers(ticket, occasion.trigger) if ticket else {}),
@@ -117,15 +100,14 @@ class Renderer:
             "X-Loop": f"{GATEWAY_NAME} {mailbox.address}",
             "X-Ticket-Number": ticket.number if ticket else "",
         }
-        for key, value in headers.items():
-            if value:
-                message[key] = value  # type: ignore[assignment]  # compat32 takes a Header too
+        attachments = () if planned.for_agents else occasion.attachments
+        files = [(a.filename, a.content_type, a.content) for a in attachments]
         return OutboundMail(
             template=planned.template,
             message_id=message_id,
             envelope_from=mailbox.address,
             recipients=tuple(person.address for person in (*planned.to, *planned.cc)),
-            raw=_wire_bytes(message),
+            raw=mime.compose(list(headers.items()), text, html, files),
         )
 
     def check(self) -> None:
@@ -189,65 +171,11 @@ def _sample_ticket() -> TicketView:
     )  # fmt: skip
 
 
-def one_line(value: str) -> str:
-    """A header-safe value: control characters (CR and LF above all) become spaces."""
-    return " ".join(CONTROL_CHARACTERS.sub(" ", value).split())
-
-
-def _encoded(value: str, header_name: str) -> str | Header:
-    """RFC 2047 words when needed; the Header knows its name, so the first line fits."""
-    value = one_line(value)
-    return value if value.isascii() else Header(value, "utf-8", header_name=header_name)
-
-
-def _address_header(people: tuple[Address, ...]) -> str:
-    # Each address is encoded by itself, then joined: see the module docstring.
-    return ", ".join(_one_address(person) for person in people)
-
-
-def _one_address(person: Address) -> str:
-    name, address = one_line(person.name), one_line(person.address)
-    if name.isascii():
-        return formataddr((name, address))  # quotes a name holding a comma
-    # Several short encoded words, space-separated, so the header folds between them.
-    return f"{Header(name, 'utf-8').encode(linesep=' ')} <{address}>"
-
-
 def _threading_headers(ticket: TicketView, trigger: MessageView | None) -> dict[str, str]:
     """In-Reply-To the mail we answer; References the ticket's thread, oldest first."""
     thread = [m.message_id for m in ticket.messages if m.message_id]
     if trigger is not None and trigger.message_id in thread:
         thread = thread[: thread.index(trigger.message_id) + 1]
-    references = [f"<{one_line(mid)}>" for mid in thread][-MAX_REFERENCES:]
-    in_reply_to = f"<{one_line(trigger.message_id)}>" if trigger and trigger.message_id else ""
+    references = [f"<{mime.one_line(mid)}>" for mid in thread][-MAX_REFERENCES:]
+    in_reply_to = f"<{mime.one_line(trigger.message_id)}>" if trigger and trigger.message_id else ""
     return {"In-Reply-To": in_reply_to, "References": " ".join(references)}
-
-
-def _body(text: str, html: str, attachments: tuple[Attachment, ...]) -> MIMEMultipart:
-    alternative = MIMEMultipart("alternative")
-    alternative.attach(_text_part(text, "plain"))
-    alternative.attach(_text_part(html, "html"))
-    if not attachments:
-        return alternative
-    mixed = MIMEMultipart("mixed")
-    mixed.attach(alternative)
-    for attachment in attachments:
-        maintype, _, subtype = attachment.content_type.partition("/")
-        part = MIMEBase(maintype or "application", subtype or "octet-stream")
-        part.set_payload(attachment.content)
-        encoders.encode_base64(part)
-        part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", attachment.filename))
-        mixed.attach(part)
-    return mixed
-
-
-def _text_part(content: str, subtype: str) -> MIMENonMultipart:
-    part = MIMENonMultipart("text", subtype)
-    part.set_payload(content, UTF8_QP)
-    return part
-
-
-def _wire_bytes(message: MIMEMultipart) -> bytes:
-    buffer = BytesIO()
-    BytesGenerator(buffer, mangle_from_=False, policy=WIRE_POLICY).flatten(message)
-    return buffer.getvalue()

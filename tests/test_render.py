@@ -87,3 +87,38 @@ def test_my_tickets_lists_every_ticket_without_a_token(renderer: Renderer, langu
     assert "[#" not in message["Subject"] and message["In-Reply-To"] is None
     assert "TK-000000" in message.get_body(("plain",)).get_content()
     assert "TK-000000" in message.get_body(("html",)).get_content()
+
+
+def test_mime_headers_fold_cleanly_and_parse_back() -> None:
+    from gateway import mime
+
+    people = [(f"Ñandú Pérez-Öğretmen, Nº {index} «jefa»", f"p{index}@andes.example") for index in range(12)]
+    subject = "Ñ" * 40 + " factura electrónica rechazada por el SII " * 4
+    raw = mime.compose(
+        [("From", mime.mailbox("Soporte LATAM", "s@estela.example")), ("Cc", mime.address_list(people)),
+         ("Subject", mime.unstructured(subject)), ("To", mime.mailbox('Soto, "Carla"', "c@estela.example"))],
+        "texto ñ\nsegunda línea " + "x" * 200, "<p>hola</p>",
+        [("año ñ.pdf", "application/pdf", b"%PDF" * 1000), ("plain.txt", "text/plain", b"ok")],
+    )  # fmt: skip
+    header = raw.split(b"\r\n\r\n", 1)[0]
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert max(len(line) for line in header.split(b"\r\n")) <= 80
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert message["Subject"] == " ".join(subject.split())
+    assert [(a.display_name, a.addr_spec) for a in message["Cc"].addresses] == people
+    assert message["To"].addresses[0].display_name == 'Soto, "Carla"'
+    assert message.get_body(("plain",)).get_content().replace("\r\n", "\n").startswith("texto ñ\nsegunda línea xx")
+    assert [part.get_filename() for part in message.iter_attachments()] == ["año ñ.pdf", "plain.txt"]
+    assert next(message.iter_attachments()).get_content() == b"%PDF" * 1000
+
+
+def test_mime_values_cannot_open_a_new_header() -> None:
+    from gateway import mime
+
+    raw = mime.compose(
+        [("Subject", mime.unstructured("hola\r\nBcc: victim@example.com")),
+         ("To", mime.mailbox("Eve\nBcc: v@x.example", "eve@x.example"))],
+        "x", "y",
+    )  # fmt: skip
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert message["Bcc"] is None and "victim" in message["Subject"]
