@@ -42,7 +42,7 @@ class Gateway:
         listener_db = await self._open_database()
         pipeline_db = await self._open_database()
         relay_db = await self._open_database()
-        self.pipeline = Pipeline(self.settings, pipeline_db, self.clock)
+        self.pipeline = Pipeline(self.settings, pipeline_db, self.clock, self.settings.pipeline.parse_workers)
         await self.pipeline.prepare()
         self.relay = Relay(
             self.settings.outbound,
@@ -97,6 +97,9 @@ class Gateway:
             self._server.close()
         self.stopping.set()
         await asyncio.gather(*self._workers)
+        if self._databases:
+            await self.pipeline.release()
+            self.pipeline.parser.close()
         for database in self._databases:
             await database.close()
         self._databases.clear()

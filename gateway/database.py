@@ -228,16 +228,16 @@ class Database:
 
     async def write(self, sql: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         """One statement in a transaction of its own; returns any rows it RETURNs."""
-        async with self.transaction() as connection, connection.execute(sql, parameters) as cursor:
-            return list(await cursor.fetchall())
+        async with self.transaction() as connection:
+            return list(await connection.execute_fetchall(sql, parameters))
 
+    # One trip to the database thread each: a statement, its rows, its cursor closed.
     async def fetch_all(self, sql: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
-        async with self.connection.execute(sql, parameters) as cursor:
-            return list(await cursor.fetchall())
+        return list(await self.connection.execute_fetchall(sql, parameters))
 
     async def fetch_one(self, sql: str, parameters: tuple[object, ...] = ()) -> sqlite3.Row | None:
-        async with self.connection.execute(sql, parameters) as cursor:
-            return await cursor.fetchone()
+        rows = await self.connection.execute_fetchall(sql, parameters)
+        return next(iter(rows), None)
 
     async def close(self) -> None:
         await self.connection.close()

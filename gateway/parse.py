@@ -7,11 +7,15 @@ This is the only module that imports `mailparser`. Its guarantee: any bytes yiel
 
 from __future__ import annotations
 
+import asyncio
 import email.header
 import email.utils
 import logging
+import multiprocessing
 import re
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from email.generator import BytesGenerator
@@ -172,6 +176,51 @@ def _depth(message: Message) -> int:
         return 0
     children = [part for part in message.get_payload() if isinstance(part, Message)]
     return 1 + max((_depth(part) for part in children), default=0)
+
+
+class Parser:
+    """Parses in worker processes (`workers` > 0) or in this one. In workers, the parser's
+    CPU is off the event loop, and a mail that kills a worker fails alone: the pool is
+    made anew and the mail is tried once more before it is given up."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self, raw: bytes) -> asyncio.Future[ParsedMail]:
+        loop = asyncio.get_running_loop()
+        if not self.workers:
+            future: asyncio.Future[ParsedMail] = loop.create_future()
+            try:
+                future.set_result(parse_mail(raw))
+            except Exception as error:
+                future.set_exception(error)
+            return future
+        return asyncio.ensure_future(self._in_worker(raw))
+
+    async def _in_worker(self, raw: bytes) -> ParsedMail:
+        for attempt in (1, 2):
+            pool = self._ensure_pool()
+            try:
+                return await asyncio.get_running_loop().run_in_executor(pool, parse_mail, raw)
+            except BrokenProcessPool:
+                if self._pool is pool:
+                    self._pool = None  # made anew on the next use
+                if attempt == 2:
+                    raise ParseError("the parser process died twice on this mail") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _ensure_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # forkserver: workers start from a clean process, not a fork of our threads.
+            context = multiprocessing.get_context("forkserver")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 def message_ids(value: object) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -21,7 +22,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.database import TEMPORARY_ERRORS, Database
 from gateway.limits import check_limits
 from gateway.outbox import Notifier, Outbox
-from gateway.parse import Address, ParsedMail, parse_address, parse_mail
+from gateway.parse import Address, ParsedMail, Parser, parse_address
 from gateway.queries import TicketQueries
 from gateway.render import GATEWAY_NAME, Renderer
 from gateway.route import route_mail
@@ -34,13 +35,15 @@ from gateway.trust import DnsLookup, agent_proof, verified_dkim_domains
 
 log = logging.getLogger(__name__)
 
+LOOKAHEAD = 4  # mails claimed and parsing while one is applied
+
 
 class UnprocessableMailError(Exception):
     """A mail that can never become a ticket entry as it is (kept raw, marked failed)."""
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, database: Database, clock: Clock) -> None:
+    def __init__(self, settings: Settings, database: Database, clock: Clock, parse_workers: int = 0) -> None:
         self.settings = settings
         self.database = database
         self.clock = clock
@@ -49,6 +52,9 @@ class Pipeline:
         self.outbox = Outbox(database, clock)
         self.queries = TicketQueries(database)
         self.renderer = Renderer(settings, clock)
+        self.parser = Parser(parse_workers)
+        self.lookahead = LOOKAHEAD if parse_workers else 1
+        self._ahead: deque[tuple[SpoolEntry, asyncio.Future[ParsedMail]]] = deque()
         self.wakeup = asyncio.Event()
         self.on_outbox_changed: Callable[[], None] = lambda: None  # the daemon wakes the relay
         # One mail at a time per process: drain() waits for the mail the worker has in hand.
@@ -96,16 +102,33 @@ class Pipeline:
 
     async def process_next(self) -> bool:
         async with self._in_hand:
-            entry = await self.spool.claim_next()
-            if entry is None:
+            await self._look_ahead()
+            if not self._ahead:
                 return False
-            await self.process(entry)
+            entry, parsing = self._ahead.popleft()
+            await self.process(entry, parsing)
             return True
 
-    async def process(self, entry: SpoolEntry) -> None:
+    async def _look_ahead(self) -> None:
+        """Claim and start parsing the next few mails, so the parser works while we apply."""
+        while len(self._ahead) < self.lookahead:
+            entry = await self.spool.claim_next()
+            if entry is None:
+                return
+            self._ahead.append((entry, self.parser.start(entry.raw)))
+
+    async def release(self) -> None:
+        """Give back mail claimed ahead but not processed (at shutdown), uncounted."""
+        async with self._in_hand:
+            while self._ahead:
+                entry, parsing = self._ahead.popleft()
+                parsing.cancel()
+                await self.spool.unclaim(entry.id)
+
+    async def process(self, entry: SpoolEntry, parsing: asyncio.Future[ParsedMail] | None = None) -> None:
         mail: ParsedMail | None = None
         try:
-            mail = parse_mail(entry.raw)
+            mail = await (parsing or self.parser.start(entry.raw))
             check_limits(mail, self.settings.limits)
             dkim_domains = await self._dkim_domains(entry, mail)
             async with self.database.transaction():

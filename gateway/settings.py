@@ -85,6 +85,8 @@ class SecuritySettings(Section):
 
 class PipelineSettings(Section):
     max_attempts: int = Field(default=3, ge=1)
+    # Processes that parse mail beside the event loop; 0 parses in the daemon itself.
+    parse_workers: int = Field(default=1, ge=0, le=16)
     poll_seconds: float = Field(default=1.0, gt=0)
 
 

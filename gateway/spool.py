@@ -119,6 +119,13 @@ class Spool:
             attempts=row["attempts"],
         )
 
+    async def unclaim(self, spool_id: int) -> None:
+        """Back to the queue without counting an attempt: it was claimed but never tried."""
+        await self.database.write(
+            "UPDATE spool SET status = 'queued', attempts = attempts - 1 WHERE id = ? AND status = 'processing'",
+            (spool_id,),
+        )
+
     async def mark_done(self, spool_id: int, outcome: str, status: str = DONE) -> None:
         """Record the outcome (done, or ignored: kept raw only) inside the transaction that applied it."""
         now = timestamp(self.clock.now())

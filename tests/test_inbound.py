@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import smtplib
+from pathlib import Path
 
 import pytest
 
 from gateway.daemon import Gateway
+from gateway.settings import load_settings
 from tests.conftest import MAILBOX, SECOND_MAILBOX, make_mail, sample, send, spool_rows
 
 
@@ -203,32 +205,38 @@ async def test_forwarded_message_is_an_rfc822_attachment(gateway: Gateway) -> No
 
 
 async def test_mail_the_parser_cannot_handle_is_kept_failed_then_retried(
-    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+    config_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gateway.pipeline as pipeline_module
+    import gateway.parse as parse_module
 
-    real_parse = pipeline_module.parse_mail
+    real_parse = parse_module.parse_mail
 
     def parser_with_a_bug(raw: bytes):  # the bug: this sender's mail crashes the parser
         if b"legacy-erp" in raw:
             raise ValueError("parser bug on legacy ERP mail")
         return real_parse(raw)
 
-    monkeypatch.setattr(pipeline_module, "parse_mail", parser_with_a_bug)
-    await send(gateway, sample("14-broken-mime.eml"))
-    await send(gateway, sample("01-new-utf8-cc.eml"))  # the queue goes on past the bad mail
-    await gateway.drain()
-    first, second = spool_rows(gateway.settings.database.path)
-    assert first["status"] == "failed" and "parser bug on legacy ERP mail" in first["error"]
-    assert first["raw"] == sample("14-broken-mime.eml")
-    assert second["status"] == "done"
+    monkeypatch.setenv("GATEWAY_PIPELINE__PARSE_WORKERS", "0")  # the bug must be in this process
+    monkeypatch.setattr(parse_module, "parse_mail", parser_with_a_bug)
+    gateway = Gateway(load_settings(config_path))
+    await gateway.start()
+    try:
+        await send(gateway, sample("14-broken-mime.eml"))
+        await send(gateway, sample("01-new-utf8-cc.eml"))  # the queue goes on past the bad mail
+        await gateway.drain()
+        first, second = spool_rows(gateway.settings.database.path)
+        assert first["status"] == "failed" and "parser bug on legacy ERP mail" in first["error"]
+        assert first["raw"] == sample("14-broken-mime.eml")
+        assert second["status"] == "done"
 
-    monkeypatch.setattr(pipeline_module, "parse_mail", real_parse)  # the fix is deployed
-    assert await gateway.pipeline.spool.retry([first["id"]]) == [first["id"]]
-    await gateway.drain()
-    first, _ = spool_rows(gateway.settings.database.path)
-    assert first["status"] == "done" and first["error"] is None
-    assert len(await all_tickets(gateway)) == 2
+        monkeypatch.setattr(parse_module, "parse_mail", real_parse)  # the fix is deployed
+        assert await gateway.pipeline.spool.retry([first["id"]]) == [first["id"]]
+        await gateway.drain()
+        first, _ = spool_rows(gateway.settings.database.path)
+        assert first["status"] == "done" and first["error"] is None
+        assert len(await all_tickets(gateway)) == 2
+    finally:
+        await gateway.stop()
 
 
 async def test_mail_without_any_sender_is_kept_raw_as_a_bounce(gateway: Gateway) -> None:
