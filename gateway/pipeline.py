@@ -35,7 +35,8 @@ from gateway.trust import DnsLookup, agent_proof, verified_dkim_domains
 
 log = logging.getLogger(__name__)
 
-LOOKAHEAD = 4  # mails claimed and parsing while one is applied
+LOOKAHEAD = 4  # mails claimed and parsing while one is applied...
+LOOKAHEAD_BYTES = 8 * 1024 * 1024  # ...unless they are large: then one at a time, for memory
 
 
 class UnprocessableMailError(Exception):
@@ -111,7 +112,7 @@ class Pipeline:
 
     async def _look_ahead(self) -> None:
         """Claim and start parsing the next few mails, so the parser works while we apply."""
-        while len(self._ahead) < self.lookahead:
+        while len(self._ahead) < self.lookahead and sum(len(e.raw) for e, _ in self._ahead) < LOOKAHEAD_BYTES:
             entry = await self.spool.claim_next()
             if entry is None:
                 return

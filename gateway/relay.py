@@ -50,6 +50,7 @@ class Relay:
         self._paused_until: datetime | None = None
         # One delivery round at a time: drain() must not send what the worker is sending.
         self._round = asyncio.Lock()
+        self._connection: aiosmtplib.SMTP | None = None
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
@@ -81,15 +82,20 @@ class Relay:
         return self._paused_until is not None and self.clock.now() < self._paused_until
 
     async def deliver_due(self) -> int:
-        """Try every mail due now once, unless the relay is down; returns how many were tried."""
+        """Try every mail due now once, unless the relay is down; returns how many were tried.
+        One connection carries the whole round (a new one after any failure)."""
         tried = 0
         async with self._round:
-            while not self._paused() and (entries := await self.outbox.due(BATCH)):
-                for entry in entries:
-                    if self._paused():
-                        break
-                    await self._deliver(entry)
-                    tried += 1
+            self._connection = None
+            try:
+                while not self._paused() and (entries := await self.outbox.due(BATCH)):
+                    for entry in entries:
+                        if self._paused():
+                            break
+                        await self._deliver(entry)
+                        tried += 1
+            finally:
+                await self._hang_up()
         return tried
 
     async def _deliver(self, entry: OutboxEntry) -> None:
@@ -136,32 +142,49 @@ class Relay:
             log.info("relay %s reachable again", where)
 
     async def _attempt(self, entry: OutboxEntry) -> Delivery:
-        settings = self.settings
         try:
-            refused, answer = await aiosmtplib.send(
-                entry.raw,
-                sender=entry.envelope_from,
-                recipients=list(entry.recipients),
-                hostname=settings.host,
-                port=settings.port,
-                username=settings.username or None,
-                password=settings.password.get_secret_value() or None,
-                use_tls=settings.security == "tls",
-                start_tls=settings.security == "starttls",
-                timeout=settings.timeout_seconds,
-                local_hostname=self.local_hostname,
-            )
+            connection = await self._connected()
+            refused, answer = await connection.sendmail(entry.envelope_from, list(entry.recipients), entry.raw)
         except aiosmtplib.SMTPRecipientsRefused as error:  # every recipient refused
+            await self._hang_up()
             codes = [refusal.code for refusal in error.recipients]
             reply = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in error.recipients)
             return Delivery("failed" if all(code >= 500 for code in codes) else "retry", reply)
         except aiosmtplib.SMTPResponseException as error:
+            await self._hang_up()
             return Delivery("failed" if error.code >= 500 else "retry", f"{error.code} {error.message}")
         except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as error:
+            await self._hang_up()
             return Delivery("retry", f"connection failed: {error}", connection_failed=True)
         except (aiosmtplib.SMTPException, OSError) as error:  # e.g. no STARTTLS: an admin can fix it
+            await self._hang_up()
             return Delivery("retry", f"{type(error).__name__}: {error}", connection_failed=True)
         reply = answer.strip()
         if refused:  # some recipients refused, the rest accepted: it is sent; say who not
             reply += " (refused: " + "; ".join(f"{a}: {r.code} {r.message}" for a, r in refused.items()) + ")"
         return Delivery("sent", reply)
+
+    async def _connected(self) -> aiosmtplib.SMTP:
+        if self._connection is not None and self._connection.is_connected:
+            return self._connection
+        settings = self.settings
+        self._connection = aiosmtplib.SMTP(
+            hostname=settings.host,
+            port=settings.port,
+            username=settings.username or None,
+            password=settings.password.get_secret_value() or None,
+            use_tls=settings.security == "tls",
+            start_tls=settings.security == "starttls",
+            timeout=settings.timeout_seconds,
+            local_hostname=self.local_hostname,
+        )
+        await self._connection.connect()
+        return self._connection
+
+    async def _hang_up(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and connection.is_connected:
+            try:
+                await connection.quit()
+            except (aiosmtplib.SMTPException, OSError):  # it is going away either way
+                connection.close()
