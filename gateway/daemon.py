@@ -39,9 +39,11 @@ class Gateway:
         Renderer(self.settings, self.clock).check()  # before anything opens: fail fast, leave nothing behind
         # A connection each: the listener's and the relay's commits must not land inside a
         # pipeline transaction, and vice versa.
-        listener_db = await self._open_database()
-        pipeline_db = await self._open_database()
-        relay_db = await self._open_database()
+        listener_db = await self._open_database(durable=True)  # 250 waits for the disk
+        # The pipeline and the relay work from mail already on disk: after a power cut their
+        # last commits may be lost and done again (a notification may then go out twice).
+        pipeline_db = await self._open_database(durable=False)
+        relay_db = await self._open_database(durable=False)
         self.pipeline = Pipeline(self.settings, pipeline_db, self.clock, self.settings.pipeline.parse_workers)
         await self.pipeline.prepare()
         self.relay = Relay(
@@ -67,8 +69,8 @@ class Gateway:
             self.settings.smtp.host, self.port, self.settings.smtp.protocol, self.settings.database.path,
         )  # fmt: skip
 
-    async def _open_database(self) -> Database:
-        database = await Database.open(self.settings.database.path, self._write_lock)
+    async def _open_database(self, durable: bool) -> Database:
+        database = await Database.open(self.settings.database.path, self._write_lock, durable)
         self._databases.append(database)
         return database
 

@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS spool (
     mail_from TEXT NOT NULL,
     rcpt_tos TEXT NOT NULL,            -- JSON list of envelope recipients
     peer TEXT NOT NULL DEFAULT '',
-    raw BLOB NOT NULL,                 -- the bytes exactly as received
+    size INTEGER NOT NULL,             -- of the raw mail, in bytes
     status TEXT NOT NULL DEFAULT 'queued'
         CHECK (status IN ('queued', 'processing', 'done', 'failed', 'ignored')),
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -39,6 +39,13 @@ CREATE TABLE IF NOT EXISTS spool (
 );
 CREATE INDEX IF NOT EXISTS spool_pending ON spool (status, id)
     WHERE status IN ('queued', 'processing');
+
+-- The bytes exactly as received, apart from the spool row: a row's status changes two or
+-- three times, and SQLite rewrites a whole row, overflow pages and all, on each change.
+CREATE TABLE IF NOT EXISTS spool_raw (
+    id INTEGER PRIMARY KEY REFERENCES spool (id),
+    raw BLOB NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
@@ -195,7 +202,9 @@ class Database:
         self.write_lock = write_lock
 
     @classmethod
-    async def open(cls, path: Path, write_lock: asyncio.Lock | None = None) -> Database:
+    async def open(cls, path: Path, write_lock: asyncio.Lock | None = None, durable: bool = True) -> Database:
+        """`durable`: every COMMIT is on disk when it returns (the spool's must be). The
+        pipeline's and relay's may wait for the next fsync: their input is durable already."""
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are begun explicitly, never implicitly.
         connection = await aiosqlite.connect(path, isolation_level=None)
@@ -204,7 +213,7 @@ class Database:
             for pragma in (
                 f"busy_timeout = {BUSY_TIMEOUT_MS}",  # first: the others may wait for a lock
                 "journal_mode = WAL",
-                "synchronous = FULL",
+                f"synchronous = {'FULL' if durable else 'NORMAL'}",
                 "foreign_keys = ON",
             ):
                 await connection.execute(f"PRAGMA {pragma}")

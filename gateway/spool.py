@@ -22,10 +22,12 @@ from gateway.database import Database
 QUEUED, PROCESSING, DONE, FAILED, IGNORED = "queued", "processing", "done", "failed", "ignored"
 STATUSES = (QUEUED, PROCESSING, DONE, FAILED, IGNORED)
 
-INSERT = "INSERT INTO spool (received_at, mail_from, rcpt_tos, peer, raw, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+Envelope = tuple[str, str, str, bytes]  # mail from, recipients (JSON), peer, raw: what add() queues
+INSERT = "INSERT INTO spool (received_at, mail_from, rcpt_tos, peer, size, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+INSERT_RAW = "INSERT INTO spool_raw (id, raw) VALUES (?, ?)"
 FINISH = "UPDATE spool SET status = ?, outcome = ?, error = ?, updated_at = ? WHERE id = ?"
-SUMMARY_COLUMNS = "id, received_at, mail_from, rcpt_tos, status, attempts, outcome, error, length(raw) AS size"
-ENTRY_COLUMNS = "id, mail_from, rcpt_tos, peer, raw, attempts"
+SUMMARY_COLUMNS = "id, received_at, mail_from, rcpt_tos, status, attempts, outcome, error, size"
+ENTRY_COLUMNS = "id, mail_from, rcpt_tos, peer, attempts"
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,12 @@ class Spool:
     def __init__(self, database: Database, clock: Clock) -> None:
         self.database = database
         self.clock = clock
-        self._waiting: list[tuple[tuple[object, ...], asyncio.Future[int]]] = []
+        self._waiting: list[tuple[Envelope, asyncio.Future[int]]] = []
         self._committer: asyncio.Task[None] | None = None
 
     async def add(self, mail_from: str, rcpt_tos: list[str], peer: str, raw: bytes) -> int:
         """Store a mail durably and return its spool id, once its commit is done."""
-        row = (mail_from, json.dumps(rcpt_tos), peer, raw)
+        row = (mail_from, json.dumps(rcpt_tos), peer, raw)  # raw last: see _commit_waiting
         committed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiting.append((row, committed))
         if self._committer is None or self._committer.done():
@@ -73,15 +75,16 @@ class Spool:
 
     async def _commit_waiting(self) -> None:
         while self._waiting:
-            batch: list[tuple[tuple[object, ...], asyncio.Future[int]]] = []
+            batch: list[tuple[Envelope, asyncio.Future[int]]] = []
             try:
                 async with self.database.transaction() as connection:
                     # Taken once the lock is ours: everything that arrived meanwhile goes too.
                     batch, self._waiting = self._waiting, []
                     now = timestamp(self.clock.now())
                     ids = []
-                    for row, _ in batch:
-                        cursor = await connection.execute(INSERT, (now, *row, now))
+                    for (*envelope, raw), _ in batch:
+                        cursor = await connection.execute(INSERT, (now, *envelope, len(raw), now))
+                        await connection.execute(INSERT_RAW, (cursor.lastrowid, raw))
                         ids.append(cursor.lastrowid)
             except Exception as error:  # nothing of the batch is stored: each sender gets a 451
                 for _, committed in batch:
@@ -110,12 +113,14 @@ class Spool:
         if not rows:
             return None
         row = rows[0]
+        raw = await self.raw(row["id"])
+        assert raw is not None, "a spool row without its raw mail"
         return SpoolEntry(
             id=row["id"],
             mail_from=row["mail_from"],
             rcpt_tos=tuple(json.loads(row["rcpt_tos"])),
             peer=row["peer"],
-            raw=row["raw"],
+            raw=raw,
             attempts=row["attempts"],
         )
 
@@ -186,7 +191,7 @@ class Spool:
         return None if row is None else row["status"]
 
     async def raw(self, spool_id: int) -> bytes | None:
-        row = await self.database.fetch_one("SELECT raw FROM spool WHERE id = ?", (spool_id,))
+        row = await self.database.fetch_one("SELECT raw FROM spool_raw WHERE id = ?", (spool_id,))
         return None if row is None else row["raw"]
 
     async def has_queued(self) -> bool:

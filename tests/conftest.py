@@ -249,4 +249,6 @@ def cli_json(config: Path, *args: str) -> object:
 def spool_rows(database: Path) -> list[sqlite3.Row]:
     with sqlite3.connect(database) as connection:
         connection.row_factory = sqlite3.Row
-        return connection.execute("SELECT id, status, outcome, error, raw FROM spool ORDER BY id").fetchall()
+        return connection.execute(
+            "SELECT s.id, s.status, s.outcome, s.error, r.raw FROM spool s JOIN spool_raw r USING (id) ORDER BY s.id"
+        ).fetchall()

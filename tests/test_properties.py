@@ -97,7 +97,7 @@ def test_any_mail_is_stored_or_refused_and_the_daemon_stays_up(running: RunningG
         return
     with sqlite3.connect(running.settings.database.path) as connection:
         row = connection.execute(
-            "SELECT id, raw, status, outcome, error FROM spool ORDER BY id DESC LIMIT 1"
+            "SELECT id, raw, status, outcome, error FROM spool JOIN spool_raw USING (id) ORDER BY id DESC LIMIT 1"
         ).fetchone()
         spool_id, stored, status, outcome, error = row
         expected = raw if raw.endswith(b"\r\n") else raw + b"\r\n"  # SMTP ends DATA on a line
