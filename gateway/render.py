@@ -70,6 +70,7 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            auto_reload=False,  # checked once at start-up; no stat() per mail
         )
 
     def render(
