@@ -15,15 +15,14 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from gateway import __version__
+from gateway.cli_queues import add_inbound_commands, add_outbox_commands
 from gateway.cli_tickets import add_ticket_commands
 from gateway.clock import SystemClock
 from gateway.daemon import serve
 from gateway.database import TEMPORARY_ERRORS
-from gateway.outbox import STATUSES as OUTBOX_STATUSES
 from gateway.pipeline import open_pipeline
 from gateway.render import Renderer, TemplateCheckError
 from gateway.settings import ConfigError, Settings, config_path, load_settings
-from gateway.spool import STATUSES as SPOOL_STATUSES
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -88,24 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_ticket_commands(tickets, command)
 
     inbound = commands.add_parser("inbound", help="the inbound spool").add_subparsers(required=True, metavar="ACTION")
-    inbound_list = command("list", run_inbound_list, "list spooled mail (failed first to look at)", inbound)
-    inbound_list.add_argument("--status", choices=SPOOL_STATUSES)
-    show_raw = command("show", run_inbound_show, "write one spooled mail's raw bytes to standard output", inbound)
-    show_raw.add_argument("id", type=int, metavar="ID")
-    retry = command("retry", run_inbound_retry, "re-run failed mail through the pipeline", inbound)
-    retry.add_argument("ids", nargs="*", type=int, metavar="ID")
-    retry.add_argument("--all", action="store_true", help="every failed mail")
-
+    add_inbound_commands(inbound, command)
     outbox = commands.add_parser("outbox", help="mail the gateway sends").add_subparsers(
         required=True, metavar="ACTION"
     )
-    outbox_list = command("list", run_outbox_list, "list outgoing mail and what the relay answered", outbox)
-    outbox_list.add_argument("--status", choices=OUTBOX_STATUSES)
-    outbox_show = command("show", run_outbox_show, "write one outgoing mail, as rendered, to standard output", outbox)
-    outbox_show.add_argument("id", type=int, metavar="ID")
-    outbox_retry = command("retry", run_outbox_retry, "queue failed outgoing mail again", outbox)
-    outbox_retry.add_argument("ids", nargs="*", type=int, metavar="ID")
-    outbox_retry.add_argument("--all", action="store_true", help="every failed mail")
+    add_outbox_commands(outbox, command)
     return parser
 
 
@@ -154,83 +140,4 @@ async def run_check_config(settings: Settings, args: argparse.Namespace) -> int:
         print(f"ticket-gateway: {problem}", file=sys.stderr)
         return EXIT_USAGE
     print(json.dumps(settings.masked(), indent=2, ensure_ascii=False))
-    return EXIT_OK
-
-
-async def run_inbound_list(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_pipeline(settings) as pipeline:
-        entries = await pipeline.spool.summaries(args.status)
-    for entry in entries:
-        detail = entry.error if entry.status == "failed" else entry.outcome
-        print(
-            f"{entry.id:>6}  {entry.status:<10} {entry.received_at}  {entry.size:>8} B"
-            f"  from <{entry.mail_from}>  {detail or ''}"
-        )
-    print(f"{len(entries)} message(s)", file=sys.stderr)
-    return EXIT_OK
-
-
-async def run_inbound_show(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_pipeline(settings) as pipeline:
-        raw = await pipeline.spool.raw(args.id)
-    if raw is None:
-        print(f"ticket-gateway: no spooled mail {args.id}", file=sys.stderr)
-        return 1
-    sys.stdout.buffer.write(raw)
-    return EXIT_OK
-
-
-async def run_inbound_retry(settings: Settings, args: argparse.Namespace) -> int:
-    if not args.ids and not args.all:
-        print("ticket-gateway: inbound retry: give spool IDs or --all", file=sys.stderr)
-        return EXIT_USAGE
-    async with open_pipeline(settings) as pipeline:
-        requeued = await pipeline.spool.retry(None if args.all else args.ids)
-        missing = sorted(set(args.ids) - set(requeued))
-        for spool_id in requeued:
-            entry = await pipeline.spool.claim(spool_id)
-            if entry is not None:
-                await pipeline.process(entry)
-            print(f"{spool_id}: {await pipeline.spool.status_of(spool_id)}")
-    if missing:
-        print(f"ticket-gateway: not failed or not found: {', '.join(map(str, missing))}", file=sys.stderr)
-        return 1
-    return EXIT_OK
-
-
-async def run_outbox_list(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_pipeline(settings) as pipeline:
-        entries = await pipeline.outbox.summaries(args.status)
-    for entry in entries:
-        when = entry.sent_at if entry.status == "sent" else f"next {entry.next_attempt_at}"
-        print(
-            f"{entry.id:>6}  {entry.status:<7} {entry.ticket or '-':<10} {entry.template:<17}"
-            f" to {', '.join(entry.recipients)}  tries {entry.attempts}  {when}  {entry.relay_reply or ''}"
-        )
-    print(f"{len(entries)} message(s)", file=sys.stderr)
-    return EXIT_OK
-
-
-async def run_outbox_show(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_pipeline(settings) as pipeline:
-        raw = await pipeline.outbox.raw(args.id)
-    if raw is None:
-        print(f"ticket-gateway: no outgoing mail {args.id}", file=sys.stderr)
-        return 1
-    sys.stdout.buffer.write(raw)
-    return EXIT_OK
-
-
-async def run_outbox_retry(settings: Settings, args: argparse.Namespace) -> int:
-    if not args.ids and not args.all:
-        print("ticket-gateway: outbox retry: give outbox IDs or --all", file=sys.stderr)
-        return EXIT_USAGE
-    async with open_pipeline(settings) as pipeline:
-        requeued = await pipeline.outbox.retry(None if args.all else args.ids)
-    for outbox_id in requeued:
-        print(f"{outbox_id}: queued (a running daemon sends it within seconds)")
-    missing = sorted(set(args.ids) - set(requeued))
-    if missing:
-        print(f"ticket-gateway: not failed or not found: {', '.join(map(str, missing))}", file=sys.stderr)
-        return 1
     return EXIT_OK
