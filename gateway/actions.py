@@ -19,6 +19,7 @@ from gateway.lifecycle import (
     TransitionError,
     after_agent_reply,
     after_customer_reply,
+    auto_close_due,
     change,
     customers_are_told,
     is_reopening,
@@ -201,9 +202,15 @@ class Desk:
         await self.notifier.notify_without_ticket(Event.MY_TICKETS, author, mailbox.address, tickets=listing)
         return f"sent the list of {len(listing)} ticket(s) to <{author.address}>; no ticket created"
 
-    async def close_stale(self, ticket_id: int, now: datetime) -> None:
+    async def close_stale(self, ticket_id: int, now: datetime) -> bool:
+        """Close a resolved ticket whose time is up (the lifecycle decides); True if closed."""
+        view = await self.store.ticket_view(ticket_id)
+        resolved_at = datetime.fromisoformat(view.resolved_at) if view.resolved_at else None
+        if not auto_close_due(Status(view.status), resolved_at, now, self.settings.tickets.auto_close_hours):
+            return False
         await self._set_status(ticket_id, Status.RESOLVED, Status.CLOSED, SYSTEM, now)
         await self._tell_status(ticket_id, Status.RESOLVED, Status.CLOSED, Address("", SYSTEM), None)
+        return True
 
     # -- steps ------------------------------------------------------------------------------
 

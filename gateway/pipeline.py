@@ -218,8 +218,8 @@ class Pipeline:
         async with self._in_hand:
             for ticket_id in await self.store.stale_resolved(before):
                 async with self.database.transaction():
-                    await self.desk.close_stale(ticket_id, now)
-                    closed.append((await self.store.ticket_view(ticket_id)).number)
+                    if await self.desk.close_stale(ticket_id, now):
+                        closed.append((await self.store.ticket_view(ticket_id)).number)
         if closed:
             log.info("auto-closed %d ticket(s) resolved before %s: %s", len(closed), before, ", ".join(closed))
             self.on_outbox_changed()

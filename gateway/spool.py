@@ -193,7 +193,3 @@ class Spool:
     async def raw(self, spool_id: int) -> bytes | None:
         row = await self.database.fetch_one("SELECT raw FROM spool_raw WHERE id = ?", (spool_id,))
         return None if row is None else row["raw"]
-
-    async def has_queued(self) -> bool:
-        row = await self.database.fetch_one("SELECT 1 FROM spool WHERE status = 'queued' LIMIT 1")
-        return row is not None

@@ -89,11 +89,6 @@ LABELS: dict[str, dict[str, str]] = {
 }
 
 
-def label(key: str, language: str = "es") -> str:
-    """What a person reads for a stable key; the key itself when there is no label."""
-    return LABELS.get(language, LABELS["es"]).get(key, key)
-
-
 NUMBER_DIGITS = 6
 PRIORITY_ORDER = [Priority.LOW, Priority.MEDIUM, Priority.HIGH, Priority.URGENT]
 # X-Priority 1 (Highest) and 2 (High), as Outlook and Thunderbird write it.
