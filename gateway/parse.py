@@ -12,7 +12,10 @@ import email.header
 import email.utils
 import logging
 import multiprocessing
+import os
 import re
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -39,6 +42,7 @@ MESSAGE_ID_RE = re.compile(r"<([^<>\s]+)>")
 FALLBACK_CHARSETS = ("utf-8", "cp1252", "latin-1")
 UNSAFE_FILENAME_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"|?*]')
 MAX_FILENAME_LENGTH = 200
+PARENT_CHECK_SECONDS = 1.0
 BODY_TYPES = frozenset({"text/plain", "text/html"})
 
 
@@ -212,15 +216,30 @@ class Parser:
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            # forkserver: workers start from a clean process, not a fork of our threads.
-            context = multiprocessing.get_context("forkserver")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+            # spawn: a clean interpreter, not a fork of our threads; and with no fork server
+            # in between, a worker ends when the daemon does, even on SIGKILL.
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=context, initializer=_end_with, initargs=(os.getpid(),)
+            )
         return self._pool
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+def _end_with(daemon_pid: int) -> None:
+    """In a parser worker: exit when the daemon is gone, however it went (even SIGKILL).
+    The pool's queues hold both ends of their pipes, so a worker never sees them close."""
+
+    def watch() -> None:
+        while os.getppid() == daemon_pid:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def message_ids(value: object) -> tuple[str, ...]:
