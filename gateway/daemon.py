@@ -57,8 +57,8 @@ class Gateway:
         requeued, set_aside = await self.pipeline.spool.recover_interrupted(self.settings.pipeline.max_attempts)
         if requeued or set_aside:
             log.warning("recovered after a crash: %d mail requeued, %d set aside as failed", requeued, set_aside)
-        handler = InboundHandler(self.settings, Spool(listener_db, self.clock), self.pipeline.wakeup.set)
-        self._server = await start_listener(self.settings, handler)
+        self.handler = InboundHandler(self.settings, Spool(listener_db, self.clock), self.pipeline.wakeup.set)
+        self._server = await start_listener(self.settings, self.handler)
         self._workers = [
             asyncio.create_task(self.pipeline.run(self.stopping), name="pipeline"),
             asyncio.create_task(self.relay.run(self.stopping), name="relay"),

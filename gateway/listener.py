@@ -26,6 +26,8 @@ RECIPIENT_OK = "250 2.1.5 Recipient OK"
 UNKNOWN_RECIPIENT = "550 5.1.1 <{address}>: no such mailbox here"
 QUEUED = "250 2.0.0 Message accepted, queued as {spool_id}"
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure storing the message; try again later"
+BUSY = "451 4.3.2 Too much mail waiting to be processed; try again later"
+BACKLOG_CHECK_SECONDS = 0.25  # how stale the backlog count may be: one query per period, not per mail
 HEADER_TOO_LARGE = "552 5.3.4 Message header too large ({size} bytes, limit {limit})"
 
 
@@ -37,6 +39,8 @@ class InboundHandler:
         self.spool = spool
         self.on_spooled = on_spooled
         self.lmtp = settings.smtp.protocol == "lmtp"
+        self._backlog = 0
+        self._backlog_checked = float("-inf")
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -44,6 +48,8 @@ class InboundHandler:
         if self.settings.mailbox_for(address) is None:
             log.info("refused RCPT <%s> from %s: not one of our mailboxes", address, session.peer)
             return UNKNOWN_RECIPIENT.format(address=_printable(address))
+        if await self._too_busy():
+            return BUSY
         envelope.rcpt_tos.append(address)
         return RECIPIENT_OK
 
@@ -69,6 +75,22 @@ class InboundHandler:
         log.debug("spooled %d from <%s> to %s", spool_id, envelope.mail_from, envelope.rcpt_tos)
         self.on_spooled()
         return self._per_recipient(envelope, QUEUED.format(spool_id=spool_id))
+
+    async def _too_busy(self) -> bool:
+        limit = self.settings.pipeline.max_backlog
+        if not limit:
+            return False
+        if asyncio.get_running_loop().time() - self._backlog_checked > BACKLOG_CHECK_SECONDS:
+            await self.recount_backlog()
+        return self._backlog >= limit
+
+    async def recount_backlog(self) -> None:
+        """Count the mail waiting to be processed now (otherwise at most every 250 ms)."""
+        self._backlog = await self.spool.backlog()
+        self._backlog_checked = asyncio.get_running_loop().time()
+        if self.settings.pipeline.max_backlog and self._backlog >= self.settings.pipeline.max_backlog:
+            log.warning("%d mails waiting to be processed: new mail gets 451 until the pipeline catches up",
+                        self._backlog)  # fmt: skip
 
     def _per_recipient(self, envelope: Envelope, reply: str) -> str:
         # LMTP (RFC 2033 §4.2) answers DATA once per accepted recipient.

@@ -87,6 +87,9 @@ class PipelineSettings(Section):
     max_attempts: int = Field(default=3, ge=1)
     # Processes that parse mail beside the event loop; 0 parses in the daemon itself.
     parse_workers: int = Field(default=1, ge=0, le=16)
+    # Flow control: with this many mails waiting to be processed, new mail gets 451 (the
+    # sending MTA keeps it and retries) until the pipeline catches up; 0: no limit.
+    max_backlog: int = Field(default=5000, ge=0)
     poll_seconds: float = Field(default=1.0, gt=0)
 
 

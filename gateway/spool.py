@@ -177,6 +177,11 @@ class Spool:
         )
         return sorted(row["id"] for row in rows)
 
+    async def backlog(self) -> int:
+        """Mail accepted and not yet processed."""
+        row = await self.database.fetch_one("SELECT count(*) AS n FROM spool WHERE status IN ('queued', 'processing')")
+        return int(row["n"]) if row else 0
+
     async def summaries(self, status: str | None = None) -> list[SpoolSummary]:
         if status is None:
             rows = await self.database.fetch_all(f"SELECT {SUMMARY_COLUMNS} FROM spool ORDER BY id")

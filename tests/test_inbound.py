@@ -269,3 +269,27 @@ async def test_ticket_numbers_are_sequential_and_zero_padded(gateway: Gateway) -
         await send(gateway, make_mail(f"caso {index}"))
     await gateway.drain()
     assert [tk["number"] for tk in await all_tickets(gateway)] == ["TK-000001", "TK-000002", "TK-000003"]
+
+
+async def test_a_long_backlog_gets_451_until_the_pipeline_catches_up(
+    config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GATEWAY_PIPELINE__MAX_BACKLOG", "3")
+    gateway = Gateway(load_settings(config_path))
+    await gateway.start()
+    try:
+        async with gateway.pipeline._in_hand:  # the pipeline is stuck: mail piles up
+            for index in range(3):
+                await send(gateway, make_mail(f"caso {index}"))
+            await gateway.handler.recount_backlog()  # now, not within the next 250 ms
+            with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+                await send(gateway, make_mail("uno más"))
+            code, text = refused.value.recipients[MAILBOX]
+            assert code == 451 and text.startswith(b"4.3.2")  # the sender keeps it and retries
+        await gateway.drain()
+        await gateway.handler.recount_backlog()
+        assert await send(gateway, make_mail("uno más")) == {}
+        await gateway.drain()
+        assert len(await all_tickets(gateway)) == 4
+    finally:
+        await gateway.stop()
