@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from collections.abc import Callable
+from typing import IO, BinaryIO
 
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from gateway.limits import header_size
 from gateway.settings import Settings
@@ -28,6 +30,7 @@ QUEUED = "250 2.0.0 Message accepted, queued as {spool_id}"
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure storing the message; try again later"
 BUSY = "451 4.3.2 Too much mail waiting to be processed; try again later"
 BACKLOG_CHECK_SECONDS = 0.25  # how stale the backlog count may be: one query per period, not per mail
+IN_MEMORY_BYTES = 1024 * 1024  # of a mail being received; the rest waits in a temporary file
 HEADER_TOO_LARGE = "552 5.3.4 Message header too large ({size} bytes, limit {limit})"
 
 
@@ -56,9 +59,10 @@ class InboundHandler:
     async def handle_DATA(  # noqa: N802 - aiosmtpd hook name
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
-        raw = envelope.original_content
-        assert isinstance(raw, bytes)  # decode_data=False: aiosmtpd keeps the bytes
-        size, limit = header_size(raw), self.settings.limits.max_header_bytes
+        data: BinaryIO = envelope.data_file  # type: ignore[attr-defined]  # see StreamingData
+        limit = self.settings.limits.max_header_bytes
+        size = header_size(data.read(limit + len(b"\r\n\r\n")))
+        data.seek(0)
         if size > limit:
             log.info("refused mail from <%s>: header of %d bytes over %d", envelope.mail_from, size, limit)
             return self._per_recipient(envelope, HEADER_TOO_LARGE.format(size=size, limit=limit))
@@ -67,10 +71,10 @@ class InboundHandler:
                 mail_from=envelope.mail_from or "",
                 rcpt_tos=list(envelope.rcpt_tos),
                 peer=_peer_text(session.peer),
-                raw=raw,
+                raw=data,
             )
         except Exception:  # any failure to commit: the sender must keep the mail and retry
-            log.exception("cannot spool mail from <%s> (%d bytes)", envelope.mail_from, len(raw))
+            log.exception("cannot spool mail from <%s>", envelope.mail_from)
             return self._per_recipient(envelope, TEMPORARY_FAILURE)
         log.debug("spooled %d from <%s> to %s", spool_id, envelope.mail_from, envelope.rcpt_tos)
         self.on_spooled()
@@ -99,8 +103,72 @@ class InboundHandler:
         return reply
 
 
+class StreamingData(SMTP):
+    """DATA written to a temporary file as it arrives (in memory up to a megabyte, then on
+    disk), instead of aiosmtpd's list of lines joined at the end: ten 25 MB mails at once
+    would otherwise hold well over half a gigabyte. The handler reads `envelope.data_file`.
+    RFC 5321 §4.1.1.4 (DATA, 354, the final "."), §4.5.2 (dot-stuffing), §4.5.3.1.6 (lines).
+    """
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd command method
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        data = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BYTES)  # noqa: SIM115 - handed on
+        problem = await self._receive(data)
+        if problem:
+            data.close()
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push(problem)
+            return
+        data.seek(0)
+        self.envelope.data_file = data  # type: ignore[attr-defined]
+        try:
+            status = await self._call_handler_hook("DATA")
+        finally:
+            data.close()
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push(status)
+
+    async def _receive(self, data: IO[bytes]) -> str | None:
+        """Read lines up to the lone ".", unstuffed, into `data`; a refusal, or None."""
+        size, limit, problem = 0, self.data_size_limit, None
+        rest_of_long_line = False
+        while True:
+            try:
+                line = await self._reader.readuntil(b"\r\n")
+            except asyncio.LimitOverrunError as overrun:  # a line longer than the stream allows
+                await self._reader.read(overrun.consumed)
+                problem, rest_of_long_line = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)", True
+                continue
+            if rest_of_long_line:  # the tail of that line: never the end of DATA
+                rest_of_long_line = False
+                continue
+            if line == b".\r\n":
+                return problem
+            if line.startswith(b"."):
+                line = line[1:]
+            size += len(line)
+            if limit and size > limit:
+                problem = problem or "552 5.3.4 Error: too much mail data"
+            if problem is None:
+                data.write(line)
+
+
+class StreamingLMTP(StreamingData, LMTP):
+    """LMTP with the same streaming DATA."""
+
+
 def make_protocol_factory(settings: Settings, handler: InboundHandler) -> Callable[[], SMTP]:
-    protocol_class = LMTP if settings.smtp.protocol == "lmtp" else SMTP
+    protocol_class = StreamingLMTP if settings.smtp.protocol == "lmtp" else StreamingData
 
     def factory() -> SMTP:
         return protocol_class(

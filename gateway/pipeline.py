@@ -112,11 +112,18 @@ class Pipeline:
 
     async def _look_ahead(self) -> None:
         """Claim and start parsing the next few mails, so the parser works while we apply."""
-        while len(self._ahead) < self.lookahead and sum(len(e.raw) for e, _ in self._ahead) < LOOKAHEAD_BYTES:
+        while len(self._ahead) < self.lookahead and sum(e.size for e, _ in self._ahead) < LOOKAHEAD_BYTES:
             entry = await self.spool.claim_next()
             if entry is None:
                 return
-            self._ahead.append((entry, self.parser.start(entry.raw)))
+            self._ahead.append((entry, await self._start_parsing(entry)))
+
+    async def _start_parsing(self, entry: SpoolEntry) -> asyncio.Future[ParsedMail]:
+        # The raw bytes are read here and let go once parsed: a large mail is not held
+        # for as long as its entry is.
+        raw = await self.spool.raw(entry.id)
+        assert raw is not None, "a spool row without its raw mail"
+        return self.parser.start(raw)
 
     async def release(self) -> None:
         """Give back mail claimed ahead but not processed (at shutdown), uncounted."""
@@ -129,7 +136,7 @@ class Pipeline:
     async def process(self, entry: SpoolEntry, parsing: asyncio.Future[ParsedMail] | None = None) -> None:
         mail: ParsedMail | None = None
         try:
-            mail = await (parsing or self.parser.start(entry.raw))
+            mail = await (parsing or await self._start_parsing(entry))
             check_limits(mail, self.settings.limits)
             dkim_domains = await self._dkim_domains(entry, mail)
             async with self.database.transaction():
@@ -201,7 +208,8 @@ class Pipeline:
         sender = mail.sender.address if mail.sender else ""
         if not self.settings.agents.is_agent(sender) or mail.header("dkim-signature") is None:
             return frozenset()
-        return await asyncio.to_thread(verified_dkim_domains, entry.raw, self.dkim_dns)
+        raw = await self.spool.raw(entry.id)
+        return await asyncio.to_thread(verified_dkim_domains, raw or b"", self.dkim_dns)
 
     def _rating_in(self, entry: SpoolEntry, mail: ParsedMail, number: str) -> Rating | None:
         """A valid rating token for this ticket, in the envelope or the To/Cc headers."""

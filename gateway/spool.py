@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from gateway.clock import Clock, timestamp
 from gateway.database import Database
@@ -22,12 +23,13 @@ from gateway.database import Database
 QUEUED, PROCESSING, DONE, FAILED, IGNORED = "queued", "processing", "done", "failed", "ignored"
 STATUSES = (QUEUED, PROCESSING, DONE, FAILED, IGNORED)
 
-Envelope = tuple[str, str, str, bytes]  # mail from, recipients (JSON), peer, raw: what add() queues
+Envelope = tuple[str, str, str, "bytes | BinaryIO"]  # mail from, recipients (JSON), peer, raw: what add() queues
+COMMIT_BATCH_BYTES = 8 * 1024 * 1024
 INSERT = "INSERT INTO spool (received_at, mail_from, rcpt_tos, peer, size, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
 INSERT_RAW = "INSERT INTO spool_raw (id, raw) VALUES (?, ?)"
 FINISH = "UPDATE spool SET status = ?, outcome = ?, error = ?, updated_at = ? WHERE id = ?"
 SUMMARY_COLUMNS = "id, received_at, mail_from, rcpt_tos, status, attempts, outcome, error, size"
-ENTRY_COLUMNS = "id, mail_from, rcpt_tos, peer, attempts"
+ENTRY_COLUMNS = "id, mail_from, rcpt_tos, peer, size, attempts"
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class SpoolEntry:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     peer: str
-    raw: bytes
+    size: int  # of the raw mail, which `Spool.raw` reads when it is needed
     attempts: int
 
 
@@ -64,8 +66,9 @@ class Spool:
         self._waiting: list[tuple[Envelope, asyncio.Future[int]]] = []
         self._committer: asyncio.Task[None] | None = None
 
-    async def add(self, mail_from: str, rcpt_tos: list[str], peer: str, raw: bytes) -> int:
-        """Store a mail durably and return its spool id, once its commit is done."""
+    async def add(self, mail_from: str, rcpt_tos: list[str], peer: str, raw: bytes | BinaryIO) -> int:
+        """Store a mail (bytes, or a file read at commit time) durably and return its spool
+        id, once its commit is done."""
         row = (mail_from, json.dumps(rcpt_tos), peer, raw)  # raw last: see _commit_waiting
         committed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiting.append((row, committed))
@@ -78,14 +81,17 @@ class Spool:
             batch: list[tuple[Envelope, asyncio.Future[int]]] = []
             try:
                 async with self.database.transaction() as connection:
-                    # Taken once the lock is ours: everything that arrived meanwhile goes too.
-                    batch, self._waiting = self._waiting, []
+                    # Taken once the lock is ours: what arrived meanwhile goes too, up to a
+                    # size, so large mail is read into memory one or a few at a time.
+                    batch = self._next_batch()
                     now = timestamp(self.clock.now())
                     ids = []
-                    for (*envelope, raw), _ in batch:
+                    for (*envelope, source), _ in batch:
+                        raw = source if isinstance(source, bytes) else source.read()
                         cursor = await connection.execute(INSERT, (now, *envelope, len(raw), now))
                         await connection.execute(INSERT_RAW, (cursor.lastrowid, raw))
                         ids.append(cursor.lastrowid)
+                        del raw
             except Exception as error:  # nothing of the batch is stored: each sender gets a 451
                 for _, committed in batch:
                     if not committed.done():
@@ -95,6 +101,14 @@ class Spool:
                 if not committed.done():  # a sender that hung up is gone; the mail is kept anyway
                     assert spool_id is not None
                     committed.set_result(spool_id)
+
+    def _next_batch(self) -> list[tuple[Envelope, asyncio.Future[int]]]:
+        taken, size = 0, 0
+        while taken < len(self._waiting) and (taken == 0 or size < COMMIT_BATCH_BYTES):
+            size += _size(self._waiting[taken][0][3])
+            taken += 1
+        batch, self._waiting = self._waiting[:taken], self._waiting[taken:]
+        return batch
 
     async def claim_next(self) -> SpoolEntry | None:
         """The oldest queued mail, marked processing: arrival order, one taker only."""
@@ -113,14 +127,12 @@ class Spool:
         if not rows:
             return None
         row = rows[0]
-        raw = await self.raw(row["id"])
-        assert raw is not None, "a spool row without its raw mail"
         return SpoolEntry(
             id=row["id"],
             mail_from=row["mail_from"],
             rcpt_tos=tuple(json.loads(row["rcpt_tos"])),
             peer=row["peer"],
-            raw=raw,
+            size=row["size"],
             attempts=row["attempts"],
         )
 
@@ -198,3 +210,11 @@ class Spool:
     async def raw(self, spool_id: int) -> bytes | None:
         row = await self.database.fetch_one("SELECT raw FROM spool_raw WHERE id = ?", (spool_id,))
         return None if row is None else row["raw"]
+
+
+def _size(source: bytes | BinaryIO) -> int:
+    if isinstance(source, bytes):
+        return len(source)
+    size = source.seek(0, 2)
+    source.seek(0)
+    return size
