@@ -9,7 +9,7 @@ import pytest
 
 from gateway.daemon import Gateway
 from gateway.settings import load_settings
-from tests.conftest import MAILBOX, SECOND_MAILBOX, make_mail, sample, send, spool_rows
+from tests.conftest import MAILBOX, SECOND_MAILBOX, make_mail, sample, send, spool_rows, write_config
 
 
 async def ticket(gateway: Gateway, number: str) -> dict:
@@ -291,5 +291,20 @@ async def test_a_long_backlog_gets_451_until_the_pipeline_catches_up(
         assert await send(gateway, make_mail("uno más")) == {}
         await gateway.drain()
         assert len(await all_tickets(gateway)) == 4
+    finally:
+        await gateway.stop()
+
+
+async def test_large_mail_with_dot_lines_is_stored_byte_for_byte(tmp_path: Path) -> None:
+    lines = [b".l\xc3\xadnea que empieza con punto" if index % 7 == 0 else b"x" * 76 for index in range(40_000)]
+    head = b"From: c@empresa.example\r\nTo: soporte.latam@estela.example\r\nSubject: grande\r\n\r\n"
+    raw = head + b"\r\n".join(lines) + b"\r\n"
+    assert len(raw) > 2 * 1024 * 1024  # past what the reader keeps in memory: it goes to disk
+    gateway = Gateway(load_settings(write_config(tmp_path, max_size=8_000_000)))
+    await gateway.start()
+    try:
+        await send(gateway, raw)  # smtplib dot-stuffs the "." lines; the reader must unstuff them
+        [row] = spool_rows(gateway.settings.database.path)
+        assert row["raw"] == raw
     finally:
         await gateway.stop()
