@@ -113,9 +113,11 @@ class Relay:
     async def _retry_or_give_up(self, entry: OutboxEntry, delivery: Delivery) -> None:
         now = self.clock.now()
         give_up_at = datetime.fromisoformat(entry.created_at) + timedelta(hours=self.settings.give_up_hours)
-        next_attempt = now + timedelta(seconds=self.backoff_seconds(entry.attempts + 1))
-        if next_attempt > give_up_at:
-            reason = f"gave up after {entry.attempts + 1} attempts over {self.settings.give_up_hours:g} h: "
+        attempts = entry.attempts + 1
+        next_attempt = now + timedelta(seconds=self.backoff_seconds(attempts))
+        if next_attempt > give_up_at or attempts >= self.settings.max_attempts:
+            reason = f"gave up after {attempts} attempts (max_attempts {self.settings.max_attempts},"
+            reason += f" give_up_hours {self.settings.give_up_hours:g}): "
             await self.outbox.mark_failed(entry.id, reason + delivery.reply)
             log.warning("outbox %d: %s%s", entry.id, reason, delivery.reply)
             return

@@ -107,6 +107,8 @@ class OutboundSettings(Section):
     first_retry_seconds: float = Field(default=60.0, gt=0)
     max_retry_seconds: float = Field(default=3600.0, gt=0)
     give_up_hours: float = Field(default=48.0, gt=0)
+    # ...or after this many attempts, whichever comes first.
+    max_attempts: int = Field(default=100, ge=1)
     # Domain of the Message-IDs we generate; empty: the first mailbox's domain.
     message_id_domain: str = ""
     # A folder whose files replace the shipped templates of the same name.

@@ -254,3 +254,23 @@ async def test_outbox_show_prints_the_rendered_mail(gateway: Gateway, config_pat
     assert shown.returncode == 0
     assert b"Subject: [#TK-000001] Ver correo" in shown.stdout and b"Auto-Submitted: auto-replied" in shown.stdout
     assert spool_rows(gateway.settings.database.path)[0]["status"] == "done"
+
+
+async def test_temporary_failures_give_up_after_max_attempts(tmp_path: Path, relay: Sink) -> None:
+    clock = FixedClock(datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
+    config = write_config(tmp_path, relay_port=relay.port)
+    config.write_text(config.read_text().replace("[outbound]\n", "[outbound]\nmax_attempts = 2\n"))
+    gateway = Gateway(load_settings(config), clock)
+    await gateway.start()
+    try:
+        relay.handler.rcpt_replies = ["451 4.7.1 Greylisted"] * 4  # acknowledgement and agents' notice, twice
+        await send(gateway, make_mail("hola"))
+        await gateway.drain()
+        clock.advance(minutes=2)
+        await gateway.drain()
+        failed = await gateway.pipeline.outbox.summaries("failed")
+        assert [entry.attempts for entry in failed] == [2, 2]
+        assert all("gave up after 2 attempts" in (entry.relay_reply or "") for entry in failed)
+        assert relay.received == []
+    finally:
+        await gateway.stop()
