@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from email.utils import format_datetime, make_msgid
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +49,10 @@ class Occasion:
 
 
 def shipped_templates() -> Path:
-    try:  # installed from a wheel: templates/ ships as the package gateway.templates
-        return Path(str(files("gateway.templates")))
+    try:  # installed from a wheel: templates/ ships as the (namespace) package gateway.templates
+        import gateway.templates as shipped
+
+        return Path(next(iter(shipped.__path__)))
     except ModuleNotFoundError:  # a source checkout or editable install
         return Path(__file__).resolve().parent.parent / "templates"
 
