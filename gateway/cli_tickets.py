@@ -107,7 +107,7 @@ def _print_ticket(settings: Settings, ticket: dict[str, Any]) -> None:
             flag = " (not valid: kept as written)" if key == "fiscal_id" and ticket["fiscal_id_valid"] is False else ""
             print(f"  {key}: {ticket[key]}{flag}")
     for change in ticket["history"]:
-        print(f"  {change['at']}  {change['field']}: {change['old']} → {change['new']}  by {change['by']}")
+        print(f"  {change['at']}  {change['field']}: {change['old'] or '-'} → {change['new']}  by {change['by']}")
     for message in ticket["messages"]:
         shown = "" if message["visibility"] == "public" else f" [{message['visibility']}: {message['note']}]"
         print(f"\n--- {message['date']} {message['direction']} from {message['from']}{shown}")
