@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.header
 import email.utils
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -42,6 +43,7 @@ MESSAGE_ID_RE = re.compile(r"<([^<>\s]+)>")
 FALLBACK_CHARSETS = ("utf-8", "cp1252", "latin-1")
 UNSAFE_FILENAME_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"|?*]')
 MAX_FILENAME_LENGTH = 200
+STAND_IN_DOMAIN = "no-message-id.ticket-gateway.invalid"  # RFC 2606: never a real domain
 PARENT_CHECK_SECONDS = 1.0
 BODY_TYPES = frozenset({"text/plain", "text/html"})
 
@@ -83,7 +85,7 @@ class DeliveryReport:
 
 @dataclass(frozen=True)
 class ParsedMail:
-    message_id: str | None  # without angle brackets
+    message_id: str  # without angle brackets; made up (see _stand_in_id) when the mail has none
     subject: str
     sender: Address | None  # the From header
     to: tuple[Address, ...]
@@ -117,9 +119,11 @@ def parse_mail(raw: bytes) -> ParsedMail:
     text_parts, html_parts, attachments = _split_parts(message)
     html = "\n".join(html_parts) or None
     text = "\n".join(text_parts) if text_parts else html_to_text(html or "")
+    subject = _one_line(parsed.subject or "")
+    message_id = _first_message_id(message.get("Message-ID")) or _stand_in_id(message, subject, text)
     return ParsedMail(
-        message_id=_first_message_id(message.get("Message-ID")),
-        subject=_one_line(parsed.subject or ""),
+        message_id=message_id,
+        subject=subject,
         sender=_first(_addresses(parsed.from_)),
         to=_addresses(parsed.to),
         cc=_addresses(parsed.cc),
@@ -248,6 +252,14 @@ def message_ids(value: object) -> tuple[str, ...]:
         return ()
     found = MESSAGE_ID_RE.findall(str(value))
     return tuple(dict.fromkeys(found))
+
+
+def _stand_in_id(message: Message, subject: str, text: str) -> str:
+    """For mail without a Message-ID: one made from what identifies it (sender, date,
+    subject, text), so an MTA's second delivery of it is still recognised as the same mail."""
+    identity = "\x1f".join((str(message.get("From", "")), str(message.get("Date", "")), subject, text))
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return f"{digest}@{STAND_IN_DOMAIN}"
 
 
 def _first_message_id(value: object) -> str | None:

@@ -308,3 +308,12 @@ async def test_large_mail_with_dot_lines_is_stored_byte_for_byte(tmp_path: Path)
         assert row["raw"] == raw
     finally:
         await gateway.stop()
+
+
+async def test_mail_without_message_id_delivered_twice_is_stored_once(gateway: Gateway) -> None:
+    raw = b"From: c@empresa.example\r\nTo: soporte.latam@estela.example\r\nSubject: sin id\r\n\r\nhola\r\n"
+    await send(gateway, raw)
+    await send(gateway, raw)  # the MTA's retry after a lost 250
+    await send(gateway, raw.replace(b"hola", b"otra cosa"))  # a different mail
+    await gateway.drain()
+    assert len(await all_tickets(gateway)) == 2
