@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from email.generator import BytesGenerator
 from email.message import Message
 from email.parser import HeaderParser
 from io import BytesIO
+from pathlib import Path
 
 import mailparser
 
@@ -188,29 +190,33 @@ def _depth(message: Message) -> int:
 
 class Parser:
     """Parses in worker processes (`workers` > 0) or in this one. In workers, the parser's
-    CPU is off the event loop, and a mail that kills a worker fails alone: the pool is
-    made anew and the mail is tried once more before it is given up."""
+    CPU is off the event loop, the raw mail is read by the worker itself (a 25 MB mail
+    never passes through the daemon to be parsed), and a mail that kills a worker fails
+    alone: the pool is made anew and the mail is tried once more before it is given up."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, database: Path) -> None:
         self.workers = workers
+        self.database = str(database)
         self._pool: ProcessPoolExecutor | None = None
 
-    def start(self, raw: bytes) -> asyncio.Future[ParsedMail]:
+    def start(self, spool_id: int, raw: bytes | None) -> asyncio.Future[ParsedMail]:
+        """Parse a spooled mail: in a worker, which reads it; or here, from `raw`."""
         loop = asyncio.get_running_loop()
         if not self.workers:
+            assert raw is not None, "parsing in this process needs the raw mail"
             future: asyncio.Future[ParsedMail] = loop.create_future()
             try:
                 future.set_result(parse_mail(raw))
             except Exception as error:
                 future.set_exception(error)
             return future
-        return asyncio.ensure_future(self._in_worker(raw))
+        return asyncio.ensure_future(self._in_worker(spool_id))
 
-    async def _in_worker(self, raw: bytes) -> ParsedMail:
+    async def _in_worker(self, spool_id: int) -> ParsedMail:
         for attempt in (1, 2):
             pool = self._ensure_pool()
             try:
-                return await asyncio.get_running_loop().run_in_executor(pool, parse_mail, raw)
+                return await asyncio.get_running_loop().run_in_executor(pool, parse_spooled, self.database, spool_id)
             except BrokenProcessPool:
                 if self._pool is pool:
                     self._pool = None  # made anew on the next use
@@ -232,6 +238,18 @@ class Parser:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+def parse_spooled(database: str, spool_id: int) -> ParsedMail:
+    """In a parser worker: read one spooled mail (read-only) and parse it."""
+    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        row = connection.execute("SELECT raw FROM spool_raw WHERE id = ?", (spool_id,)).fetchone()
+    finally:
+        connection.close()
+    if row is None:
+        raise ParseError(f"spool row {spool_id} has no raw mail")
+    return parse_mail(row[0])
 
 
 def _end_with(daemon_pid: int) -> None:

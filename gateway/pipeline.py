@@ -53,7 +53,7 @@ class Pipeline:
         self.outbox = Outbox(database, clock)
         self.queries = TicketQueries(database)
         self.renderer = Renderer(settings, clock)
-        self.parser = Parser(parse_workers)
+        self.parser = Parser(parse_workers, settings.database.path)
         self.lookahead = LOOKAHEAD if parse_workers else 1
         self._ahead: deque[tuple[SpoolEntry, asyncio.Future[ParsedMail]]] = deque()
         self.wakeup = asyncio.Event()
@@ -119,11 +119,9 @@ class Pipeline:
             self._ahead.append((entry, await self._start_parsing(entry)))
 
     async def _start_parsing(self, entry: SpoolEntry) -> asyncio.Future[ParsedMail]:
-        # The raw bytes are read here and let go once parsed: a large mail is not held
-        # for as long as its entry is.
-        raw = await self.spool.raw(entry.id)
-        assert raw is not None, "a spool row without its raw mail"
-        return self.parser.start(raw)
+        # A worker reads the raw mail itself; parsing here needs it read first.
+        raw = None if self.parser.workers else await self.spool.raw(entry.id)
+        return self.parser.start(entry.id, raw)
 
     async def release(self) -> None:
         """Give back mail claimed ahead but not processed (at shutdown), uncounted."""
