@@ -22,7 +22,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.database import TEMPORARY_ERRORS, Database
 from gateway.limits import check_limits
 from gateway.outbox import Notifier, Outbox
-from gateway.parse import Address, ParsedMail, Parser, parse_address
+from gateway.parse import Address, ParsedMail, parse_address
 from gateway.queries import TicketQueries
 from gateway.render import GATEWAY_NAME, Renderer
 from gateway.route import route_mail
@@ -32,6 +32,7 @@ from gateway.store import TicketRef, TicketStore
 from gateway.tickets import Status, asks_for_my_tickets, requester_of
 from gateway.tokens import Rating, Signer
 from gateway.trust import DnsLookup, agent_proof, verified_dkim_domains
+from gateway.workers import Parser
 
 log = logging.getLogger(__name__)
 

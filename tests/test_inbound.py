@@ -207,7 +207,7 @@ async def test_forwarded_message_is_an_rfc822_attachment(gateway: Gateway) -> No
 async def test_mail_the_parser_cannot_handle_is_kept_failed_then_retried(
     config_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gateway.parse as parse_module
+    import gateway.workers as parse_module  # where the pipeline calls the parser
 
     real_parse = parse_module.parse_mail
 

@@ -1,0 +1,99 @@
+"""Parsing in worker processes, beside the daemon's event loop.
+
+The parser's CPU leaves the loop; a worker reads the raw mail from the spool itself, so a
+25 MB mail never passes through the daemon to be parsed; and a mail that kills a worker
+fails alone (the pool is made anew and the mail tried once more). Workers exit when the
+daemon does, however it went.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import sqlite3
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from gateway.parse import ParsedMail, ParseError, parse_mail
+
+PARENT_CHECK_SECONDS = 1.0
+
+
+class Parser:
+    """Parses in worker processes (`workers` > 0) or in this one. In workers, the parser's
+    CPU is off the event loop, the raw mail is read by the worker itself (a 25 MB mail
+    never passes through the daemon to be parsed), and a mail that kills a worker fails
+    alone: the pool is made anew and the mail is tried once more before it is given up."""
+
+    def __init__(self, workers: int, database: Path) -> None:
+        self.workers = workers
+        self.database = str(database)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self, spool_id: int, raw: bytes | None) -> asyncio.Future[ParsedMail]:
+        """Parse a spooled mail: in a worker, which reads it; or here, from `raw`."""
+        loop = asyncio.get_running_loop()
+        if not self.workers:
+            assert raw is not None, "parsing in this process needs the raw mail"
+            future: asyncio.Future[ParsedMail] = loop.create_future()
+            try:
+                future.set_result(parse_mail(raw))
+            except Exception as error:
+                future.set_exception(error)
+            return future
+        return asyncio.ensure_future(self._in_worker(spool_id))
+
+    async def _in_worker(self, spool_id: int) -> ParsedMail:
+        for attempt in (1, 2):
+            pool = self._ensure_pool()
+            try:
+                return await asyncio.get_running_loop().run_in_executor(pool, parse_spooled, self.database, spool_id)
+            except BrokenProcessPool:
+                if self._pool is pool:
+                    self._pool = None  # made anew on the next use
+                if attempt == 2:
+                    raise ParseError("the parser process died twice on this mail") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _ensure_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn: a clean interpreter, not a fork of our threads; and with no fork server
+            # in between, a worker ends when the daemon does, even on SIGKILL.
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=context, initializer=_end_with, initargs=(os.getpid(),)
+            )
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def parse_spooled(database: str, spool_id: int) -> ParsedMail:
+    """In a parser worker: read one spooled mail (read-only) and parse it."""
+    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        row = connection.execute("SELECT raw FROM spool_raw WHERE id = ?", (spool_id,)).fetchone()
+    finally:
+        connection.close()
+    if row is None:
+        raise ParseError(f"spool row {spool_id} has no raw mail")
+    return parse_mail(row[0])
+
+
+def _end_with(daemon_pid: int) -> None:
+    """In a parser worker: exit when the daemon is gone, however it went (even SIGKILL).
+    The pool's queues hold both ends of their pipes, so a worker never sees them close."""
+
+    def watch() -> None:
+        while os.getppid() == daemon_pid:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
