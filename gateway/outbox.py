@@ -60,9 +60,10 @@ class Outbox:
         self.database = database
         self.clock = clock
 
-    async def add(self, ticket_id: int | None, mail: OutboundMail) -> int:
+    def add(self, ticket_id: int | None, mail: OutboundMail) -> None:
+        """Queue a mail inside the caller's transaction (written with its next statement)."""
         now = timestamp(self.clock.now())
-        cursor = await self.database.connection.execute(
+        self.database.defer(
             "INSERT INTO outbox (ticket_id, template, message_id, envelope_from, recipients, raw,"
             " created_at, next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -70,8 +71,6 @@ class Outbox:
                 json.dumps(list(mail.recipients)), mail.raw, now, now, now,
             ),
         )  # fmt: skip
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
 
     async def due(self, limit: int) -> list[OutboxEntry]:
         rows = await self.database.fetch_all(
@@ -217,6 +216,6 @@ class Notifier:
         }
 
     async def _queue(self, ticket_id: int | None, mail: OutboundMail) -> None:
-        await self.outbox.add(ticket_id, mail)
+        self.outbox.add(ticket_id, mail)
         if ticket_id is not None:
-            await self.store.remember_thread_id(mail.message_id, ticket_id)
+            self.store.remember_thread_id(mail.message_id, ticket_id)

@@ -140,7 +140,7 @@ class Pipeline:
             dkim_domains = await self._dkim_domains(entry, mail)
             async with self.database.transaction():
                 status, outcome = await self._apply(entry, mail, dkim_domains)
-                await self.spool.mark_done(entry.id, outcome, status)
+                self.spool.mark_done(entry.id, outcome, status)
         except TEMPORARY_ERRORS as error:
             await self._retry_later(entry, mail, error)
         except Exception as error:  # one broad except per unit of work: keep it, say why

@@ -80,7 +80,7 @@ class Spool:
         while self._waiting:
             batch: list[tuple[Envelope, asyncio.Future[int]]] = []
             try:
-                async with self.database.transaction() as connection:
+                async with self.database.transaction() as database:
                     # Taken once the lock is ours: what arrived meanwhile goes too, up to a
                     # size, so large mail is read into memory one or a few at a time.
                     batch = self._next_batch()
@@ -88,9 +88,9 @@ class Spool:
                     ids = []
                     for (*envelope, source), _ in batch:
                         raw = source if isinstance(source, bytes) else source.read()
-                        cursor = await connection.execute(INSERT, (now, *envelope, len(raw), now))
-                        await connection.execute(INSERT_RAW, (cursor.lastrowid, raw))
-                        ids.append(cursor.lastrowid)
+                        spool_id = (await database.execute(INSERT, (now, *envelope, len(raw), now))).lastrowid
+                        database.defer(INSERT_RAW, (spool_id, raw))
+                        ids.append(spool_id)
                         del raw
             except Exception as error:  # nothing of the batch is stored: each sender gets a 451
                 for _, committed in batch:
@@ -143,10 +143,10 @@ class Spool:
             (spool_id,),
         )
 
-    async def mark_done(self, spool_id: int, outcome: str, status: str = DONE) -> None:
+    def mark_done(self, spool_id: int, outcome: str, status: str = DONE) -> None:
         """Record the outcome (done, or ignored: kept raw only) inside the transaction that applied it."""
         now = timestamp(self.clock.now())
-        await self.database.connection.execute(FINISH, (status, outcome, None, now, spool_id))
+        self.database.defer(FINISH, (status, outcome, None, now, spool_id))
 
     async def requeue(self, spool_id: int) -> None:
         """Put a mail back in the queue after a temporary failure."""
@@ -162,16 +162,15 @@ class Spool:
         times is a poison mail: it is marked failed so it cannot stop the queue again.
         """
         now = timestamp(self.clock.now())
-        async with self.database.transaction() as connection:
-            set_aside = await connection.execute(
-                "UPDATE spool SET status = 'failed', updated_at = ?,"
-                " error = 'interrupted ' || attempts || ' times while processing; set aside'"
-                " WHERE status = 'processing' AND attempts >= ?",
-                (now, max_attempts),
-            )
-            requeued = await connection.execute(
-                "UPDATE spool SET status = 'queued', updated_at = ? WHERE status = 'processing'",
-                (now,),
+        set_aside_sql = (
+            "UPDATE spool SET status = 'failed', updated_at = ?,"
+            " error = 'interrupted ' || attempts || ' times while processing; set aside'"
+            " WHERE status = 'processing' AND attempts >= ?"
+        )
+        requeue_sql = "UPDATE spool SET status = 'queued', updated_at = ? WHERE status = 'processing'"
+        async with self.database.transaction() as database:
+            set_aside, requeued = await database.execute_all(
+                [(set_aside_sql, (now, max_attempts)), (requeue_sql, (now,))]
             )
         return requeued.rowcount, set_aside.rowcount
 

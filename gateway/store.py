@@ -15,7 +15,7 @@ from datetime import datetime
 import nh3
 
 from gateway.clock import timestamp
-from gateway.database import Database
+from gateway.database import Database, Statement
 from gateway.parse import Address, Attachment, ParsedMail
 from gateway.tickets import NewTicket, format_number
 
@@ -156,7 +156,7 @@ class TicketStore:
         assert counter is not None
         number = format_number(self.number_prefix, counter["value"])
         when = timestamp(now)
-        cursor = await self.database.connection.execute(
+        inserted = await self.database.execute(
             "INSERT INTO tickets (number, subject, requester, requester_name, mailbox, country, brand,"
             " product, type, priority, status, source, created_at, updated_at, fiscal_id, fiscal_id_valid,"
             " company, phone, follow_up_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -167,44 +167,39 @@ class TicketStore:
                 new.follow_up_of,
             ),
         )  # fmt: skip
-        assert cursor.lastrowid is not None
-        ticket = TicketRef(cursor.lastrowid, number, new.status)
-        await self.add_participants(ticket.id, [new.requester], "requester", now)
-        await self.add_participants(ticket.id, new.cc, "cc", now)
-        await self.record_history(ticket.id, "status", None, new.status, new.requester.address, now)
+        assert inserted.lastrowid is not None
+        ticket = TicketRef(inserted.lastrowid, number, new.status)
+        for statement in (*_participants(ticket.id, [new.requester], "requester", now),
+                          *_participants(ticket.id, new.cc, "cc", now)):  # fmt: skip
+            self.database.defer(*statement)
+        self.record_history(ticket.id, "status", None, new.status, new.requester.address, now)
         return ticket
 
     async def add_participants(self, ticket_id: int, people: Iterable[Address], role: str, now: datetime) -> int:
         """Add people not yet on the ticket; returns how many were new."""
-        added = 0
-        for person in people:
-            cursor = await self.database.connection.execute(
-                "INSERT OR IGNORE INTO participants (ticket_id, address, name, role, added_at) VALUES (?, ?, ?, ?, ?)",
-                (ticket_id, person.address, person.name, role, timestamp(now)),
-            )
-            added += cursor.rowcount
-        return added
+        added = await self.database.execute_all(_participants(ticket_id, people, role, now))
+        return sum(executed.rowcount for executed in added)
 
     async def remove_participants(self, ticket_id: int, addresses: Iterable[str]) -> int:
-        removed = 0
-        for address in addresses:
-            cursor = await self.database.connection.execute(
-                "DELETE FROM participants WHERE ticket_id = ? AND address = ? AND role = 'cc'", (ticket_id, address)
-            )
-            removed += cursor.rowcount
-        return removed
+        removed = await self.database.execute_all(
+            [
+                ("DELETE FROM participants WHERE ticket_id = ? AND address = ? AND role = 'cc'", (ticket_id, address))
+                for address in addresses
+            ]
+        )
+        return sum(executed.rowcount for executed in removed)
 
     async def mark_bounced(self, ticket_id: int, address: str, diagnostic: str) -> bool:
         """Stop mailing an address on a ticket; True when it was a participant."""
-        cursor = await self.database.connection.execute(
+        updated = await self.database.execute(
             "UPDATE participants SET status = 'bounced', diagnostic = ? WHERE ticket_id = ? AND address = ?",
             (diagnostic, ticket_id, address),
         )
-        return cursor.rowcount > 0
+        return updated.rowcount > 0
 
     async def add_message(self, ticket_id: int, spool_id: int | None, message: StoredMessage, now: datetime) -> int:
         when = timestamp(now)
-        cursor = await self.database.connection.execute(
+        inserted = await self.database.execute(
             "INSERT INTO messages (ticket_id, spool_id, message_id, direction, author, author_name,"
             " recipients_to, recipients_cc, subject, date, body, new_part, html, visibility, note, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -216,28 +211,28 @@ class TicketStore:
                 message.body, message.new_part, _safe_html(message.html), message.visibility, message.note, when,
             ),
         )  # fmt: skip
-        assert cursor.lastrowid is not None
+        assert inserted.lastrowid is not None
         if message.message_id:
-            await self.remember_thread_id(message.message_id, ticket_id)
+            self.remember_thread_id(message.message_id, ticket_id)
         for attachment in message.attachments:
-            await self._add_attachment(cursor.lastrowid, attachment)
-        await self.database.connection.execute("UPDATE tickets SET updated_at = ? WHERE id = ?", (when, ticket_id))
-        return cursor.lastrowid
+            self._add_attachment(inserted.lastrowid, attachment)
+        self.database.defer("UPDATE tickets SET updated_at = ? WHERE id = ?", (when, ticket_id))
+        return inserted.lastrowid
 
-    async def _add_attachment(self, message_row: int, attachment: Attachment) -> None:
+    def _add_attachment(self, message_row: int, attachment: Attachment) -> None:
         digest = hashlib.sha256(attachment.content).hexdigest()
-        await self.database.connection.execute(
+        self.database.defer(
             "INSERT OR IGNORE INTO blobs (sha256, size, content) VALUES (?, ?, ?)",
             (digest, len(attachment.content), attachment.content),
         )
-        await self.database.connection.execute(
+        self.database.defer(
             "INSERT INTO attachments (message_row, filename, content_type, size, sha256) VALUES (?, ?, ?, ?, ?)",
             (message_row, attachment.filename, attachment.content_type, len(attachment.content), digest),
         )
 
-    async def remember_thread_id(self, message_id: str, ticket_id: int) -> None:
+    def remember_thread_id(self, message_id: str, ticket_id: int) -> None:
         """A Message-ID of the ticket's thread, received or sent: replies to it thread here."""
-        await self.database.connection.execute(
+        self.database.defer(
             "INSERT OR IGNORE INTO thread_ids (message_id, ticket_id) VALUES (?, ?)", (message_id, ticket_id)
         )
 
@@ -249,67 +244,74 @@ class TicketStore:
         for name in changed:
             if name not in UPDATABLE:
                 raise ValueError(f"not an updatable ticket field: {name}")
-            await self.database.connection.execute(
-                f"UPDATE tickets SET {name} = ? WHERE id = ?", (changes[name], ticket_id)
-            )
+            self.database.defer(f"UPDATE tickets SET {name} = ? WHERE id = ?", (changes[name], ticket_id))
             if name in TRACKED:
-                await self.record_history(ticket_id, name, current[name], changes[name], by, now)
+                self.record_history(ticket_id, name, current[name], changes[name], by, now)
         if changed:
-            await self.database.connection.execute(
-                "UPDATE tickets SET updated_at = ? WHERE id = ?", (timestamp(now), ticket_id)
-            )
+            self.database.defer("UPDATE tickets SET updated_at = ? WHERE id = ?", (timestamp(now), ticket_id))
         return changed
 
-    async def record_history(
-        self, ticket_id: int, field: str, old: object, new: object, by: str, now: datetime
-    ) -> None:
-        await self.database.connection.execute(
+    def record_history(self, ticket_id: int, field: str, old: object, new: object, by: str, now: datetime) -> None:
+        self.database.defer(
             "INSERT INTO history (ticket_id, at, field, old, new, by) VALUES (?, ?, ?, ?, ?, ?)",
             (ticket_id, timestamp(now), field, old, new, by),
         )
 
     async def add_rating(self, ticket_id: int, resolution: int, helpful: bool, comment: str, now: datetime) -> bool:
         """Record a rating once per resolution; False when this resolution was rated already."""
-        cursor = await self.database.connection.execute(
+        inserted = await self.database.execute(
             "INSERT OR IGNORE INTO ratings (ticket_id, resolution, helpful, comment, at) VALUES (?, ?, ?, ?, ?)",
             (ticket_id, resolution, helpful, comment, timestamp(now)),
         )
-        return cursor.rowcount > 0
+        return inserted.rowcount > 0
 
     # -- what the domain and notifications read -------------------------------------------
 
     async def ticket_view(self, ticket_id: int) -> TicketView:
-        row = await self.database.fetch_one(
-            "SELECT t.*, f.number AS follow_up_number FROM tickets t"
-            " LEFT JOIN tickets f ON f.id = t.follow_up_of WHERE t.id = ?",
-            (ticket_id,),
-        )
-        assert row is not None, f"ticket {ticket_id} vanished inside its transaction"
-        people = await self.database.fetch_all(
-            "SELECT address, name, role, status FROM participants WHERE ticket_id = ? ORDER BY added_at, address",
-            (ticket_id,),
-        )
-        messages = await self.database.fetch_all(
-            "SELECT id, message_id, direction, author, author_name, coalesce(date, created_at) AS date,"
-            " coalesce(new_part, body) AS body, visibility FROM messages WHERE ticket_id = ? ORDER BY id",
-            (ticket_id,),
-        )
-        names = await attachments_by_message(self.database, [message["id"] for message in messages])
+        tickets, people, messages, attachments = await self.database.execute_all(
+            [
+                (
+                    "SELECT t.*, f.number AS follow_up_number FROM tickets t"
+                    " LEFT JOIN tickets f ON f.id = t.follow_up_of WHERE t.id = ?",
+                    (ticket_id,),
+                ),
+                (
+                    "SELECT address, name, role, status FROM participants WHERE ticket_id = ?"
+                    " ORDER BY added_at, address",
+                    (ticket_id,),
+                ),
+                (
+                    "SELECT id, message_id, direction, author, author_name, coalesce(date, created_at) AS date,"
+                    " coalesce(new_part, body) AS body, visibility FROM messages WHERE ticket_id = ? ORDER BY id",
+                    (ticket_id,),
+                ),
+                (
+                    "SELECT message_row, filename FROM attachments"
+                    " WHERE message_row IN (SELECT id FROM messages WHERE ticket_id = ?) ORDER BY id",
+                    (ticket_id,),
+                ),
+            ]
+        )  # one trip: a view is read for every notification
+        assert tickets.rows, f"ticket {ticket_id} vanished inside its transaction"
+        row = tickets.rows[0]
+        names: dict[int, list[str]] = {}
+        for attachment in attachments.rows:
+            names.setdefault(attachment["message_row"], []).append(str(attachment["filename"]))
         return TicketView(
             id=row["id"], number=row["number"], subject=row["subject"], status=row["status"],
             priority=row["priority"], type=row["type"], mailbox=row["mailbox"], country=row["country"],
             brand=row["brand"], product=row["product"], created_at=row["created_at"],
             requester=Address(row["requester_name"], row["requester"]),
-            cc=tuple(Address(p["name"], p["address"]) for p in people if p["role"] == "cc"),
-            unreachable=frozenset(p["address"] for p in people if p["status"] == "bounced"),
+            cc=tuple(Address(p["name"], p["address"]) for p in people.rows if p["role"] == "cc"),
+            unreachable=frozenset(p["address"] for p in people.rows if p["status"] == "bounced"),
             messages=tuple(
                 MessageView(
                     message_id=m["message_id"], direction=m["direction"],
                     author=Address(m["author_name"], m["author"]), date=m["date"], body=m["body"],
-                    attachment_names=tuple(str(a["filename"]) for a in names.get(m["id"], [])),
+                    attachment_names=tuple(names.get(m["id"], [])),
                     visibility=m["visibility"],
                 )
-                for m in messages
+                for m in messages.rows
             ),
             assignee=row["assignee"], incident=row["incident"], resolutions=row["resolutions"],
             resolved_at=row["resolved_at"], first_response_at=row["first_response_at"],
@@ -349,6 +351,16 @@ UPDATABLE = frozenset(
     }
 )  # fmt: skip
 TRACKED = frozenset({"status", "priority", "type", "assignee", "country", "brand", "product", "incident"})
+
+
+def _participants(ticket_id: int, people: Iterable[Address], role: str, now: datetime) -> list[Statement]:
+    return [
+        (
+            "INSERT OR IGNORE INTO participants (ticket_id, address, name, role, added_at) VALUES (?, ?, ?, ?, ?)",
+            (ticket_id, person.address, person.name, role, timestamp(now)),
+        )
+        for person in people
+    ]
 
 
 def marks(values: Iterable[object]) -> str:

@@ -1,0 +1,73 @@
+"""Statements travel to SQLite in batches: a transaction must still be all or nothing."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.database import Database
+
+INSERT_META = "INSERT INTO meta (name, value) VALUES (?, ?)"
+
+
+@pytest.fixture
+async def database(tmp_path: Path):
+    opened = await Database.open(tmp_path / "gateway.db")
+    yield opened
+    await opened.close()
+
+
+def committed_names(path: Path) -> list[str]:
+    """What another connection sees: only what was committed."""
+    with sqlite3.connect(path) as connection:
+        return [name for (name,) in connection.execute("SELECT name FROM meta ORDER BY name")]
+
+
+async def test_a_deferred_write_is_read_back_inside_its_transaction_and_committed(database, tmp_path):
+    async with database.transaction():
+        database.defer(INSERT_META, ("a", "1"))
+        row = await database.fetch_one("SELECT value FROM meta WHERE name = 'a'")
+        assert row is not None and row["value"] == "1"
+        assert committed_names(tmp_path / "gateway.db") == []
+    assert committed_names(tmp_path / "gateway.db") == ["a"]
+
+
+async def test_a_deferred_write_that_fails_at_commit_undoes_the_whole_transaction(database, tmp_path):
+    async with database.transaction():
+        database.defer(INSERT_META, ("taken", "1"))
+    with pytest.raises(sqlite3.IntegrityError):
+        async with database.transaction():
+            await database.execute(INSERT_META, ("b", "2"))
+            database.defer(INSERT_META, ("taken", "again"))  # primary key taken: fails with the COMMIT
+    assert committed_names(tmp_path / "gateway.db") == ["taken"]
+    await database.write(INSERT_META, ("c", "3"))  # the connection is usable again
+    assert committed_names(tmp_path / "gateway.db") == ["c", "taken"]
+
+
+async def test_an_error_before_the_first_trip_leaves_nothing_behind(database, tmp_path):
+    with pytest.raises(RuntimeError):
+        async with database.transaction():
+            database.defer(INSERT_META, ("never", "1"))
+            raise RuntimeError("the step failed before reading anything")
+    assert not database.connection.in_transaction
+    async with database.transaction():
+        database.defer(INSERT_META, ("d", "4"))
+    assert committed_names(tmp_path / "gateway.db") == ["d"]
+
+
+async def test_a_failing_single_write_is_rolled_back(database, tmp_path):
+    await database.write(INSERT_META, ("e", "5"))
+    with pytest.raises(sqlite3.IntegrityError):
+        await database.write(INSERT_META, ("e", "again"))
+    assert not database.connection.in_transaction
+    rows = await database.write("UPDATE meta SET value = '6' WHERE name = 'e' RETURNING value")
+    assert [row["value"] for row in rows] == ["6"]
+
+
+async def test_results_come_back_for_each_statement_of_a_batch(database):
+    async with database.transaction():
+        first, second, count = await database.execute_all(
+            [(INSERT_META, ("f", "7")), (INSERT_META, ("g", "8")), ("SELECT count(*) AS n FROM meta", ())]
+        )
+    assert (first.rowcount, second.rowcount) == (1, 1)
+    assert count.rows[0]["n"] == 2
