@@ -12,13 +12,9 @@ import asyncio
 import json
 import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,36 +22,10 @@ from typing import Any
 from bench.corpus import corpus, large_mail
 from bench.load import LoadResult, percentile, send
 from bench.prefill import prefill
+from bench.processes import ROOT, child, daemon, wait_processed, write_config
+from bench.sustained import run_sustained
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-POLL_SECONDS = 0.05
-PROCESSING_TIMEOUT = 600.0
-CONFIG = """
-[smtp]
-host = "127.0.0.1"
-port = 0
-max_message_size = {max_size}
-hostname = "mx.bench.example"
-[database]
-path = "{db}"
-[logging]
-level = "WARNING"
-[limits]
-new_tickets_per_sender_per_hour = 1000000
-[outbound]
-host = "127.0.0.1"
-port = {relay_port}
-[agents]
-notify_address = "agentes@estela.example"
-addresses = ["csoto@estela.example"]
-[[mailboxes]]
-address = "soporte.latam@estela.example"
-name = "Soporte LATAM"
-country = "CL"
-brand = "Estela"
-product = "Estela ERP"
-"""
 
 
 def main() -> int:
@@ -64,10 +34,19 @@ def main() -> int:
     parser.add_argument("--mails", type=int, default=3000, help="mails per phase (3000)")
     parser.add_argument("--tickets", type=int, default=0, help="pre-fill the database with this many tickets")
     parser.add_argument("--large", action="store_true", help="large-mail mode: 10 senders x 25 MB, peak RSS")
+    parser.add_argument(
+        "--sustained",
+        type=int,
+        default=0,
+        metavar="N",
+        help="sustained mode: N mails at full speed, the backlog sampled until it drains",
+    )
+    parser.add_argument("--max-backlog", type=int, default=5000, help="the daemon's [pipeline] max_backlog (5000)")
     parser.add_argument("--json", type=Path, default=None, help="where to save the results (bench/results/)")
     args = parser.parse_args()
-    results = asyncio.run(run_large(args) if args.large else run(args))
-    path = args.json or RESULTS / f"{datetime.now():%Y%m%d-%H%M%S}{'-large' if args.large else ''}.json"
+    mode = "large" if args.large else "sustained" if args.sustained else ""
+    results = asyncio.run(run_large(args) if args.large else run_sustained(args) if args.sustained else run(args))
+    path = args.json or RESULTS / f"{datetime.now():%Y%m%d-%H%M%S}{'-' + mode if mode else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2))
     print(f"\nsaved {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
@@ -86,7 +65,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             began = time.perf_counter()
             prefill(database, args.tickets)
             print(f"pre-filled {args.tickets:,} tickets in {time.perf_counter() - began:.0f} s", flush=True)
-        config = write_config(Path(directory), database, sink_port, max_size=26 * 1024 * 1024)
+        config = write_config(Path(directory), database, sink_port, 26 * 1024 * 1024, args.max_backlog)
         with daemon(config) as (_, port, peak_rss):
             one = await send(port, first, args.sessions, per_session=1)
             processed_one = wait_processed(database, len(first))
@@ -157,65 +136,6 @@ async def run_large(args: argparse.Namespace) -> dict[str, Any]:
         print(f"errors: {result.errors[:3]}")
     return {"mode": "large", "senders": senders, "mail_bytes": len(mails[0].raw), "accepted": result.accepted,
             "seconds": result.seconds, "peak_rss_mb": rss / 1024}  # fmt: skip
-
-
-def write_config(directory: Path, database: Path, relay_port: int, max_size: int) -> Path:
-    path = directory / "bench.toml"
-    path.write_text(CONFIG.format(db=database, relay_port=relay_port, max_size=max_size))
-    return path
-
-
-@contextmanager
-def child(module: str, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    process = subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE, cwd=ROOT)
-    assert process.stdout is not None
-    try:
-        yield process, int(process.stdout.readline())
-    finally:
-        process.kill()
-        process.wait()
-
-
-@contextmanager
-def daemon(config: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Any]]:
-    env = {**os.environ, "GATEWAY_LOGGING__LEVEL": "INFO"}  # the "listening on" line
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "--config", str(config), "serve"], stderr=subprocess.PIPE, cwd=ROOT, env=env
-    )
-    assert process.stderr is not None
-    port = 0
-    for line in process.stderr:
-        if b"listening on" in line:
-            port = int(line.split(b"listening on ")[1].split(b" ")[0].rsplit(b":", 1)[1])
-            break
-    if not port:
-        raise SystemExit(f"the daemon did not start (exit {process.wait()})")
-    threading.Thread(target=process.stderr.read, daemon=True).start()  # keep its log pipe empty
-
-    def peak_rss() -> int:
-        status = Path(f"/proc/{process.pid}/status").read_text()
-        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
-
-    try:
-        yield process, port, peak_rss
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-
-
-def wait_processed(database: Path, count: int) -> float:
-    """Poll until `count` spool rows are finished; returns the wall clock when they were."""
-    deadline = time.monotonic() + PROCESSING_TIMEOUT
-    with sqlite3.connect(database) as connection:
-        while time.monotonic() < deadline:
-            (finished,) = connection.execute(
-                "SELECT count(*) FROM spool WHERE status IN ('done', 'ignored', 'failed')"
-            ).fetchone()
-            if finished >= count:
-                (last,) = connection.execute("SELECT max(updated_at) FROM spool").fetchone()
-                return datetime.fromisoformat(last).timestamp()
-            time.sleep(POLL_SECONDS)
-    raise SystemExit(f"processing did not finish within {PROCESSING_TIMEOUT:.0f} s")
 
 
 def processing_latencies(database: Path, load: LoadResult) -> list[float]:

@@ -27,3 +27,20 @@ def test_bench_completes_and_reports_every_figure(tmp_path: Path) -> None:
     assert len(figures) == 8 and all(value == value and value > 0 for value in figures.values())  # no NaN
     assert report["refused"] == 0
     assert b"ratio" in run.stdout and b"daemon peak RSS MB" in run.stdout
+
+
+def test_sustained_bench_retries_past_flow_control_and_drains(tmp_path: Path) -> None:
+    results = tmp_path / "sustained.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--sustained", "300", "--sessions", "10", "--max-backlog", "30",
+         "--json", str(results)],
+        cwd=PROJECT, capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    report = json.loads(results.read_text())
+    assert report["accepted"] == 300 and report["refused"] == 0
+    assert report["figures"]["451 answers retried by the senders"] > 0  # the backlog limit was reached
+    *_, (_, accepted, waiting) = report["samples"]
+    assert (accepted, waiting) == (300, 0)  # all of it spooled, none left waiting
+    assert all(rate["rate"] > 0 for rate in report["rates"][:3])
+    assert b"ratio to bare" in run.stdout and b"peak backlog" in run.stdout

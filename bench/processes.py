@@ -1,0 +1,111 @@
+"""The processes a benchmark run starts: the bare server and sink, and the real daemon."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+POLL_SECONDS = 0.05
+PROCESSING_TIMEOUT = 600.0
+CONFIG = """
+[smtp]
+host = "127.0.0.1"
+port = 0
+max_message_size = {max_size}
+hostname = "mx.bench.example"
+[database]
+path = "{db}"
+[logging]
+level = "WARNING"
+[limits]
+new_tickets_per_sender_per_hour = 1000000
+[pipeline]
+max_backlog = {max_backlog}
+[outbound]
+host = "127.0.0.1"
+port = {relay_port}
+[agents]
+notify_address = "agentes@estela.example"
+addresses = ["csoto@estela.example"]
+[[mailboxes]]
+address = "soporte.latam@estela.example"
+name = "Soporte LATAM"
+country = "CL"
+brand = "Estela"
+product = "Estela ERP"
+"""
+
+
+def write_config(directory: Path, database: Path, relay_port: int, max_size: int, max_backlog: int = 5000) -> Path:
+    path = directory / "bench.toml"
+    path.write_text(CONFIG.format(db=database, relay_port=relay_port, max_size=max_size, max_backlog=max_backlog))
+    return path
+
+
+@contextmanager
+def child(module: str, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    process = subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE, cwd=ROOT)
+    assert process.stdout is not None
+    try:
+        yield process, int(process.stdout.readline())
+    finally:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def daemon(config: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Callable[[], int]]]:
+    env = {**os.environ, "GATEWAY_LOGGING__LEVEL": "INFO"}  # the "listening on" line
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "--config", str(config), "serve"], stderr=subprocess.PIPE, cwd=ROOT, env=env
+    )
+    assert process.stderr is not None
+    port = 0
+    for line in process.stderr:
+        if b"listening on" in line:
+            port = int(line.split(b"listening on ")[1].split(b" ")[0].rsplit(b":", 1)[1])
+            break
+    if not port:
+        raise SystemExit(f"the daemon did not start (exit {process.wait()})")
+    threading.Thread(target=process.stderr.read, daemon=True).start()  # keep its log pipe empty
+
+    def peak_rss() -> int:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
+
+    try:
+        yield process, port, peak_rss
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def wait_processed(database: Path, count: int) -> float:
+    """Poll until `count` spool rows are finished; returns the wall clock when they were."""
+    deadline = time.monotonic() + PROCESSING_TIMEOUT
+    with sqlite3.connect(database) as connection:
+        while time.monotonic() < deadline:
+            (finished,) = connection.execute(
+                "SELECT count(*) FROM spool WHERE status IN ('done', 'ignored', 'failed')"
+            ).fetchone()
+            if finished >= count:
+                (last,) = connection.execute("SELECT max(updated_at) FROM spool").fetchone()
+                return datetime.fromisoformat(last).timestamp()
+            time.sleep(POLL_SECONDS)
+    raise SystemExit(f"processing did not finish within {PROCESSING_TIMEOUT:.0f} s")
+
+
+def spool_counts(connection: sqlite3.Connection) -> tuple[int, int]:
+    """(accepted, waiting): mail spooled so far, and mail spooled but not yet processed."""
+    (accepted,) = connection.execute("SELECT coalesce(max(id), 0) FROM spool").fetchone()
+    (waiting,) = connection.execute("SELECT count(*) FROM spool WHERE status IN ('queued', 'processing')").fetchone()
+    return accepted, waiting
