@@ -3,6 +3,7 @@ that the cost of a mail does not grow with the database."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -41,5 +42,11 @@ def prefill(database: Path, tickets: int) -> None:
             connection.commit()
         connection.execute("UPDATE counters SET value = ? WHERE name = 'ticket'", (tickets,))
         connection.commit()
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         connection.close()
+    # Written with synchronous=OFF, hundreds of MB would still be on their way to disk while
+    # the daemon runs, and its spool's fsyncs would wait for them: a database that has grown
+    # to this size over months has no such write-back pending.
+    with database.open("rb") as written:
+        os.fsync(written.fileno())

@@ -281,11 +281,12 @@ class Database:
 
     async def execute_all(self, statements: list[Statement]) -> list[Executed]:
         """Run the deferred writes, then `statements`, in one trip; returns the latter's results."""
+        deferred = len(self._deferred)
         batch, self._deferred = [*self._deferred, *statements], []
         # aiosqlite runs only one statement per trip through its public methods; `_execute`
         # is what they all use to run a call on its thread (pinned in pyproject.toml).
         results = await self.connection._execute(_execute_all, self.connection._conn, batch)
-        return results[len(batch) - len(statements) :]
+        return results[deferred:]
 
     async def fetch_all(self, sql: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         return (await self.execute(sql, parameters)).rows
@@ -300,10 +301,15 @@ class Database:
 def _execute_all(connection: sqlite3.Connection, statements: list[Statement]) -> list[Executed]:
     """On the database's thread: each statement in turn, its rows fetched and cursor closed."""
     results = []
-    for sql, parameters in statements:
-        cursor = connection.execute(sql, parameters)
-        try:
-            results.append(Executed(cursor.fetchall(), cursor.lastrowid, cursor.rowcount))
-        finally:
-            cursor.close()
+    try:
+        for sql, parameters in statements:
+            cursor = connection.execute(sql, parameters)
+            try:
+                results.append(Executed(cursor.fetchall(), cursor.lastrowid, cursor.rowcount))
+            finally:
+                cursor.close()
+    finally:
+        # aiosqlite's thread keeps its last call, arguments and all, until the next one: a
+        # spooled 25 MB mail would stay in memory as long as the connection is idle.
+        statements.clear()
     return results
