@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.corpus import corpus, large_mail
+from bench.drain import run_drain
 from bench.load import LoadResult, percentile, send
 from bench.prefill import prefill
 from bench.processes import ROOT, child, daemon, wait_processed, write_config
@@ -41,11 +42,19 @@ def main() -> int:
         metavar="N",
         help="sustained mode: N mails at full speed, the backlog sampled until it drains",
     )
+    parser.add_argument(
+        "--drain",
+        type=int,
+        default=0,
+        metavar="N",
+        help="drain mode: N mails spooled first, then processed by the daemon alone",
+    )
     parser.add_argument("--max-backlog", type=int, default=5000, help="the daemon's [pipeline] max_backlog (5000)")
     parser.add_argument("--json", type=Path, default=None, help="where to save the results (bench/results/)")
     args = parser.parse_args()
-    mode = "large" if args.large else "sustained" if args.sustained else ""
-    results = asyncio.run(run_large(args) if args.large else run_sustained(args) if args.sustained else run(args))
+    modes = {"large": run_large, "sustained": run_sustained, "drain": run_drain, "": run}
+    mode = next(name for name in modes if not name or getattr(args, name))
+    results = asyncio.run(modes[mode](args))
     path = args.json or RESULTS / f"{datetime.now():%Y%m%d-%H%M%S}{'-' + mode if mode else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2))

@@ -44,3 +44,15 @@ def test_sustained_bench_retries_past_flow_control_and_drains(tmp_path: Path) ->
     assert (accepted, waiting) == (300, 0)  # all of it spooled, none left waiting
     assert all(rate["rate"] > 0 for rate in report["rates"][:3])
     assert b"ratio to bare" in run.stdout and b"peak backlog" in run.stdout
+
+
+def test_drain_bench_reports_empty_and_prefilled_rates(tmp_path: Path) -> None:
+    results = tmp_path / "drain.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--drain", "60", "--tickets", "2000", "--json", str(results)],
+        cwd=PROJECT, capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    rates = json.loads(results.read_text())["rates"]
+    assert list(rates) == ["empty database", "2,000 tickets"] and all(rate > 0 for rate in rates.values())
+    assert b"ms a mail" in run.stdout
