@@ -52,9 +52,9 @@ def main() -> int:
     parser.add_argument("--max-backlog", type=int, default=5000, help="the daemon's [pipeline] max_backlog (5000)")
     parser.add_argument("--json", type=Path, default=None, help="where to save the results (bench/results/)")
     args = parser.parse_args()
-    modes = {"large": run_large, "sustained": run_sustained, "drain": run_drain, "": run}
-    mode = next(name for name in modes if not name or getattr(args, name))
-    results = asyncio.run(modes[mode](args))
+    mode = "large" if args.large else "sustained" if args.sustained else "drain" if args.drain else ""
+    runs = {"large": run_large, "sustained": run_sustained, "drain": run_drain, "": run}
+    results = asyncio.run(runs[mode](args))
     path = args.json or RESULTS / f"{datetime.now():%Y%m%d-%H%M%S}{'-' + mode if mode else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2))

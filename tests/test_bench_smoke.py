@@ -6,18 +6,23 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import PROJECT
 
 
-def test_bench_completes_and_reports_every_figure(tmp_path: Path) -> None:
+def run_bench(tmp_path: Path, *options: str) -> tuple[dict[str, Any], bytes]:
+    """`python -m bench` with these options; its saved report and what it printed."""
     results = tmp_path / "bench.json"
     run = subprocess.run(
-        [sys.executable, "-m", "bench", "--mails", "100", "--sessions", "10", "--json", str(results)],
-        cwd=PROJECT, capture_output=True, timeout=300,
-    )  # fmt: skip
+        [sys.executable, "-m", "bench", *options, "--json", str(results)], cwd=PROJECT, capture_output=True, timeout=300
+    )
     assert run.returncode == 0, run.stderr.decode()[-2000:]
-    report = json.loads(results.read_text())
+    return json.loads(results.read_text()), run.stdout
+
+
+def test_bench_completes_and_reports_every_figure(tmp_path: Path) -> None:
+    report, printed = run_bench(tmp_path, "--mails", "100", "--sessions", "10")
     assert [rate["name"] for rate in report["rates"]] == [
         "accepted mail/s, 1 per session", "accepted mail/s, 20 per session",
         "processed mail/s, 1 per session", "processed mail/s, 20 per session",
@@ -26,33 +31,21 @@ def test_bench_completes_and_reports_every_figure(tmp_path: Path) -> None:
     figures = report["figures"]
     assert len(figures) == 8 and all(value == value and value > 0 for value in figures.values())  # no NaN
     assert report["refused"] == 0
-    assert b"ratio" in run.stdout and b"daemon peak RSS MB" in run.stdout
+    assert b"ratio" in printed and b"daemon peak RSS MB" in printed
 
 
 def test_sustained_bench_retries_past_flow_control_and_drains(tmp_path: Path) -> None:
-    results = tmp_path / "sustained.json"
-    run = subprocess.run(
-        [sys.executable, "-m", "bench", "--sustained", "300", "--sessions", "10", "--max-backlog", "30",
-         "--json", str(results)],
-        cwd=PROJECT, capture_output=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr.decode()[-2000:]
-    report = json.loads(results.read_text())
+    report, printed = run_bench(tmp_path, "--sustained", "300", "--sessions", "10", "--max-backlog", "30")
     assert report["accepted"] == 300 and report["refused"] == 0
     assert report["figures"]["451 answers retried by the senders"] > 0  # the backlog limit was reached
     *_, (_, accepted, waiting) = report["samples"]
     assert (accepted, waiting) == (300, 0)  # all of it spooled, none left waiting
     assert all(rate["rate"] > 0 for rate in report["rates"][:3])
-    assert b"ratio to bare" in run.stdout and b"peak backlog" in run.stdout
+    assert b"ratio to bare" in printed and b"peak backlog" in printed
 
 
 def test_drain_bench_reports_empty_and_prefilled_rates(tmp_path: Path) -> None:
-    results = tmp_path / "drain.json"
-    run = subprocess.run(
-        [sys.executable, "-m", "bench", "--drain", "60", "--tickets", "2000", "--json", str(results)],
-        cwd=PROJECT, capture_output=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr.decode()[-2000:]
-    rates = json.loads(results.read_text())["rates"]
+    report, printed = run_bench(tmp_path, "--drain", "60", "--tickets", "2000")
+    rates = report["rates"]
     assert list(rates) == ["empty database", "2,000 tickets"] and all(rate > 0 for rate in rates.values())
-    assert b"ms a mail" in run.stdout
+    assert b"ms a mail" in printed
