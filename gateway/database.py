@@ -1,19 +1,25 @@
 """The SQLite database: connection settings, schema, and explicit transactions.
 
-Every connection runs in WAL mode with `synchronous=FULL`, so a COMMIT that returned is on
-disk: the listener relies on that before it answers 250.
+Every connection runs in WAL mode; a durable one (the listener's) with `synchronous=FULL`,
+so a COMMIT that returned is on disk: the listener relies on that before it answers 250.
 
-The connections of one process share a write lock (an asyncio.Lock): SQLite lets one writer
-in at a time, and its own busy handler waits by sleeping in growing steps, which under load
-left mail waiting for a lock long released. Every write takes the shared lock first, so
-writers queue in the event loop and go in the moment the lock is free. Other processes
-(`ingest`, the CLI) still meet SQLite's busy timeout.
+SQLite lets one writer in at a time, and its own busy handler waits by sleeping in growing
+steps (up to 100 ms a nap), which under load left mail waiting for a lock long released, and
+let a busy writer in another process starve the listener. So every transaction first takes
+our own write lock, which lets the next writer in within a millisecond of it being free: the
+connections of one process queue for an asyncio.Lock in the event loop, and then for an
+exclusive flock on `<database>.lock` across processes (the daemon, its processor, `ingest`,
+the CLI). The flock gives up after the busy timeout, as SQLite would; SQLite's own busy
+handler is left for anyone else (an admin's sqlite3 shell).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,6 +28,7 @@ from pathlib import Path
 import aiosqlite
 
 BUSY_TIMEOUT_MS = 5000
+BEGIN, COMMIT, ROLLBACK = "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -215,9 +222,10 @@ class Database:
     does, or the COMMIT, and they go to the thread together, in order.
     """
 
-    def __init__(self, connection: aiosqlite.Connection, write_lock: asyncio.Lock) -> None:
+    def __init__(self, connection: aiosqlite.Connection, write_lock: asyncio.Lock, lock_file: int) -> None:
         self.connection = connection
         self.write_lock = write_lock
+        self._lock_file = lock_file  # flocked from BEGIN to COMMIT or ROLLBACK, on the connection's thread
         self._deferred: list[Statement] = []
 
     @classmethod
@@ -237,20 +245,21 @@ class Database:
             ):
                 await connection.execute(f"PRAGMA {pragma}")
             await connection.executescript(SCHEMA)
+            lock_file = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except BaseException:
             await connection.close()  # else its thread keeps the process alive
             raise
-        return cls(connection, write_lock or asyncio.Lock())
+        return cls(connection, write_lock or asyncio.Lock(), lock_file)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Database]:
         """BEGIN IMMEDIATE … COMMIT under the shared write lock; reads inside are current.
         The BEGIN travels with the first statement, deferred writes with the COMMIT."""
         async with self.write_lock:
-            self.defer("BEGIN IMMEDIATE")
+            self.defer(BEGIN)
             try:
                 yield self
-                await self.execute("COMMIT")
+                await self.execute(COMMIT)
             except BaseException:
                 await self._roll_back()
                 raise
@@ -259,7 +268,7 @@ class Database:
         """One statement in a transaction of its own, in one trip; returns any rows it RETURNs."""
         async with self.write_lock:
             try:
-                _, written, _ = await self.execute_all([("BEGIN IMMEDIATE", ()), (sql, parameters), ("COMMIT", ())])
+                _, written, _ = await self.execute_all([(BEGIN, ()), (sql, parameters), (COMMIT, ())])
             except BaseException:
                 await self._roll_back()
                 raise
@@ -268,7 +277,7 @@ class Database:
     async def _roll_back(self) -> None:
         self._deferred.clear()
         if self.connection.in_transaction:  # not when the BEGIN never left, or itself failed
-            await self.connection.execute("ROLLBACK")
+            await self.execute(ROLLBACK)
 
     def defer(self, sql: str, parameters: tuple[object, ...] = ()) -> None:
         """A write whose outcome nobody waits for: it goes with the next trip, in order.
@@ -285,7 +294,7 @@ class Database:
         batch, self._deferred = [*self._deferred, *statements], []
         # aiosqlite runs only one statement per trip through its public methods; `_execute`
         # is what they all use to run a call on its thread (pinned in pyproject.toml).
-        results = await self.connection._execute(_execute_all, self.connection._conn, batch)
+        results = await self.connection._execute(_execute_all, self.connection._conn, self._lock_file, batch)
         return results[deferred:]
 
     async def fetch_all(self, sql: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
@@ -296,14 +305,40 @@ class Database:
 
     async def close(self) -> None:
         await self.connection.close()
+        os.close(self._lock_file)
 
 
-def _execute_all(connection: sqlite3.Connection, statements: list[Statement]) -> list[Executed]:
-    """On the database's thread: each statement in turn, its rows fetched and cursor closed."""
+def _lock_for_writing(lock_file: int) -> None:
+    """On the database's thread: the flock, waiting for a writer elsewhere in naps of at
+    most a millisecond, for up to the busy timeout (then: a temporary error, as SQLite's)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    nap = 0.0001
+    while True:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise sqlite3.OperationalError(
+                    f"database is locked: another writer held it {BUSY_TIMEOUT_MS} ms"
+                ) from None
+            time.sleep(nap)
+            nap = min(nap * 2, 0.001)
+
+
+def _execute_all(connection: sqlite3.Connection, lock_file: int, statements: list[Statement]) -> list[Executed]:
+    """On the database's thread: each statement in turn, its rows fetched and cursor closed;
+    the flock taken before a BEGIN and let go once the transaction is over."""
     results = []
     try:
         for sql, parameters in statements:
-            cursor = connection.execute(sql, parameters)
+            if sql == BEGIN:
+                _lock_for_writing(lock_file)
+            try:
+                cursor = connection.execute(sql, parameters)
+            finally:
+                if not connection.in_transaction:  # COMMIT, ROLLBACK, or a BEGIN that failed
+                    fcntl.flock(lock_file, fcntl.LOCK_UN)
             try:
                 results.append(Executed(cursor.fetchall(), cursor.lastrowid, cursor.rowcount))
             finally:

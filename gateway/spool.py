@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from gateway.clock import Clock, timestamp
-from gateway.database import Database
+from gateway.database import Database, Statement
 
 QUEUED, PROCESSING, DONE, FAILED, IGNORED = "queued", "processing", "done", "failed", "ignored"
 STATUSES = (QUEUED, PROCESSING, DONE, FAILED, IGNORED)
@@ -26,7 +26,7 @@ STATUSES = (QUEUED, PROCESSING, DONE, FAILED, IGNORED)
 Envelope = tuple[str, str, str, "bytes | BinaryIO"]  # mail from, recipients (JSON), peer, raw: what add() queues
 COMMIT_BATCH_BYTES = 8 * 1024 * 1024
 INSERT = "INSERT INTO spool (received_at, mail_from, rcpt_tos, peer, size, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
-INSERT_RAW = "INSERT INTO spool_raw (id, raw) VALUES (?, ?)"
+INSERT_RAW = "INSERT INTO spool_raw (id, raw) VALUES (last_insert_rowid(), ?)"  # right after INSERT
 FINISH = "UPDATE spool SET status = ?, outcome = ?, error = ?, updated_at = ? WHERE id = ?"
 SUMMARY_COLUMNS = "id, received_at, mail_from, rcpt_tos, status, attempts, outcome, error, size"
 ENTRY_COLUMNS = "id, mail_from, rcpt_tos, peer, size, attempts"
@@ -84,14 +84,7 @@ class Spool:
                     # Taken once the lock is ours: what arrived meanwhile goes too, up to a
                     # size, so large mail is read into memory one or a few at a time.
                     batch = self._next_batch()
-                    now = timestamp(self.clock.now())
-                    ids = []
-                    for (*envelope, source), _ in batch:
-                        raw = source if isinstance(source, bytes) else source.read()
-                        spool_id = (await database.execute(INSERT, (now, *envelope, len(raw), now))).lastrowid
-                        database.defer(INSERT_RAW, (spool_id, raw))
-                        ids.append(spool_id)
-                        del raw
+                    ids = await self._insert(database, [envelope for envelope, _ in batch])
             except Exception as error:  # nothing of the batch is stored: each sender gets a 451
                 for _, committed in batch:
                     if not committed.done():
@@ -101,6 +94,17 @@ class Spool:
                 if not committed.done():  # a sender that hung up is gone; the mail is kept anyway
                     assert spool_id is not None
                     committed.set_result(spool_id)
+
+    async def _insert(self, database: Database, envelopes: list[Envelope]) -> list[int]:
+        """Every row of a batch in one trip; returns their spool ids."""
+        now = timestamp(self.clock.now())
+        statements: list[Statement] = []
+        for *envelope, source in envelopes:
+            raw = source if isinstance(source, bytes) else source.read()
+            statements += [(INSERT, (now, *envelope, len(raw), now)), (INSERT_RAW, (raw,))]
+            del raw
+        inserted = await database.execute_all(statements)
+        return [row.lastrowid for row in inserted[::2] if row.lastrowid is not None]
 
     def _next_batch(self) -> list[tuple[Envelope, asyncio.Future[int]]]:
         taken, size = 0, 0

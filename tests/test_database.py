@@ -1,11 +1,14 @@
-"""Statements travel to SQLite in batches: a transaction must still be all or nothing."""
+"""Statements travel to SQLite in batches: a transaction must still be all or nothing; and
+writers in different processes take turns."""
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from gateway.database import Database
+import gateway.database as database_module
+from gateway.database import TEMPORARY_ERRORS, Database
 
 INSERT_META = "INSERT INTO meta (name, value) VALUES (?, ?)"
 
@@ -71,3 +74,58 @@ async def test_results_come_back_for_each_statement_of_a_batch(database):
         )
     assert (first.rowcount, second.rowcount) == (1, 1)
     assert count.rows[0]["n"] == 2
+
+
+# Two connections with a write lock each stand for two processes (the daemon and its
+# processor, or `ingest`): only the flock on <database>.lock keeps them apart.
+
+
+@pytest.fixture
+def short_busy_timeout(monkeypatch):
+    monkeypatch.setattr(database_module, "BUSY_TIMEOUT_MS", 300)
+
+
+async def test_a_writer_in_another_process_waits_for_the_transaction_then_goes_in(tmp_path, short_busy_timeout):
+    path = tmp_path / "gateway.db"
+    first, second = await Database.open(path), await Database.open(path)
+    try:
+        async with first.transaction():
+            await first.execute(INSERT_META, ("first", "1"))
+            waiting = asyncio.create_task(second.write(INSERT_META, ("second", "2")))
+            await asyncio.sleep(0.1)
+            assert not waiting.done()  # it waits for our COMMIT...
+        await waiting  # ...and then goes in
+        assert committed_names(path) == ["first", "second"]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_transaction_held_past_the_busy_timeout_is_a_temporary_error_elsewhere(tmp_path, short_busy_timeout):
+    path = tmp_path / "gateway.db"
+    first, second = await Database.open(path), await Database.open(path)
+    try:
+        async with first.transaction():
+            await first.execute(INSERT_META, ("slow", "1"))
+            with pytest.raises(TEMPORARY_ERRORS, match="database is locked"):
+                await second.write(INSERT_META, ("impatient", "2"))
+        await second.write(INSERT_META, ("later", "3"))  # nothing of the failed attempt is left holding on
+        assert committed_names(path) == ["later", "slow"]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_rolled_back_transaction_lets_the_other_process_in(tmp_path, short_busy_timeout):
+    path = tmp_path / "gateway.db"
+    first, second = await Database.open(path), await Database.open(path)
+    try:
+        await first.write(INSERT_META, ("taken", "1"))
+        with pytest.raises(sqlite3.IntegrityError):
+            async with first.transaction():
+                await first.execute(INSERT_META, ("taken", "again"))
+        await second.write(INSERT_META, ("next", "2"))  # would time out if the failure kept the lock
+        assert committed_names(path) == ["next", "taken"]
+    finally:
+        await first.close()
+        await second.close()
