@@ -20,6 +20,7 @@ from gateway.cli_tickets import add_ticket_commands
 from gateway.clock import SystemClock
 from gateway.daemon import serve
 from gateway.database import TEMPORARY_ERRORS
+from gateway.logs import configure_logging
 from gateway.pipeline import open_pipeline
 from gateway.render import Renderer, TemplateCheckError
 from gateway.settings import ConfigError, Settings, config_path, load_settings
@@ -46,16 +47,6 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(command(settings, args))
     except KeyboardInterrupt:
         return EXIT_OK
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # aiosmtpd logs every SMTP command at INFO; our own lines say what an operator needs.
-    logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,22 +1,22 @@
-"""The running gateway: listener and pipeline worker over one database file.
+"""The running gateway: the listener, and the processor behind it, over one database file.
 
-On start, mail left half-done by a crash goes back to the queue. On SIGTERM or SIGINT the
-listener stops accepting, the worker finishes the mail in hand, and the process exits 0;
-queued mail waits in the spool for the next start.
+`serve` runs the processor in a child process (see gateway/processor.py). On SIGTERM or
+SIGINT the listener stops accepting, the processor finishes the mail in hand, and the
+daemon exits 0; queued mail waits in the spool for the next start. Mail left half-done by
+a crash goes back to the queue when the processor starts.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 
 from gateway.clock import Clock, SystemClock
 from gateway.database import Database
 from gateway.listener import InboundHandler, start_listener
-from gateway.outbox import Outbox
 from gateway.pipeline import Pipeline
+from gateway.processor import Processor, ProcessorProcess
 from gateway.relay import Relay
 from gateway.render import Renderer
 from gateway.settings import Settings
@@ -26,95 +26,78 @@ log = logging.getLogger(__name__)
 
 
 class Gateway:
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    """The listener, with the processor in this process (what tests drive step by step) or,
+    with `separate_process`, in a child of its own (what `serve` runs)."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None, separate_process: bool = False) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.stopping = asyncio.Event()
-        self._databases: list[Database] = []
+        self.separate_process = separate_process
+        self._database: Database | None = None
         self._server: asyncio.Server | None = None
-        self._workers: list[asyncio.Task[None]] = []
-        self._write_lock = asyncio.Lock()  # one writer at a time across our connections
+        self.processor: Processor | ProcessorProcess | None = None
 
     async def start(self) -> None:
         Renderer(self.settings, self.clock).check()  # before anything opens: fail fast, leave nothing behind
-        # A connection each: the listener's and the relay's commits must not land inside a
-        # pipeline transaction, and vice versa.
-        listener_db = await self._open_database(durable=True)  # 250 waits for the disk
-        # The pipeline and the relay work from mail already on disk: after a power cut their
-        # last commits may be lost and done again (a notification may then go out twice).
-        pipeline_db = await self._open_database(durable=False)
-        relay_db = await self._open_database(durable=False)
-        self.pipeline = Pipeline(self.settings, pipeline_db, self.clock, self.settings.pipeline.parse_workers)
-        await self.pipeline.prepare()
-        self.relay = Relay(
-            self.settings.outbound,
-            Outbox(relay_db, self.clock),
-            self.clock,
-            local_hostname=self.settings.smtp.hostname,
-            poll_seconds=self.settings.pipeline.poll_seconds,
-        )
-        self.pipeline.on_outbox_changed = self.relay.wakeup.set
-        requeued, set_aside = await self.pipeline.spool.recover_interrupted(self.settings.pipeline.max_attempts)
-        if requeued or set_aside:
-            log.warning("recovered after a crash: %d mail requeued, %d set aside as failed", requeued, set_aside)
-        self.handler = InboundHandler(self.settings, Spool(listener_db, self.clock), self.pipeline.wakeup.set)
-        self._server = await start_listener(self.settings, self.handler)
-        self._workers = [
-            asyncio.create_task(self.pipeline.run(self.stopping), name="pipeline"),
-            asyncio.create_task(self.relay.run(self.stopping), name="relay"),
-            asyncio.create_task(self._close_stale_periodically(), name="auto-close"),
-        ]
+        write_lock = asyncio.Lock()  # one writer at a time across this process's connections
+        # durable: a 250 waits for the disk.
+        self._database = await Database.open(self.settings.database.path, write_lock, durable=True)
+        if self.separate_process:
+            self.processor = ProcessorProcess(self.settings)
+        else:
+            self.processor = Processor(self.settings, self.clock, write_lock)
+        try:
+            await self.processor.start()
+            self.handler = InboundHandler(self.settings, Spool(self._database, self.clock), self.processor.wakeup)
+            self._server = await start_listener(self.settings, self.handler)
+        except BaseException:  # the port is taken, say: leave no processor behind
+            await self.stop()
+            raise
         log.info(
             "listening on %s:%d (%s), database %s",
             self.settings.smtp.host, self.port, self.settings.smtp.protocol, self.settings.database.path,
         )  # fmt: skip
-
-    async def _open_database(self, durable: bool) -> Database:
-        database = await Database.open(self.settings.database.path, self._write_lock, durable)
-        self._databases.append(database)
-        return database
-
-    async def _close_stale_periodically(self) -> None:
-        interval = self.settings.tickets.close_stale_every_minutes * 60
-        while not self.stopping.is_set():
-            try:
-                await self.pipeline.close_stale(self.clock.now())
-            except Exception:  # a locked database, say: the next round tries again
-                log.exception("auto-close failed; trying again in %g minutes", interval / 60)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), timeout=interval)
 
     @property
     def port(self) -> int:
         assert self._server is not None, "start() first"
         return int(self._server.sockets[0].getsockname()[1])
 
+    @property
+    def in_process(self) -> Processor:
+        assert isinstance(self.processor, Processor), "the processor runs in this process only without separate_process"
+        return self.processor
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.in_process.pipeline
+
+    @property
+    def relay(self) -> Relay:
+        return self.in_process.relay
+
     async def drain(self) -> None:
         """Process all queued mail, then try every notification due now (tests wait on this)."""
-        await self.pipeline.drain()
-        await self.relay.deliver_due()
+        await self.in_process.drain()
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-        self.stopping.set()
-        await asyncio.gather(*self._workers)
-        if self._databases:
-            await self.pipeline.release()
-            self.pipeline.parser.close()
-        for database in self._databases:
-            await database.close()
-        self._databases.clear()
+        if self.processor is not None:
+            await self.processor.stop()
+        if self._database is not None:
+            await self._database.close()
+            self._database = None
 
 
 async def serve(settings: Settings) -> None:
-    gateway = Gateway(settings)
+    gateway = Gateway(settings, separate_process=True)
     await gateway.start()
     shutdown = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown.set)
     await shutdown.wait()
-    log.info("shutting down: no new connections, finishing the mail in hand")
+    log.info("shutting down: no new connections, the processor finishes the mail in hand")
     await gateway.stop()
     log.info("stopped")

@@ -9,18 +9,15 @@ daemon does, however it went.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
+import signal
 import sqlite3
-import threading
-import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from gateway.lifeline import end_with_parent, spawn_context
 from gateway.parse import ParsedMail, ParseError, parse_mail
-
-PARENT_CHECK_SECONDS = 1.0
 
 
 class Parser:
@@ -61,11 +58,8 @@ class Parser:
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            # spawn: a clean interpreter, not a fork of our threads; and with no fork server
-            # in between, a worker ends when the daemon does, even on SIGKILL.
-            context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=context, initializer=_end_with, initargs=(os.getpid(),)
+                self.workers, mp_context=spawn_context(), initializer=_start_worker, initargs=(os.getpid(),)
             )
         return self._pool
 
@@ -87,13 +81,7 @@ def parse_spooled(database: str, spool_id: int) -> ParsedMail:
     return parse_mail(row[0])
 
 
-def _end_with(daemon_pid: int) -> None:
-    """In a parser worker: exit when the daemon is gone, however it went (even SIGKILL).
-    The pool's queues hold both ends of their pipes, so a worker never sees them close."""
-
-    def watch() -> None:
-        while os.getppid() == daemon_pid:
-            time.sleep(PARENT_CHECK_SECONDS)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+def _start_worker(daemon_pid: int) -> None:
+    # Ctrl-C reaches the whole process group; the daemon's shutdown ends the workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    end_with_parent(daemon_pid)

@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
+from typing import NamedTuple
 
 from gateway.daemon import Gateway
 from gateway.settings import load_settings
@@ -61,26 +63,45 @@ async def test_lmtp_answers_once_per_recipient(tmp_path: Path) -> None:
     assert len(tickets) == 1
 
 
-def start_daemon(config: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """`python -m gateway serve` as a child process; returns it and its port."""
+class Daemon(NamedTuple):
+    process: subprocess.Popen[bytes]
+    port: int
+    processor_pid: int
+
+
+def start_daemon(config: Path) -> Daemon:
+    """`python -m gateway serve` as a child process, as its log tells of it."""
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "--config", str(config), "serve"],
         stderr=subprocess.PIPE,
         cwd=PROJECT,
     )
     assert process.stderr is not None
+    processor_pid = 0
     for line in process.stderr:
+        if b"processor started, pid " in line:
+            processor_pid = int(line.split(b"pid ")[1])
         if b"listening on" in line:
             port = int(line.split(b"listening on ")[1].split(b" ")[0].rsplit(b":", 1)[1])
             # Keep reading its log, or a full pipe would block the daemon.
             threading.Thread(target=process.stderr.read, daemon=True).start()
-            return process, port
+            return Daemon(process, port, processor_pid)
     raise AssertionError(f"daemon did not start, exit {process.wait()}")
+
+
+def wait_for_status(database: Path, status: str, seconds: float = 60) -> list[str]:
+    """The spool's statuses once all are `status`, or as they are after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while (statuses := [row["status"] for row in spool_rows(database)]) and time.monotonic() < deadline:
+        if set(statuses) == {status}:
+            break
+        time.sleep(0.1)
+    return statuses
 
 
 async def test_mail_answered_250_survives_sigkill_and_is_processed_after_restart(tmp_path: Path) -> None:
     config = write_config(tmp_path)
-    process, port = start_daemon(config)
+    process, port, _ = start_daemon(config)
     mails = [make_mail(f"caso {index}", message_id=f"<kill-{index}@empresa.example>") for index in range(40)]
     try:
         for mail in mails:
@@ -104,12 +125,27 @@ async def test_mail_answered_250_survives_sigkill_and_is_processed_after_restart
 
 
 def test_sigterm_stops_cleanly_with_exit_0(tmp_path: Path) -> None:
-    process, port = start_daemon(write_config(tmp_path))
+    process, port, _ = start_daemon(write_config(tmp_path))
     assert send_blocking(port, make_mail("antes de apagar"), [MAILBOX]) == {}
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     statuses = [row["status"] for row in spool_rows(tmp_path / "gateway.db")]
     assert statuses in (["done"], ["queued"])  # finished, or left safely for the next start
+
+
+def test_serve_processes_mail_in_a_child_process_started_again_when_it_dies(tmp_path: Path) -> None:
+    process, port, processor_pid = start_daemon(write_config(tmp_path))
+    try:
+        assert processor_pid not in (0, process.pid)
+        assert send_blocking(port, make_mail("primero"), [MAILBOX]) == {}
+        assert wait_for_status(tmp_path / "gateway.db", "done") == ["done"]
+
+        os.kill(processor_pid, signal.SIGKILL)
+        assert send_blocking(port, make_mail("mientras tanto"), [MAILBOX]) == {}  # the listener carries on
+        assert wait_for_status(tmp_path / "gateway.db", "done") == ["done", "done"]  # a new processor took it
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
 
 
 def test_a_mail_interrupted_too_often_is_set_aside(tmp_path: Path) -> None:
