@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -78,15 +79,39 @@ def daemon(config: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Callabl
         raise SystemExit(f"the daemon did not start (exit {process.wait()})")
     threading.Thread(target=process.stderr.read, daemon=True).start()  # keep its log pipe empty
 
-    def peak_rss() -> int:
-        status = Path(f"/proc/{process.pid}/status").read_text()
-        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
-
     try:
-        yield process, port, peak_rss
+        yield process, port, lambda: family_peak_rss(process.pid)
     finally:
         process.terminate()
         process.wait(timeout=60)
+
+
+def family_peak_rss(pid: int) -> int:
+    """Peak RSS in KB of a process and all under it (the daemon's processor and parser
+    workers), summed: an upper bound, as their peaks need not have coincided."""
+    return sum(_peak_rss(member) for member in _family(pid))
+
+
+def _family(pid: int) -> list[int]:
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # The command name in parentheses may hold spaces: the fields after it are fixed.
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    family, frontier = [pid], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        family += children
+        frontier = children
+    return family
+
+
+def _peak_rss(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # gone meanwhile
+        return 0
+    return int(next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")), 0))
 
 
 def wait_processed(database: Path, count: int) -> float:
