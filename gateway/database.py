@@ -294,7 +294,10 @@ class Database:
         batch, self._deferred = [*self._deferred, *statements], []
         # aiosqlite runs only one statement per trip through its public methods; `_execute`
         # is what they all use to run a call on its thread (pinned in pyproject.toml).
-        results = await self.connection._execute(_execute_all, self.connection._conn, self._lock_file, batch)
+        connection = self.connection
+        results: list[Executed] = await connection._execute(  # type: ignore[no-untyped-call]
+            _execute_all, connection._conn, self._lock_file, batch
+        )
         return results[deferred:]
 
     async def fetch_all(self, sql: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
@@ -334,10 +337,12 @@ def _execute_all(connection: sqlite3.Connection, lock_file: int, statements: lis
         for sql, parameters in statements:
             if sql == BEGIN:
                 _lock_for_writing(lock_file)
+            writing = sql == BEGIN or connection.in_transaction
             try:
                 cursor = connection.execute(sql, parameters)
             finally:
-                if not connection.in_transaction:  # COMMIT, ROLLBACK, or a BEGIN that failed
+                # Over: COMMIT, ROLLBACK, a BEGIN that failed, or SQLite rolling back by itself.
+                if writing and not connection.in_transaction:
                     fcntl.flock(lock_file, fcntl.LOCK_UN)
             try:
                 results.append(Executed(cursor.fetchall(), cursor.lastrowid, cursor.rowcount))

@@ -185,10 +185,10 @@ class ProcessorProcess:
 async def _exited(process: BaseProcess) -> int | None:
     """Wait, in the event loop, for `process` to end; returns its exit code."""
     loop = asyncio.get_running_loop()
-    ended: asyncio.Future[None] = loop.create_future()
-    loop.add_reader(process.sentinel, lambda: ended.done() or ended.set_result(None))
+    ended = asyncio.Event()
+    loop.add_reader(process.sentinel, ended.set)
     try:
-        await ended
+        await ended.wait()
     finally:
         loop.remove_reader(process.sentinel)
     process.join()

@@ -95,16 +95,15 @@ class Spool:
                     assert spool_id is not None
                     committed.set_result(spool_id)
 
-    async def _insert(self, database: Database, envelopes: list[Envelope]) -> list[int]:
+    async def _insert(self, database: Database, envelopes: list[Envelope]) -> list[int | None]:
         """Every row of a batch in one trip; returns their spool ids."""
         now = timestamp(self.clock.now())
         statements: list[Statement] = []
         for *envelope, source in envelopes:
             raw = source if isinstance(source, bytes) else source.read()
             statements += [(INSERT, (now, *envelope, len(raw), now)), (INSERT_RAW, (raw,))]
-            del raw
         inserted = await database.execute_all(statements)
-        return [row.lastrowid for row in inserted[::2] if row.lastrowid is not None]
+        return [row.lastrowid for row in inserted[::2]]
 
     def _next_batch(self) -> list[tuple[Envelope, asyncio.Future[int]]]:
         taken, size = 0, 0

@@ -81,51 +81,45 @@ async def test_results_come_back_for_each_statement_of_a_batch(database):
 
 
 @pytest.fixture
-def short_busy_timeout(monkeypatch):
+async def two_processes(tmp_path, monkeypatch):
     monkeypatch.setattr(database_module, "BUSY_TIMEOUT_MS", 300)
+    first, second = await Database.open(tmp_path / "gateway.db"), await Database.open(tmp_path / "gateway.db")
+    yield first, second
+    await first.close()
+    await second.close()
 
 
-async def test_a_writer_in_another_process_waits_for_the_transaction_then_goes_in(tmp_path, short_busy_timeout):
-    path = tmp_path / "gateway.db"
-    first, second = await Database.open(path), await Database.open(path)
-    try:
+async def test_a_writer_in_another_process_waits_for_the_transaction_then_goes_in(two_processes, tmp_path):
+    first, second = two_processes
+    async with first.transaction():
+        await first.execute(INSERT_META, ("first", "1"))
+        # It counts the rows it finds when it gets in: all of ours only if it came after our COMMIT.
+        counting = "INSERT INTO meta (name, value) SELECT 'second', count(*) FROM meta"
+        waiting = asyncio.create_task(second.write(counting))
+        for name in ("a", "b", "c"):  # trips to SQLite's thread, while the other writer tries to get in
+            await first.execute(INSERT_META, (name, "x"))
+        assert not waiting.done()  # it waits for our COMMIT...
+    await waiting  # ...and then goes in
+    assert committed_names(tmp_path / "gateway.db") == ["a", "b", "c", "first", "second"]
+    row = await second.fetch_one("SELECT value FROM meta WHERE name = 'second'")
+    assert row is not None and row["value"] == "4"
+
+
+async def test_a_transaction_held_past_the_busy_timeout_is_a_temporary_error_elsewhere(two_processes, tmp_path):
+    first, second = two_processes
+    async with first.transaction():
+        await first.execute(INSERT_META, ("slow", "1"))
+        with pytest.raises(TEMPORARY_ERRORS, match="database is locked"):
+            await second.write(INSERT_META, ("impatient", "2"))
+    await second.write(INSERT_META, ("later", "3"))  # nothing of the failed attempt is left holding on
+    assert committed_names(tmp_path / "gateway.db") == ["later", "slow"]
+
+
+async def test_a_rolled_back_transaction_lets_the_other_process_in(two_processes, tmp_path):
+    first, second = two_processes
+    await first.write(INSERT_META, ("taken", "1"))
+    with pytest.raises(sqlite3.IntegrityError):
         async with first.transaction():
-            await first.execute(INSERT_META, ("first", "1"))
-            waiting = asyncio.create_task(second.write(INSERT_META, ("second", "2")))
-            await asyncio.sleep(0.1)
-            assert not waiting.done()  # it waits for our COMMIT...
-        await waiting  # ...and then goes in
-        assert committed_names(path) == ["first", "second"]
-    finally:
-        await first.close()
-        await second.close()
-
-
-async def test_a_transaction_held_past_the_busy_timeout_is_a_temporary_error_elsewhere(tmp_path, short_busy_timeout):
-    path = tmp_path / "gateway.db"
-    first, second = await Database.open(path), await Database.open(path)
-    try:
-        async with first.transaction():
-            await first.execute(INSERT_META, ("slow", "1"))
-            with pytest.raises(TEMPORARY_ERRORS, match="database is locked"):
-                await second.write(INSERT_META, ("impatient", "2"))
-        await second.write(INSERT_META, ("later", "3"))  # nothing of the failed attempt is left holding on
-        assert committed_names(path) == ["later", "slow"]
-    finally:
-        await first.close()
-        await second.close()
-
-
-async def test_a_rolled_back_transaction_lets_the_other_process_in(tmp_path, short_busy_timeout):
-    path = tmp_path / "gateway.db"
-    first, second = await Database.open(path), await Database.open(path)
-    try:
-        await first.write(INSERT_META, ("taken", "1"))
-        with pytest.raises(sqlite3.IntegrityError):
-            async with first.transaction():
-                await first.execute(INSERT_META, ("taken", "again"))
-        await second.write(INSERT_META, ("next", "2"))  # would time out if the failure kept the lock
-        assert committed_names(path) == ["next", "taken"]
-    finally:
-        await first.close()
-        await second.close()
+            await first.execute(INSERT_META, ("taken", "again"))
+    await second.write(INSERT_META, ("next", "2"))  # would time out if the failure kept the lock
+    assert committed_names(tmp_path / "gateway.db") == ["next", "taken"]
