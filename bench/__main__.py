@@ -23,7 +23,7 @@ from bench.corpus import corpus, large_mail
 from bench.drain import run_drain
 from bench.load import LoadResult, percentile, send
 from bench.prefill import prefill
-from bench.processes import ROOT, child, daemon, wait_processed, write_config
+from bench.processes import ROOT, child, daemon, describe_rss, wait_processed, write_config
 from bench.sustained import run_sustained
 
 RESULTS = ROOT / "bench" / "results"
@@ -84,7 +84,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             paced = await send(port, paced_mails, args.sessions, per_session=1, rate=paced_rate)
             wait_processed(database, len(mails))
             latencies = processing_latencies(database, paced)
-            rss = peak_rss()
+            rss = sum(peak_rss().values())
     return report(args, bare_one, bare_twenty, one, twenty, processed_one, processed_twenty, paced, latencies, rss)
 
 
@@ -138,13 +138,14 @@ async def run_large(args: argparse.Namespace) -> dict[str, Any]:
         with daemon(config) as (_, port, peak_rss):
             result = await send(port, mails, sessions=senders, per_session=1)
             wait_processed(database, len(mails))
-            rss = peak_rss()
+            peaks = peak_rss()
     print(f"\nlarge-mail mode: {senders} concurrent senders x {len(mails[0].raw) / 1e6:.1f} MB")
-    print(f"accepted {result.accepted}/{len(mails)} in {result.seconds:.1f} s; daemon peak RSS {rss / 1024:.0f} MB")
+    print(f"accepted {result.accepted}/{len(mails)} in {result.seconds:.1f} s; daemon peak RSS {describe_rss(peaks)}")
     if result.errors:
         print(f"errors: {result.errors[:3]}")
     return {"mode": "large", "senders": senders, "mail_bytes": len(mails[0].raw), "accepted": result.accepted,
-            "seconds": result.seconds, "peak_rss_mb": rss / 1024}  # fmt: skip
+            "seconds": result.seconds, "peak_rss_mb": sum(peaks.values()) / 1024,
+            "peak_rss_mb_by_process": {role: kb / 1024 for role, kb in peaks.items()}}  # fmt: skip
 
 
 def processing_latencies(database: Path, load: LoadResult) -> list[float]:

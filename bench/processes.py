@@ -64,7 +64,7 @@ def child(module: str, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], in
 
 
 @contextmanager
-def daemon(config: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Callable[[], int]]]:
+def daemon(config: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Callable[[], dict[str, int]]]]:
     env = {**os.environ, "GATEWAY_LOGGING__LEVEL": "INFO"}  # the "listening on" line
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "--config", str(config), "serve"], stderr=subprocess.PIPE, cwd=ROOT, env=env
@@ -86,24 +86,41 @@ def daemon(config: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Callabl
         process.wait(timeout=60)
 
 
-def family_peak_rss(pid: int) -> int:
-    """Peak RSS in KB of a process and all under it (the daemon's processor and parser
-    workers), summed: an upper bound, as their peaks need not have coincided."""
-    return sum(_peak_rss(member) for member in _family(pid))
+def family_peak_rss(pid: int) -> dict[str, int]:
+    """Peak RSS in KB of a process and each under it (the daemon's processor and parser
+    workers), summed by role. Their sum is an upper bound: their peaks need not coincide."""
+    peaks: dict[str, int] = {}
+    for member, depth in _family(pid):
+        role = _role(member, depth)
+        peaks[role] = peaks.get(role, 0) + _peak_rss(member)
+    return peaks
 
 
-def _family(pid: int) -> list[int]:
+def describe_rss(peaks: dict[str, int]) -> str:
+    parts = ", ".join(f"{role} {kb / 1024:.0f}" for role, kb in peaks.items())
+    return f"{sum(peaks.values()) / 1024:.0f} MB ({parts})"
+
+
+def _family(pid: int) -> list[tuple[int, int]]:
+    """(pid, depth) of a process and all its descendants."""
     parents = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError):
             # The command name in parentheses may hold spaces: the fields after it are fixed.
             parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-    family, frontier = [pid], [pid]
+    family, frontier, depth = [(pid, 0)], [pid], 0
     while frontier:
-        children = [child for child, parent in parents.items() if parent in frontier]
-        family += children
-        frontier = children
+        depth += 1
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        family += [(child, depth) for child in frontier]
     return family
+
+
+def _role(pid: int, depth: int) -> str:
+    with contextlib.suppress(OSError):
+        if b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return "resource tracker"
+    return ("listener", "processor")[depth] if depth < 2 else "parser worker"
 
 
 def _peak_rss(pid: int) -> int:

@@ -42,7 +42,7 @@ async def run_sustained(args: argparse.Namespace) -> dict[str, Any]:
             sampling.cancel()
             with sqlite3.connect(database) as connection:
                 samples.append((time.time() - began, *spool_counts(connection)))
-            rss = peak_rss()
+            rss = sum(peak_rss().values())
     return _report(args, bare, load, samples, drained_at, rss)
 
 
