@@ -92,8 +92,31 @@ def family_peak_rss(pid: int) -> dict[str, int]:
     peaks: dict[str, int] = {}
     for member, depth in _family(pid):
         role = _role(member, depth)
-        peaks[role] = peaks.get(role, 0) + _peak_rss(member)
+        peaks[role] = peaks.get(role, 0) + _status_kb(member, "VmHWM")
     return peaks
+
+
+class RssSampler:
+    """The highest total RSS of a process and all under it at one moment, sampled every
+    0.1 s: the memory the daemon really held at once (a spike between samples is missed)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self.peak_kb = max(self.peak_kb, sum(_status_kb(member, "VmRSS") for member, _ in _family(self.pid)))
 
 
 def describe_rss(peaks: dict[str, int]) -> str:
@@ -123,12 +146,12 @@ def _role(pid: int, depth: int) -> str:
     return ("listener", "processor")[depth] if depth < 2 else "parser worker"
 
 
-def _peak_rss(pid: int) -> int:
+def _status_kb(pid: int, field: str) -> int:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:  # gone meanwhile
         return 0
-    return int(next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")), 0))
+    return int(next((line.split()[1] for line in status.splitlines() if line.startswith(field + ":")), 0))
 
 
 def wait_processed(database: Path, count: int) -> float:

@@ -20,15 +20,18 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import aiosqlite
 
 BUSY_TIMEOUT_MS = 5000
 BEGIN, COMMIT, ROLLBACK = "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"
+FILL_BLOB = "-- fill the blob the statement before inserted"  # not SQL: see fill_blob()
+BLOB_PIECE_BYTES = 256 * 1024
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -203,6 +206,14 @@ TEMPORARY_ERRORS = (sqlite3.OperationalError,)
 Statement = tuple[str, tuple[object, ...]]
 
 
+def fill_blob(table: str, column: str, source: bytes | BinaryIO) -> Statement:
+    """A statement to follow an INSERT that gave `column` a `zeroblob()` of the source's
+    size: writes the source into it in pieces, through SQLite's blob handle, if the INSERT
+    made a row (an INSERT OR IGNORE may not). Bound as a parameter instead, a value is
+    copied whole by SQLite and again into the row: a 25 MB mail would be held three times."""
+    return (FILL_BLOB, (table, column, source))
+
+
 @dataclass(frozen=True)
 class Executed:
     """What one statement gave back."""
@@ -332,9 +343,13 @@ def _lock_for_writing(lock_file: int) -> None:
 def _execute_all(connection: sqlite3.Connection, lock_file: int, statements: list[Statement]) -> list[Executed]:
     """On the database's thread: each statement in turn, its rows fetched and cursor closed;
     the flock taken before a BEGIN and let go once the transaction is over."""
-    results = []
+    results: list[Executed] = []
     try:
         for sql, parameters in statements:
+            if sql == FILL_BLOB:
+                _fill_blob(connection, results[-1], *parameters)  # type: ignore[arg-type]
+                results.append(Executed([], None, 0))
+                continue
             if sql == BEGIN:
                 _lock_for_writing(lock_file)
             writing = sql == BEGIN or connection.in_transaction
@@ -353,3 +368,21 @@ def _execute_all(connection: sqlite3.Connection, lock_file: int, statements: lis
         # spooled 25 MB mail would stay in memory as long as the connection is idle.
         statements.clear()
     return results
+
+
+def _fill_blob(
+    connection: sqlite3.Connection, inserted: Executed, table: str, column: str, source: bytes | BinaryIO
+) -> None:
+    if inserted.rowcount != 1 or inserted.lastrowid is None:
+        return
+    with connection.blobopen(table, column, inserted.lastrowid) as blob:
+        for piece in _pieces(source):
+            blob.write(piece)
+
+
+def _pieces(source: bytes | BinaryIO) -> Iterator[bytes | memoryview]:
+    if isinstance(source, bytes):
+        view = memoryview(source)
+        yield from (view[start : start + BLOB_PIECE_BYTES] for start in range(0, len(view), BLOB_PIECE_BYTES))
+    else:
+        yield from iter(lambda: source.read(BLOB_PIECE_BYTES), b"")

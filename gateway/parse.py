@@ -314,11 +314,12 @@ def safe_filename(name: str) -> str:
 
 
 def _payload(part: Message) -> bytes:
-    if part.get("Content-Transfer-Encoding", "").strip().lower() == "base64":
+    encoded = part.get_payload()
+    if isinstance(encoded, str) and str(part.get("Content-Transfer-Encoding", "")).strip().lower() == "base64":
         with contextlib.suppress(ValueError):  # binascii.Error (bad padding), or not ASCII
             # What get_payload(decode=True) returns for valid base64, without its copy of
             # every line: 121 MB at peak for a 25 MB attachment, here the payload and result.
-            return binascii.a2b_base64(part.get_payload())
+            return binascii.a2b_base64(encoded)
     try:
         payload = part.get_payload(decode=True)
     except Exception:  # compat32 tolerates bad base64, but be sure

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from gateway.clock import Clock, timestamp
-from gateway.database import Database, Statement
+from gateway.database import Database, Statement, fill_blob
 
 QUEUED, PROCESSING, DONE, FAILED, IGNORED = "queued", "processing", "done", "failed", "ignored"
 STATUSES = (QUEUED, PROCESSING, DONE, FAILED, IGNORED)
@@ -26,7 +26,7 @@ STATUSES = (QUEUED, PROCESSING, DONE, FAILED, IGNORED)
 Envelope = tuple[str, str, str, "bytes | BinaryIO"]  # mail from, recipients (JSON), peer, raw: what add() queues
 COMMIT_BATCH_BYTES = 8 * 1024 * 1024
 INSERT = "INSERT INTO spool (received_at, mail_from, rcpt_tos, peer, size, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
-INSERT_RAW = "INSERT INTO spool_raw (id, raw) VALUES (last_insert_rowid(), ?)"  # right after INSERT
+INSERT_RAW = "INSERT INTO spool_raw (id, raw) VALUES (last_insert_rowid(), zeroblob(?))"  # right after INSERT
 FINISH = "UPDATE spool SET status = ?, outcome = ?, error = ?, updated_at = ? WHERE id = ?"
 SUMMARY_COLUMNS = "id, received_at, mail_from, rcpt_tos, status, attempts, outcome, error, size"
 ENTRY_COLUMNS = "id, mail_from, rcpt_tos, peer, size, attempts"
@@ -100,10 +100,14 @@ class Spool:
         now = timestamp(self.clock.now())
         statements: list[Statement] = []
         for *envelope, source in envelopes:
-            raw = source if isinstance(source, bytes) else source.read()
-            statements += [(INSERT, (now, *envelope, len(raw), now)), (INSERT_RAW, (raw,))]
+            size = _size(source)
+            statements += [
+                (INSERT, (now, *envelope, size, now)),
+                (INSERT_RAW, (size,)),
+                fill_blob("spool_raw", "raw", source),
+            ]
         inserted = await database.execute_all(statements)
-        return [row.lastrowid for row in inserted[::2]]
+        return [row.lastrowid for row in inserted[::3]]
 
     def _next_batch(self) -> list[tuple[Envelope, asyncio.Future[int]]]:
         taken, size = 0, 0

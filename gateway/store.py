@@ -15,7 +15,7 @@ from datetime import datetime
 import nh3
 
 from gateway.clock import timestamp
-from gateway.database import Database, Statement
+from gateway.database import Database, Statement, fill_blob
 from gateway.parse import Address, Attachment, ParsedMail
 from gateway.tickets import NewTicket, format_number
 
@@ -221,13 +221,13 @@ class TicketStore:
 
     def _add_attachment(self, message_row: int, attachment: Attachment) -> None:
         digest = hashlib.sha256(attachment.content).hexdigest()
-        self.database.defer(
-            "INSERT OR IGNORE INTO blobs (sha256, size, content) VALUES (?, ?, ?)",
-            (digest, len(attachment.content), attachment.content),
-        )
+        size = len(attachment.content)
+        self.database.defer("INSERT OR IGNORE INTO blobs (sha256, size, content) VALUES (?, ?, zeroblob(?))",
+                            (digest, size, size))  # fmt: skip
+        self.database.defer(*fill_blob("blobs", "content", attachment.content))
         self.database.defer(
             "INSERT INTO attachments (message_row, filename, content_type, size, sha256) VALUES (?, ?, ?, ?, ?)",
-            (message_row, attachment.filename, attachment.content_type, len(attachment.content), digest),
+            (message_row, attachment.filename, attachment.content_type, size, digest),
         )
 
     def remember_thread_id(self, message_id: str, ticket_id: int) -> None:

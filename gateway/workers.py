@@ -12,12 +12,15 @@ import asyncio
 import os
 import signal
 import sqlite3
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from gateway.lifeline import end_with_parent, spawn_context
 from gateway.parse import ParsedMail, ParseError, parse_mail
+
+READ_BYTES = 256 * 1024
 
 
 class Parser:
@@ -71,14 +74,28 @@ class Parser:
 
 def parse_spooled(database: str, spool_id: int) -> ParsedMail:
     """In a parser worker: read one spooled mail (read-only) and parse it."""
+    return parse_mail(_consumed(_read_raw(database, spool_id)))
+
+
+def _read_raw(database: str, spool_id: int) -> list[bytes]:
+    # In pieces through SQLite's blob handle: a SELECT would hold the mail twice, SQLite's
+    # copy and Python's.
     connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
     try:
-        row = connection.execute("SELECT raw FROM spool_raw WHERE id = ?", (spool_id,)).fetchone()
+        with connection.blobopen("spool_raw", "raw", spool_id, readonly=True) as blob:
+            return list(iter(lambda: blob.read(READ_BYTES), b""))
+    except sqlite3.OperationalError as error:  # no such row
+        raise ParseError(f"spool row {spool_id} has no raw mail ({error})") from None
     finally:
         connection.close()
-    if row is None:
-        raise ParseError(f"spool row {spool_id} has no raw mail")
-    return parse_mail(row[0])
+
+
+def _consumed(pieces: list[bytes]) -> Iterator[bytes]:
+    """The pieces in order, each let go once the parser has it: the raw mail shrinks while
+    the parsed one grows, instead of both being whole at once."""
+    pieces.reverse()
+    while pieces:
+        yield pieces.pop()
 
 
 def _start_worker(daemon_pid: int) -> None:

@@ -2,13 +2,14 @@
 writers in different processes take turns."""
 
 import asyncio
+import io
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 import gateway.database as database_module
-from gateway.database import TEMPORARY_ERRORS, Database
+from gateway.database import TEMPORARY_ERRORS, Database, fill_blob
 
 INSERT_META = "INSERT INTO meta (name, value) VALUES (?, ?)"
 
@@ -74,6 +75,19 @@ async def test_results_come_back_for_each_statement_of_a_batch(database):
         )
     assert (first.rowcount, second.rowcount) == (1, 1)
     assert count.rows[0]["n"] == 2
+
+
+async def test_a_blob_is_written_in_pieces_from_bytes_or_a_file_and_never_over_a_kept_row(database, tmp_path):
+    big = bytes(range(256)) * 4096 + b"end"  # four pieces and a short one
+    insert = "INSERT OR IGNORE INTO blobs (sha256, size, content) VALUES (?, ?, zeroblob(?))"
+    async with database.transaction():
+        await database.execute_all([(insert, ("a", len(big), len(big))), fill_blob("blobs", "content", big)])
+        file = io.BytesIO(b"from a file")
+        await database.execute_all([(insert, ("b", 11, 11)), fill_blob("blobs", "content", file)])
+        await database.execute_all([(insert, ("a", 3, 3)), fill_blob("blobs", "content", b"new")])  # kept
+    with sqlite3.connect(tmp_path / "gateway.db") as connection:
+        stored = dict(connection.execute("SELECT sha256, content FROM blobs"))
+    assert stored == {"a": big, "b": b"from a file"}
 
 
 # Two connections with a write lock each stand for two processes (the daemon and its

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.daemon import Gateway
 from gateway.settings import load_settings
-from tests.conftest import MAILBOX, SECOND_MAILBOX, make_mail, sample, send, spool_rows, write_config
+from tests.conftest import MAILBOX, SECOND_MAILBOX, crlf, make_mail, sample, send, spool_rows, write_config
 
 
 async def ticket(gateway: Gateway, number: str) -> dict:
@@ -83,6 +83,19 @@ async def test_same_attachment_twice_is_stored_once(gateway: Gateway) -> None:
     blobs = await gateway.pipeline.database.fetch_all("SELECT sha256 FROM blobs")
     attachments = await gateway.pipeline.database.fetch_all("SELECT sha256 FROM attachments")
     assert len(attachments) == 2 and len(blobs) == 1
+
+
+async def test_attachment_larger_than_a_write_piece_is_stored_byte_for_byte(gateway: Gateway) -> None:
+    from email import message_from_bytes, policy
+
+    content = bytes(range(256)) * 2500 + b"fin"  # 640,003 bytes: several pieces, the last one short
+    message = message_from_bytes(make_mail("Respaldo adjunto"), policy=policy.default)
+    message.add_attachment(content, maintype="application", subtype="octet-stream", filename="respaldo.bin")
+    await send(gateway, crlf(message.as_bytes()))
+    await gateway.drain()
+    [attachment] = (await ticket(gateway, "TK-000001"))["messages"][0]["attachments"]
+    assert attachment["size"] == len(content)
+    assert await gateway.pipeline.store.blob(attachment["sha256"]) == content
 
 
 async def test_reply_threads_by_subject_token(gateway: Gateway) -> None:
