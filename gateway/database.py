@@ -206,7 +206,7 @@ TEMPORARY_ERRORS = (sqlite3.OperationalError,)
 Statement = tuple[str, tuple[object, ...]]
 
 
-def fill_blob(table: str, column: str, source: bytes | BinaryIO) -> Statement:
+def fill_blob(table: str, column: str, source: bytes | BinaryIO | Path) -> Statement:
     """A statement to follow an INSERT that gave `column` a `zeroblob()` of the source's
     size: writes the source into it in pieces, through SQLite's blob handle, if the INSERT
     made a row (an INSERT OR IGNORE may not). Bound as a parameter instead, a value is
@@ -371,7 +371,7 @@ def _execute_all(connection: sqlite3.Connection, lock_file: int, statements: lis
 
 
 def _fill_blob(
-    connection: sqlite3.Connection, inserted: Executed, table: str, column: str, source: bytes | BinaryIO
+    connection: sqlite3.Connection, inserted: Executed, table: str, column: str, source: bytes | BinaryIO | Path
 ) -> None:
     if inserted.rowcount != 1 or inserted.lastrowid is None:
         return
@@ -380,9 +380,12 @@ def _fill_blob(
             blob.write(piece)
 
 
-def _pieces(source: bytes | BinaryIO) -> Iterator[bytes | memoryview]:
+def _pieces(source: bytes | BinaryIO | Path) -> Iterator[bytes | memoryview]:
     if isinstance(source, bytes):
         view = memoryview(source)
         yield from (view[start : start + BLOB_PIECE_BYTES] for start in range(0, len(view), BLOB_PIECE_BYTES))
+    elif isinstance(source, Path):
+        with source.open("rb") as file:
+            yield from _pieces(file)
     else:
         yield from iter(lambda: source.read(BLOB_PIECE_BYTES), b"")

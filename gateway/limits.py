@@ -21,7 +21,7 @@ def check_limits(mail: ParsedMail, limits: LimitSettings) -> None:
         ("limits.max_attachments", len(mail.attachments), limits.max_attachments, "attachments"),
         (
             "limits.max_attachment_bytes",
-            max((len(attachment.content) for attachment in mail.attachments), default=0),
+            max((attachment.size for attachment in mail.attachments), default=0),
             limits.max_attachment_bytes,
             "bytes in one attachment",
         ),

@@ -23,6 +23,7 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
 from io import BytesIO
+from pathlib import Path
 
 import mailparser
 
@@ -56,10 +57,36 @@ class Address:
 
 
 @dataclass(frozen=True)
+class SpilledFile:
+    """A large attachment's content, written to a file by the parser worker (see workers.py)."""
+
+    path: Path
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class Attachment:
     filename: str
     content_type: str
-    content: bytes
+    content: bytes | SpilledFile
+
+    @property
+    def size(self) -> int:
+        return self.content.size if isinstance(self.content, SpilledFile) else len(self.content)
+
+    @property
+    def sha256(self) -> str:
+        if isinstance(self.content, SpilledFile):
+            return self.content.sha256
+        return hashlib.sha256(self.content).hexdigest()
+
+    def read(self) -> bytes:
+        return self.content.path.read_bytes() if isinstance(self.content, SpilledFile) else self.content
+
+    def source(self) -> bytes | Path:
+        """What to copy the content from, without reading a spilled file into memory."""
+        return self.content.path if isinstance(self.content, SpilledFile) else self.content
 
 
 @dataclass(frozen=True)

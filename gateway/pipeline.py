@@ -32,7 +32,7 @@ from gateway.store import TicketRef, TicketStore
 from gateway.tickets import Status, asks_for_my_tickets, requester_of
 from gateway.tokens import Rating, Signer
 from gateway.trust import DnsLookup, agent_proof, verified_dkim_domains
-from gateway.workers import Parser
+from gateway.workers import Parser, discard_spilled
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,9 @@ class Pipeline:
         else:
             log.info("inbound %d %s: %s", entry.id, _id_of(mail), outcome)
             self.on_outbox_changed()
+        finally:
+            if mail is not None:
+                discard_spilled(mail)
 
     async def _retry_later(self, entry: SpoolEntry, mail: ParsedMail | None, error: Exception) -> None:
         if entry.attempts >= self.settings.pipeline.max_attempts:

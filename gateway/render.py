@@ -103,7 +103,7 @@ class Renderer:
             "X-Ticket-Number": ticket.number if ticket else "",
         }
         attachments = () if planned.for_agents else occasion.attachments
-        files = [(a.filename, a.content_type, a.content) for a in attachments]
+        files = [(a.filename, a.content_type, a.read()) for a in attachments]
         return OutboundMail(
             template=planned.template,
             message_id=message_id,

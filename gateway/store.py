@@ -6,7 +6,6 @@ and the CLI. Every statement is parameterised.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -220,11 +219,10 @@ class TicketStore:
         return inserted.lastrowid
 
     def _add_attachment(self, message_row: int, attachment: Attachment) -> None:
-        digest = hashlib.sha256(attachment.content).hexdigest()
-        size = len(attachment.content)
+        digest, size = attachment.sha256, attachment.size
         self.database.defer("INSERT OR IGNORE INTO blobs (sha256, size, content) VALUES (?, ?, zeroblob(?))",
                             (digest, size, size))  # fmt: skip
-        self.database.defer(*fill_blob("blobs", "content", attachment.content))
+        self.database.defer(*fill_blob("blobs", "content", attachment.source()))
         self.database.defer(
             "INSERT INTO attachments (message_row, filename, content_type, size, sha256) VALUES (?, ?, ?, ?, ?)",
             (message_row, attachment.filename, attachment.content_type, size, digest),

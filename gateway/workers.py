@@ -4,23 +4,32 @@ The parser's CPU leaves the loop; a worker reads the raw mail from the spool its
 25 MB mail never passes through the daemon to be parsed; and a mail that kills a worker
 fails alone (the pool is made anew and the mail tried once more). Workers exit when the
 daemon does, however it went.
+
+A large attachment comes back as a file (`SpilledFile`) rather than through the result
+pipe: pickled, sent and unpickled there, a 20 MB attachment took the processor 50 MB above
+its usual size. The files live in a directory of the parser's own, removed when it closes;
+one left by a killed processor is removed by the next.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import shutil
 import signal
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from gateway.lifeline import end_with_parent, spawn_context
-from gateway.parse import ParsedMail, ParseError, parse_mail
+from gateway.parse import Attachment, ParsedMail, ParseError, SpilledFile, parse_mail
 
 READ_BYTES = 256 * 1024
+SPILL_BYTES = 1024 * 1024  # attachments larger than this come back from a worker as files
 
 
 class Parser:
@@ -32,6 +41,7 @@ class Parser:
     def __init__(self, workers: int, database: Path) -> None:
         self.workers = workers
         self.database = str(database)
+        self.spill_directory = database.with_name(database.name + ".attachments") / str(os.getpid())
         self._pool: ProcessPoolExecutor | None = None
 
     def start(self, spool_id: int, raw: bytes | None) -> asyncio.Future[ParsedMail]:
@@ -51,7 +61,9 @@ class Parser:
         for attempt in (1, 2):
             pool = self._ensure_pool()
             try:
-                return await asyncio.get_running_loop().run_in_executor(pool, parse_spooled, self.database, spool_id)
+                return await asyncio.get_running_loop().run_in_executor(
+                    pool, parse_spooled, self.database, spool_id, str(self.spill_directory)
+                )
             except BrokenProcessPool:
                 if self._pool is pool:
                     self._pool = None  # made anew on the next use
@@ -61,6 +73,8 @@ class Parser:
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
+            _remove_stale_spill_directories(self.spill_directory.parent)
+            self.spill_directory.mkdir(parents=True, exist_ok=True)
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=spawn_context(), initializer=_start_worker, initargs=(os.getpid(),)
             )
@@ -70,11 +84,45 @@ class Parser:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        shutil.rmtree(self.spill_directory, ignore_errors=True)
 
 
-def parse_spooled(database: str, spool_id: int) -> ParsedMail:
-    """In a parser worker: read one spooled mail (read-only) and parse it."""
-    return parse_mail(_consumed(_read_raw(database, spool_id)))
+def discard_spilled(mail: ParsedMail) -> None:
+    """Remove the files of a parsed mail's large attachments, once it is stored or given up."""
+    for attachment in mail.attachments:
+        if isinstance(attachment.content, SpilledFile):
+            attachment.content.path.unlink(missing_ok=True)
+
+
+def _remove_stale_spill_directories(parent: Path) -> None:
+    for directory in parent.glob("*"):  # named after the pid of the processor that made it
+        if directory.name.isdigit() and not _is_running(int(directory.name)):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def parse_spooled(database: str, spool_id: int, spill_directory: str) -> ParsedMail:
+    """In a parser worker: read one spooled mail (read-only), parse it, spill what is large."""
+    mail = parse_mail(_consumed(_read_raw(database, spool_id)))
+    return dataclasses.replace(mail, attachments=tuple(_spilled(a, spill_directory) for a in mail.attachments))
+
+
+def _spilled(attachment: Attachment, directory: str) -> Attachment:
+    if attachment.size <= SPILL_BYTES:
+        return attachment
+    descriptor, name = tempfile.mkstemp(suffix=".part", dir=directory)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(attachment.read())
+    return dataclasses.replace(attachment, content=SpilledFile(Path(name), attachment.size, attachment.sha256))
 
 
 def _read_raw(database: str, spool_id: int) -> list[bytes]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import smtplib
+from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
 
 from gateway.daemon import Gateway
 from gateway.settings import load_settings
+from gateway.workers import SPILL_BYTES
 from tests.conftest import MAILBOX, SECOND_MAILBOX, crlf, make_mail, sample, send, spool_rows, write_config
 
 
@@ -85,17 +88,39 @@ async def test_same_attachment_twice_is_stored_once(gateway: Gateway) -> None:
     assert len(attachments) == 2 and len(blobs) == 1
 
 
-async def test_attachment_larger_than_a_write_piece_is_stored_byte_for_byte(gateway: Gateway) -> None:
-    from email import message_from_bytes, policy
-
-    content = bytes(range(256)) * 2500 + b"fin"  # 640,003 bytes: several pieces, the last one short
+def mail_with_attachment(content: bytes) -> bytes:
     message = message_from_bytes(make_mail("Respaldo adjunto"), policy=policy.default)
     message.add_attachment(content, maintype="application", subtype="octet-stream", filename="respaldo.bin")
-    await send(gateway, crlf(message.as_bytes()))
+    return crlf(message.as_bytes())
+
+
+async def test_attachment_larger_than_a_write_piece_is_stored_byte_for_byte(gateway: Gateway) -> None:
+    content = bytes(range(256)) * 2500 + b"fin"  # 640,003 bytes: several pieces, the last one short
+    await send(gateway, mail_with_attachment(content))
     await gateway.drain()
     [attachment] = (await ticket(gateway, "TK-000001"))["messages"][0]["attachments"]
     assert attachment["size"] == len(content)
     assert await gateway.pipeline.store.blob(attachment["sha256"]) == content
+
+
+async def test_large_attachment_comes_from_the_worker_as_a_file_and_leaves_none_behind(tmp_path: Path) -> None:
+    stale = tmp_path / "gateway.db.attachments" / "999999999"  # left by a processor killed long ago
+    stale.mkdir(parents=True)
+    (stale / "old.part").write_bytes(b"x")
+    content = os.urandom(SPILL_BYTES + 12345)
+    gateway = Gateway(load_settings(write_config(tmp_path, max_size=4_000_000)))
+    await gateway.start()
+    try:
+        assert gateway.pipeline.parser.workers  # the path under test: parsed in a worker process
+        await send(gateway, mail_with_attachment(content))
+        await gateway.drain()
+        [attachment] = (await ticket(gateway, "TK-000001"))["messages"][0]["attachments"]
+        assert await gateway.pipeline.store.blob(attachment["sha256"]) == content
+        assert not stale.exists()
+        assert list(gateway.pipeline.parser.spill_directory.iterdir()) == []
+    finally:
+        await gateway.stop()
+    assert not gateway.pipeline.parser.spill_directory.exists()
 
 
 async def test_reply_threads_by_subject_token(gateway: Gateway) -> None:
