@@ -35,6 +35,7 @@ def main() -> int:
     parser.add_argument("--mails", type=int, default=3000, help="mails per phase (3000)")
     parser.add_argument("--tickets", type=int, default=0, help="pre-fill the database with this many tickets")
     parser.add_argument("--large", action="store_true", help="large-mail mode: 10 senders x 25 MB, peak RSS")
+    parser.add_argument("--large-mb", type=int, default=25, help="size of a mail in large-mail mode (25)")
     parser.add_argument(
         "--sustained",
         type=int,
@@ -130,7 +131,7 @@ def report(
 
 
 async def run_large(args: argparse.Namespace) -> dict[str, Any]:
-    senders, size = 10, 25 * 1024 * 1024
+    senders, size = 10, args.large_mb * 1024 * 1024
     mails = [large_mail(index, size) for index in range(senders)]
     with tempfile.TemporaryDirectory(prefix="bench-") as directory, child("bench.servers", "sink") as (_, sink_port):
         database = Path(directory) / "bench.db"

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import PROJECT
 
 
@@ -49,3 +51,12 @@ def test_drain_bench_reports_empty_and_prefilled_rates(tmp_path: Path) -> None:
     rates = report["rates"]
     assert list(rates) == ["empty database", "2,000 tickets"] and all(rate > 0 for rate in rates.values())
     assert b"ms a mail" in printed
+
+
+def test_large_mail_bench_reports_the_peak_of_every_process(tmp_path: Path) -> None:
+    report, printed = run_bench(tmp_path, "--large", "--large-mb", "2")  # over the size a worker spills to a file
+    assert report["accepted"] == report["senders"] == 10
+    by_process = report["peak_rss_mb_by_process"]
+    assert {"listener", "processor", "parser worker"} <= set(by_process) and all(by_process.values())
+    assert report["peak_rss_at_once_mb"] > 0 and report["peak_rss_mb"] == pytest.approx(sum(by_process.values()))
+    assert b"highest total at one moment" in printed
