@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -70,8 +71,10 @@ def daemon(config: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Callabl
         [sys.executable, "-m", "gateway", "--config", str(config), "serve"], stderr=subprocess.PIPE, cwd=ROOT, env=env
     )
     assert process.stderr is not None
-    port = 0
+    port, children = 0, {}
     for line in process.stderr:
+        if started := re.search(rb"(\w+) started, pid (\d+)", line):  # the processor, the relay
+            children[int(started[2])] = started[1].decode()
         if b"listening on" in line:
             port = int(line.split(b"listening on ")[1].split(b" ")[0].rsplit(b":", 1)[1])
             break
@@ -80,18 +83,19 @@ def daemon(config: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Callabl
     threading.Thread(target=process.stderr.read, daemon=True).start()  # keep its log pipe empty
 
     try:
-        yield process, port, lambda: family_peak_rss(process.pid)
+        yield process, port, lambda: family_peak_rss(process.pid, children)
     finally:
         process.terminate()
         process.wait(timeout=60)
 
 
-def family_peak_rss(pid: int) -> dict[str, int]:
-    """Peak RSS in KB of a process and each under it (the daemon's processor and parser
-    workers), summed by role. Their sum is an upper bound: their peaks need not coincide."""
+def family_peak_rss(pid: int, names: dict[int, str]) -> dict[str, int]:
+    """Peak RSS in KB of a process and each under it (the daemon's processor, relay and
+    parser workers), summed by role (`names`: pid → role, as the daemon logged them).
+    Their sum is an upper bound: their peaks need not coincide."""
     peaks: dict[str, int] = {}
     for member, depth in _family(pid):
-        role = _role(member, depth)
+        role = names.get(member) or _role(member, depth)
         peaks[role] = peaks.get(role, 0) + _status_kb(member, "VmHWM")
     return peaks
 
@@ -143,7 +147,7 @@ def _role(pid: int, depth: int) -> str:
     with contextlib.suppress(OSError):
         if b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes():
             return "resource tracker"
-    return ("listener", "processor")[depth] if depth < 2 else "parser worker"
+    return ("listener", "child started later")[depth] if depth < 2 else "parser worker"
 
 
 def _status_kb(pid: int, field: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from typing import NamedTuple
 
 from gateway.daemon import Gateway
 from gateway.settings import load_settings
-from tests.conftest import MAILBOX, PROJECT, SECOND_MAILBOX, make_mail, send_blocking, spool_rows, write_config
+from tests.conftest import MAILBOX, PROJECT, SECOND_MAILBOX, Sink, make_mail, send_blocking, spool_rows, write_config
 
 
 async def lmtp_exchange(port: int, recipients: list[str], raw: bytes) -> list[bytes]:
@@ -66,26 +67,27 @@ async def test_lmtp_answers_once_per_recipient(tmp_path: Path) -> None:
 class Daemon(NamedTuple):
     process: subprocess.Popen[bytes]
     port: int
-    processor_pid: int
+    children: dict[str, int]  # pid of the processor and of the relay
 
 
-def start_daemon(config: Path) -> Daemon:
+def start_daemon(config: Path, environment: dict[str, str] | None = None) -> Daemon:
     """`python -m gateway serve` as a child process, as its log tells of it."""
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "--config", str(config), "serve"],
         stderr=subprocess.PIPE,
         cwd=PROJECT,
+        env={**os.environ, **(environment or {})},
     )
     assert process.stderr is not None
-    processor_pid = 0
+    children = {}
     for line in process.stderr:
-        if b"processor started, pid " in line:
-            processor_pid = int(line.split(b"pid ")[1])
+        if started := re.search(rb"(\w+) started, pid (\d+)", line):
+            children[started[1].decode()] = int(started[2])
         if b"listening on" in line:
             port = int(line.split(b"listening on ")[1].split(b" ")[0].rsplit(b":", 1)[1])
             # Keep reading its log, or a full pipe would block the daemon.
             threading.Thread(target=process.stderr.read, daemon=True).start()
-            return Daemon(process, port, processor_pid)
+            return Daemon(process, port, children)
     raise AssertionError(f"daemon did not start, exit {process.wait()}")
 
 
@@ -134,9 +136,10 @@ def test_sigterm_stops_cleanly_with_exit_0(tmp_path: Path) -> None:
 
 
 def test_serve_processes_mail_in_a_child_process_started_again_when_it_dies(tmp_path: Path) -> None:
-    process, port, processor_pid = start_daemon(write_config(tmp_path))
+    process, port, children = start_daemon(write_config(tmp_path))
+    processor_pid = children["processor"]
     try:
-        assert processor_pid not in (0, process.pid)
+        assert processor_pid != process.pid
         assert send_blocking(port, make_mail("primero"), [MAILBOX]) == {}
         assert wait_for_status(tmp_path / "gateway.db", "done") == ["done"]
 
@@ -146,6 +149,34 @@ def test_serve_processes_mail_in_a_child_process_started_again_when_it_dies(tmp_
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+
+
+async def test_serve_relays_from_a_process_of_its_own_rung_when_notifications_are_queued(
+    tmp_path: Path, relay: Sink
+) -> None:
+    # Both processes would otherwise look only every 30 s: a prompt delivery is the bells'.
+    slow_polls = {"GATEWAY_PIPELINE__POLL_SECONDS": "30"}
+    process, port, children = await asyncio.to_thread(
+        start_daemon, write_config(tmp_path, relay_port=relay.port), slow_polls
+    )
+    try:
+        assert len({process.pid, children["processor"], children["relay"]}) == 3
+        await asyncio.to_thread(send_blocking, port, make_mail("primero", sender="ana@empresa.example"), [MAILBOX])
+        assert await delivered_to(relay, "ana@empresa.example", within=15)
+
+        os.kill(children["relay"], signal.SIGKILL)
+        await asyncio.to_thread(send_blocking, port, make_mail("segundo", sender="beto@empresa.example"), [MAILBOX])
+        assert await delivered_to(relay, "beto@empresa.example", within=15)  # by the relay started again
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 30) == 0
+
+
+async def delivered_to(relay: Sink, address: str, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while not relay.handler.to(address) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    return bool(relay.handler.to(address))
 
 
 def test_a_mail_interrupted_too_often_is_set_aside(tmp_path: Path) -> None:
