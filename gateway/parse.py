@@ -14,7 +14,7 @@ import email.utils
 import hashlib
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from email.feedparser import BytesFeedParser
@@ -28,6 +28,7 @@ from pathlib import Path
 import mailparser
 
 from gateway.htmltext import html_to_text
+from gateway.lift import lift_large_bodies
 
 log = logging.getLogger(__name__)
 
@@ -134,15 +135,15 @@ class ParsedMail:
         return next((value for key, value in self.headers if key == wanted), None)
 
 
-def parse_mail(raw: bytes | Iterable[bytes]) -> ParsedMail:
-    """`raw`: the whole mail, or its bytes in pieces, so that a large one read in pieces is
-    never in memory as one object besides the parsed message."""
+def parse_mail(raw: bytes) -> ParsedMail:
+    lifted = lift_large_bodies(raw)
+    payloads = Payloads(lifted.bodies)
     try:
-        parsed = mailparser.MailParser(_message(raw))
+        parsed = mailparser.MailParser(_message(lifted.skeleton))
     except Exception as error:  # mail-parser raises bare exceptions of many kinds
         raise ParseError(f"mail-parser could not read the message: {error!r}") from error
     message: Message = parsed.message
-    text_parts, html_parts, attachments = _split_parts(message)
+    text_parts, html_parts, attachments = _split_parts(message, payloads)
     html = "\n".join(html_parts) or None
     text = "\n".join(text_parts) if text_parts else html_to_text(html or "")
     subject = _one_line(parsed.subject or "")
@@ -163,27 +164,23 @@ def parse_mail(raw: bytes | Iterable[bytes]) -> ParsedMail:
         headers=tuple((key.lower(), _header_text(value)) for key, value in message.items()),
         defects=tuple(sorted(parsed.defects_categories)),
         has_text_part=bool(text_parts),
-        report=_delivery_report(message),
+        report=_delivery_report(message, payloads),
         part_count=sum(1 for _ in message.walk()),
         depth=_depth(message),
     )
 
 
-def _message(raw: bytes | Iterable[bytes]) -> Message:
+def _message(raw: bytes) -> Message:
     # What email.message_from_bytes (and so mail-parser) does, fed in pieces: it decodes the
     # whole mail into one str and reads it through a StringIO, at four bytes a character:
     # a 25 MB mail peaked at 208 MB; fed like this, at about 100 MB.
     parser = BytesFeedParser(policy=compat32)
-    for piece in _pieces(raw) if isinstance(raw, bytes) else raw:
-        parser.feed(piece)
+    for start in range(0, len(raw), FEED_BYTES):
+        parser.feed(raw[start : start + FEED_BYTES])
     return parser.close()
 
 
-def _pieces(raw: bytes) -> Iterator[bytes]:
-    return (raw[start : start + FEED_BYTES] for start in range(0, len(raw), FEED_BYTES))
-
-
-def _delivery_report(message: Message) -> DeliveryReport | None:
+def _delivery_report(message: Message, payloads: Payloads) -> DeliveryReport | None:
     if message.get_content_type() != "multipart/report":
         return None
     failures: list[DeliveryFailure] = []
@@ -194,7 +191,7 @@ def _delivery_report(message: Message) -> DeliveryReport | None:
         if kind == "message/delivery-status":
             failures.extend(_failures(part))
         elif kind in ("text/rfc822-headers", "message/rfc822", "message/rfc822-headers"):
-            headers = _returned_headers(part)
+            headers = _returned_headers(part, payloads)
             returned.extend(message_ids(headers.get("Message-ID")))
             subject = subject or _header_text(headers.get("Subject", ""))
     return DeliveryReport(tuple(failures), tuple(dict.fromkeys(returned)), subject)
@@ -212,11 +209,11 @@ def _failures(part: Message) -> Iterator[DeliveryFailure]:
             yield DeliveryFailure(address, str(block.get("Status") or "").strip(), diagnostic)
 
 
-def _returned_headers(part: Message) -> Message:
+def _returned_headers(part: Message, payloads: Payloads) -> Message:
     if part.is_multipart():
         inner = part.get_payload(0)
         return inner if isinstance(inner, Message) else Message()
-    return HeaderParser().parsestr(decode_text(_payload(part), "utf-8"))
+    return HeaderParser().parsestr(decode_text(payloads.of(part), "utf-8"))
 
 
 def _depth(message: Message) -> int:
@@ -277,18 +274,18 @@ def _header_text(value: object) -> str:
         return _one_line(str(value))
 
 
-def _split_parts(message: Message) -> tuple[list[str], list[str], list[Attachment]]:
+def _split_parts(message: Message, payloads: Payloads) -> tuple[list[str], list[str], list[Attachment]]:
     text_parts: list[str] = []
     html_parts: list[str] = []
     attachments: list[Attachment] = []
     for part in _leaf_parts(message):
         content_type = part.get_content_type()
         if _is_attachment(part):
-            attachments.append(_attachment(part))
+            attachments.append(_attachment(part, payloads))
         elif content_type == "text/plain":
-            text_parts.append(decode_text(_payload(part), part.get_content_charset()))
+            text_parts.append(decode_text(payloads.of(part), part.get_content_charset()))
         else:
-            html_parts.append(decode_text(_payload(part), part.get_content_charset()))
+            html_parts.append(decode_text(payloads.of(part), part.get_content_charset()))
     return text_parts, html_parts, attachments
 
 
@@ -312,15 +309,15 @@ def _is_attachment(part: Message) -> bool:
     return part.get_content_type() not in BODY_TYPES
 
 
-def _attachment(part: Message) -> Attachment:
+def _attachment(part: Message, payloads: Payloads) -> Attachment:
     content_type = part.get_content_type()
     if content_type == "message/rfc822":
         inner = part.get_payload(0) if part.is_multipart() else None
-        content = _message_bytes(inner) if isinstance(inner, Message) else _payload(part)
+        content = _message_bytes(inner) if isinstance(inner, Message) else payloads.of(part)
         default_name = _header_text(inner.get("Subject", "")) if isinstance(inner, Message) else ""
         filename = safe_filename(part.get_filename() or f"{default_name or 'mensaje'}.eml")
     else:
-        content = _payload(part)
+        content = payloads.of(part)
         filename = safe_filename(_decoded_filename(part) or "adjunto")
     return Attachment(filename=filename, content_type=content_type, content=content)
 
@@ -338,6 +335,23 @@ def safe_filename(name: str) -> str:
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = UNSAFE_FILENAME_CHARS.sub("_", name).strip(" .")
     return name[:MAX_FILENAME_LENGTH] or "adjunto"
+
+
+class Payloads:
+    """Decoded part bodies: from the parsed tree, or from the raw mail for the bodies set
+    aside before parsing (lift.py)."""
+
+    def __init__(self, set_aside: dict[str, memoryview]) -> None:
+        self.set_aside = set_aside
+
+    def of(self, part: Message) -> bytes:
+        encoded = part.get_payload()
+        body = self.set_aside.get(encoded.strip()) if self.set_aside and isinstance(encoded, str) else None
+        if body is not None:
+            with contextlib.suppress(ValueError):  # binascii.Error: bad padding
+                return binascii.a2b_base64(body)
+            part.set_payload(str(body, "ascii", "surrogateescape"))  # as the full parse has it
+        return _payload(part)
 
 
 def _payload(part: Message) -> bytes:

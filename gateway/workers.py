@@ -20,7 +20,6 @@ import shutil
 import signal
 import sqlite3
 import tempfile
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -28,7 +27,6 @@ from pathlib import Path
 from gateway.lifeline import end_with_parent, spawn_context
 from gateway.parse import Attachment, ParsedMail, ParseError, SpilledFile, parse_mail
 
-READ_BYTES = 256 * 1024
 SPILL_BYTES = 1024 * 1024  # attachments larger than this come back from a worker as files
 
 
@@ -112,7 +110,7 @@ def _is_running(pid: int) -> bool:
 
 def parse_spooled(database: str, spool_id: int, spill_directory: str) -> ParsedMail:
     """In a parser worker: read one spooled mail (read-only), parse it, spill what is large."""
-    mail = parse_mail(_consumed(_read_raw(database, spool_id)))
+    mail = parse_mail(_read_raw(database, spool_id))
     return dataclasses.replace(mail, attachments=tuple(_spilled(a, spill_directory) for a in mail.attachments))
 
 
@@ -125,25 +123,16 @@ def _spilled(attachment: Attachment, directory: str) -> Attachment:
     return dataclasses.replace(attachment, content=SpilledFile(Path(name), attachment.size, attachment.sha256))
 
 
-def _read_raw(database: str, spool_id: int) -> list[bytes]:
-    # In pieces through SQLite's blob handle: a SELECT would hold the mail twice, SQLite's
-    # copy and Python's.
+def _read_raw(database: str, spool_id: int) -> bytes:
+    # Through SQLite's blob handle: a SELECT would hold the mail twice, SQLite's copy and ours.
     connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
     try:
         with connection.blobopen("spool_raw", "raw", spool_id, readonly=True) as blob:
-            return list(iter(lambda: blob.read(READ_BYTES), b""))
+            return blob.read()
     except sqlite3.OperationalError as error:  # no such row
         raise ParseError(f"spool row {spool_id} has no raw mail ({error})") from None
     finally:
         connection.close()
-
-
-def _consumed(pieces: list[bytes]) -> Iterator[bytes]:
-    """The pieces in order, each let go once the parser has it: the raw mail shrinks while
-    the parsed one grows, instead of both being whole at once."""
-    pieces.reverse()
-    while pieces:
-        yield pieces.pop()
 
 
 def _start_worker(daemon_pid: int) -> None:
