@@ -2,12 +2,13 @@
 
 The `email` parser keeps a part's body as a list of lines and then as one string: a
 25 MB attachment costs a parser worker about 100 MB. So in a large mail, the bodies of
-big base64 leaf parts that are neither text nor a message (files: images, PDFs, archives)
-are cut out of the raw bytes and a placeholder line stands in for each; the `email` tree of what is left is the same as the full parse gives, and the
-attachment is decoded straight from the raw bytes. A mail this walk does not follow
-exactly (a header block with defects, a multipart without its closing delimiter) is
-left whole, for the full parse. Parts inside an attached message are never set aside:
-they are written out again as the attachment's bytes.
+big base64 leaf parts that are neither text nor a message (files: images, PDFs,
+archives) are cut out of the raw bytes and a placeholder line stands in for each; the
+`email` tree of what is left is the same as the full parse gives, and the attachment is
+decoded straight from the raw bytes. A mail this walk does not follow exactly (a header
+block with defects, a multipart without its closing delimiter) is left whole, for the
+full parse. Parts inside an attached message are never set aside: they are written out
+again as the attachment's bytes.
 """
 
 from __future__ import annotations
