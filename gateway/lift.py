@@ -76,9 +76,13 @@ def _large_bodies_of_multipart(raw: bytes, start: int, end: int, headers: Messag
     boundary = headers.get_boundary()
     if not boundary:
         raise _IrregularMimeError
+    try:
+        marker = b"--" + boundary.encode("ascii", "surrogateescape")  # as the header's raw bytes
+    except UnicodeEncodeError:  # decoded from RFC 2231 into more than ASCII
+        raise _IrregularMimeError from None
     spans: list[tuple[int, int]] = []
     part_start = None
-    for line_start, line_end, closing in _delimiters(raw, start, end, b"--" + boundary.encode()):
+    for line_start, line_end, closing in _delimiters(raw, start, end, marker):
         if part_start is not None:
             # The line break before a delimiter belongs to it, not to the part (RFC 2046 5.1.1).
             part_end = line_start - (2 if raw[line_start - 2 : line_start] == b"\r\n" else 1)

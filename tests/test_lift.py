@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import os
+import random
+import re
 from email.message import EmailMessage
 
 import pytest
 
 import gateway.lift as lift
-from gateway.parse import parse_mail
+from gateway.parse import ParseError, parse_mail
 
 KB = 1024
 
@@ -95,3 +97,27 @@ def test_a_mail_the_walk_does_not_follow_is_left_whole() -> None:
     assert lift.lift_large_bodies(truncated).bodies == {}
     broken_header = raw.replace(b"Content-Type: application/pdf", b"Content-Type application/pdf", 1)
     assert lift.lift_large_bodies(broken_header).bodies == {}
+    non_ascii_boundary = re.sub(rb'boundary="([^"]+)"', rb"boundary*=utf-8''%C3%A9\1", raw, count=1)
+    assert lift.lift_large_bodies(non_ascii_boundary).bodies == {}
+
+
+def test_damaged_mail_parses_the_same_with_or_without_setting_aside(monkeypatch) -> None:
+    rng = random.Random(20261123)  # fixed: the same damaged mails every run
+    originals = list(cases().values())
+    for _ in range(150):
+        raw = bytearray(rng.choice(originals))
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(raw))
+            if rng.random() < 0.4:
+                del raw[at : at + rng.randint(1, 200)]
+            else:
+                raw[at:at] = rng.choice([b"\r\n", b"\n", b"--", b"\r\n\r\n", b"--x\r\n", bytes([rng.randrange(256)])])
+        damaged = bytes(raw)
+        assert outcome(parse_mail, damaged) == outcome(lambda mail: full_parse(mail, monkeypatch), damaged)
+
+
+def outcome(parse, raw: bytes) -> object:  # type: ignore[no-untyped-def]
+    try:
+        return parse(raw)
+    except ParseError as error:
+        return str(error)
