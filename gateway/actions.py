@@ -24,8 +24,8 @@ from gateway.lifecycle import (
     customers_are_told,
     is_reopening,
 )
+from gateway.notifier import Notifier
 from gateway.notify import Event
-from gateway.outbox import Notifier
 from gateway.parse import Address, ParsedMail
 from gateway.queries import TicketFilter, TicketQueries
 from gateway.quotes import new_part

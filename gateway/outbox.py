@@ -1,8 +1,10 @@
 """The outbox: every mail the gateway sends, durable from the moment it is decided.
 
-Guarantee: the `Notifier` renders and `add`s inside the transaction that caused the
-notification, so a ticket change and its mail are committed together or not at all. A row moves queued → sent |
-failed; a temporary failure stays queued with a later `next_attempt_at`.
+Guarantee: the `Notifier` (notifier.py) renders and `add`s inside the transaction that
+caused the notification, so a ticket change and its mail are committed together or not at
+all. A row moves queued → sent | failed; a temporary failure stays queued with a later
+`next_attempt_at`. (This module imports nothing of rendering or tickets: the relay's
+process loads only what it needs.)
 """
 
 from __future__ import annotations
@@ -10,17 +12,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from gateway.clock import Clock, timestamp
 from gateway.database import Database
-from gateway.notify import Event, People, PlannedMail, plan
-from gateway.parse import Address
-from gateway.render import Occasion, OutboundMail, Renderer
-from gateway.settings import MailboxSettings, Settings
-from gateway.store import TicketStore, TicketView
-from gateway.tickets import Status
-from gateway.tokens import Signer
 
 QUEUED, SENT, FAILED = "queued", "sent", "failed"
 STATUSES = (QUEUED, SENT, FAILED)
@@ -28,6 +22,17 @@ SUMMARY_COLUMNS = (
     "o.id, t.number AS ticket, o.template, o.message_id, o.recipients, o.status, o.attempts,"
     " o.created_at, o.next_attempt_at, o.sent_at, o.relay_reply"
 )
+
+
+@dataclass(frozen=True)
+class OutboundMail:
+    """A rendered mail, as the outbox keeps it."""
+
+    template: str
+    message_id: str  # without angle brackets
+    envelope_from: str
+    recipients: tuple[str, ...]
+    raw: bytes
 
 
 @dataclass(frozen=True)
@@ -141,81 +146,3 @@ class Outbox:
     async def raw(self, outbox_id: int) -> bytes | None:
         row = await self.database.fetch_one("SELECT raw FROM outbox WHERE id = ?", (outbox_id,))
         return None if row is None else row["raw"]
-
-
-class Notifier:
-    """Turns an event on a ticket into rendered mail in the outbox, in the caller's transaction."""
-
-    def __init__(self, settings: Settings, store: TicketStore, outbox: Outbox, renderer: Renderer, signer: Signer):
-        self.settings = settings
-        self.store = store
-        self.outbox = outbox
-        self.renderer = renderer
-        self.signer = signer
-
-    async def notify(
-        self,
-        ticket_id: int,
-        event: Event,
-        author: Address,
-        trigger_message_id: str | None = None,
-        suppress: frozenset[str] = frozenset(),
-        **occasion: Any,
-    ) -> int:
-        """Queue the mail `event` causes, but for templates in `suppress`; `occasion` fills
-        `Occasion` (change, attachments, extra…)."""
-        ticket = await self.store.ticket_view(ticket_id)
-        mailbox = self.mailbox_of(ticket.mailbox)
-        people = self._people(author, ticket.requester, ticket.cc, ticket.unreachable)
-        change = dict(occasion.pop("change", {}))
-        if change.get("status") == Status.RESOLVED:
-            change.update(self._rating_links(mailbox.address, ticket))
-        planned = plan(event, people, self.settings.outbound.copy_customer_replies_to_participants)
-        planned = [notification for notification in planned if notification.template not in suppress]
-        for notification in planned:
-            reply_to = self._reply_to(notification, mailbox, ticket.number)
-            details = Occasion(ticket.message(trigger_message_id), change, reply_to=reply_to, **occasion)
-            await self._queue(ticket.id, self.renderer.render(notification, ticket, mailbox, details))
-        return len(planned)
-
-    async def notify_without_ticket(self, event: Event, author: Address, mailbox_address: str, **extra: Any) -> int:
-        """Mail about no one ticket (the list of a customer's tickets)."""
-        mailbox = self.mailbox_of(mailbox_address)
-        planned = plan(event, self._people(author, author, (), frozenset()), copy_participants=False)
-        for notification in planned:
-            await self._queue(None, self.renderer.render(notification, None, mailbox, Occasion(None, extra=extra)))
-        return len(planned)
-
-    def mailbox_of(self, address: str) -> MailboxSettings:
-        return self.settings.mailbox_for(address) or self.settings.mailboxes[0]
-
-    def _people(
-        self, author: Address, requester: Address, cc: tuple[Address, ...], unreachable: frozenset[str]
-    ) -> People:
-        agents = self.settings.agents.notify_address
-        return People(
-            author=author,
-            requester=requester,
-            cc=cc,
-            agents=(Address("", agents),) if agents else (),
-            ours=self.settings.our_addresses,
-            unreachable=unreachable,
-        )
-
-    def _reply_to(self, notification: PlannedMail, mailbox: MailboxSettings, number: str) -> str | None:
-        # An agent who simply hits Reply writes to a signed address: that authenticates them.
-        if notification.for_agents:
-            return self.signer.reply_address(mailbox.address, number, bound_to=notification.to[0].address)
-        return None
-
-    def _rating_links(self, mailbox: str, ticket: TicketView) -> dict[str, str]:
-        """Signed addresses for "helpful" / "not helpful"; the templates word the mailto links."""
-        return {
-            "rate_yes": self.signer.rating_address(mailbox, ticket.number, ticket.resolutions, helpful=True),
-            "rate_no": self.signer.rating_address(mailbox, ticket.number, ticket.resolutions, helpful=False),
-        }
-
-    async def _queue(self, ticket_id: int | None, mail: OutboundMail) -> None:
-        self.outbox.add(ticket_id, mail)
-        if ticket_id is not None:
-            self.store.remember_thread_id(mail.message_id, ticket_id)

@@ -21,7 +21,8 @@ from gateway.classify import Context, classify
 from gateway.clock import Clock, SystemClock
 from gateway.database import TEMPORARY_ERRORS, Database
 from gateway.limits import check_limits
-from gateway.outbox import Notifier, Outbox
+from gateway.notifier import Notifier
+from gateway.outbox import Outbox
 from gateway.parse import Address, ParsedMail, parse_address
 from gateway.queries import TicketQueries
 from gateway.render import GATEWAY_NAME, Renderer

@@ -4,7 +4,8 @@ A 2xx is `sent` (with the relay's answer); a 4xx, a refused connection or a time
 retried with exponential backoff until `give_up_hours` after the mail was queued; a 5xx
 is `failed` with the relay's words. While the relay is unreachable, delivery pauses (with
 the same backoff) instead of trying every queued mail in turn; "relay unreachable" is
-logged once per outage.
+logged once per outage. `serve` runs it in a process of its own (`run_relay`), which loads
+nothing of parsing, tickets or rendering.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from multiprocessing.connection import Connection
 
 import aiosmtplib
 
-from gateway.clock import Clock
+from gateway.children import begin_child, until_stopped
+from gateway.clock import Clock, SystemClock
+from gateway.database import Database
 from gateway.outbox import Outbox, OutboxEntry
-from gateway.settings import OutboundSettings
+from gateway.settings import OutboundSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -190,3 +194,31 @@ class Relay:
                 await connection.quit()
             except (aiosmtplib.SMTPException, OSError):  # it is going away either way
                 connection.close()
+
+
+def make_relay(settings: Settings, database: Database, clock: Clock) -> Relay:
+    return Relay(
+        settings.outbound,
+        Outbox(database, clock),
+        clock,
+        local_hostname=settings.smtp.hostname,
+        poll_seconds=settings.pipeline.poll_seconds,
+    )
+
+
+def run_relay(settings: Settings, new_outbox: Connection, parent_pid: int) -> None:
+    """The relay process's entry point."""
+    begin_child(settings.logging.level, parent_pid)
+    asyncio.run(_serve_relay(settings, new_outbox))
+
+
+async def _serve_relay(settings: Settings, new_outbox: Connection) -> None:
+    clock = SystemClock()
+    database = await Database.open(settings.database.path, durable=False)  # see Processor.start (processor.py)
+    relay = make_relay(settings, database, clock)
+    stopping = asyncio.Event()
+    delivering = asyncio.create_task(relay.run(stopping), name="relay")
+    await until_stopped(new_outbox, relay.wakeup.set)
+    stopping.set()
+    await delivering
+    await database.close()

@@ -17,6 +17,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined,
 from gateway import mime
 from gateway.clock import Clock
 from gateway.notify import RULES, PlannedMail
+from gateway.outbox import OutboundMail
 from gateway.parse import Address, Attachment
 from gateway.settings import MailboxSettings, Settings
 from gateway.store import MessageView, TicketView
@@ -25,15 +26,6 @@ from gateway.tickets import ticket_token
 GATEWAY_NAME = "ticket-gateway"
 MAX_REFERENCES = 20  # enough for any client to thread; bounded so headers stay small
 MAX_PREVIOUS_MESSAGES = 5
-
-
-@dataclass(frozen=True)
-class OutboundMail:
-    template: str
-    message_id: str  # without angle brackets
-    envelope_from: str
-    recipients: tuple[str, ...]
-    raw: bytes
 
 
 @dataclass(frozen=True)
