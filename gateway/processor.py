@@ -105,8 +105,8 @@ class Processor:
 
 class ProcessorProcess:
     """What `serve` runs behind the listener, in two child processes: the processor
-    (pipeline and auto-close) and the relay, so the relay's SMTP work and the pipeline's
-    each have a core's worth of time. The listener rings the processor when mail is
+    (pipeline and auto-close) and the relay, so applying mail and relaying notifications
+    no longer take turns in one event loop. The listener rings the processor when mail is
     spooled, the processor rings the relay when notifications are queued."""
 
     def __init__(self, settings: Settings) -> None:
