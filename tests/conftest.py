@@ -7,6 +7,7 @@ the test's event loop) exactly as an MTA would send it: CRLF line endings.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import json
@@ -110,6 +111,7 @@ class SinkHandler:
     def __init__(self) -> None:
         self.received: list[ReceivedMail] = []
         self.rcpt_replies: list[str] = []
+        self._arrived = asyncio.Event()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         if self.rcpt_replies:
@@ -119,10 +121,20 @@ class SinkHandler:
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
         self.received.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+        self._arrived.set()
         return "250 2.0.0 Ok: queued as sink"
 
     def to(self, address: str) -> list[ReceivedMail]:
         return [mail for mail in self.received if address in mail.rcpt_tos]
+
+    async def wait_for_mail_to(self, address: str, seconds: float) -> list[ReceivedMail]:
+        """What came for `address`, once something has (or, after `seconds`, nothing)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while not self.to(address):
+                    self._arrived.clear()
+                    await self._arrived.wait()
+        return self.to(address)
 
 
 class Sink:

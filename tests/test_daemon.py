@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 from gateway.daemon import Gateway
 from gateway.settings import load_settings
@@ -68,6 +69,7 @@ class Daemon(NamedTuple):
     process: subprocess.Popen[bytes]
     port: int
     children: dict[str, int]  # pid of the processor and of the relay
+    log: queue.Queue[bytes]  # its log lines from "listening on" on
 
 
 def start_daemon(config: Path, environment: dict[str, str] | None = None) -> Daemon:
@@ -86,24 +88,36 @@ def start_daemon(config: Path, environment: dict[str, str] | None = None) -> Dae
         if b"listening on" in line:
             port = int(line.split(b"listening on ")[1].split(b" ")[0].rsplit(b":", 1)[1])
             # Keep reading its log, or a full pipe would block the daemon.
-            threading.Thread(target=process.stderr.read, daemon=True).start()
-            return Daemon(process, port, children)
+            log: queue.Queue[bytes] = queue.Queue()
+            threading.Thread(target=_forward, args=(process.stderr, log), daemon=True).start()
+            return Daemon(process, port, children, log)
     raise AssertionError(f"daemon did not start, exit {process.wait()}")
 
 
-def wait_for_status(database: Path, status: str, seconds: float = 60) -> list[str]:
-    """The spool's statuses once all are `status`, or as they are after `seconds`."""
+def _forward(stream: IO[bytes], log: queue.Queue[bytes]) -> None:
+    for line in stream:
+        log.put(line)
+
+
+def wait_for_log(daemon: Daemon, pattern: bytes, seconds: float = 60) -> bytes:
+    """The daemon's next log line matching `pattern` (its processor and relay log there too)."""
     deadline = time.monotonic() + seconds
-    while (statuses := [row["status"] for row in spool_rows(database)]) and time.monotonic() < deadline:
-        if set(statuses) == {status}:
-            break
-        time.sleep(0.1)
-    return statuses
+    while True:
+        try:
+            line = daemon.log.get(timeout=max(deadline - time.monotonic(), 0))
+        except queue.Empty:
+            raise AssertionError(f"no log line like {pattern!r} within {seconds} s") from None
+        if re.search(pattern, line):
+            return line
+
+
+def spool_statuses(database: Path) -> list[str]:
+    return [row["status"] for row in spool_rows(database)]
 
 
 async def test_mail_answered_250_survives_sigkill_and_is_processed_after_restart(tmp_path: Path) -> None:
     config = write_config(tmp_path)
-    process, port, _ = start_daemon(config)
+    process, port, *_ = start_daemon(config)
     mails = [make_mail(f"caso {index}", message_id=f"<kill-{index}@empresa.example>") for index in range(40)]
     try:
         for mail in mails:
@@ -127,25 +141,27 @@ async def test_mail_answered_250_survives_sigkill_and_is_processed_after_restart
 
 
 def test_sigterm_stops_cleanly_with_exit_0(tmp_path: Path) -> None:
-    process, port, _ = start_daemon(write_config(tmp_path))
+    process, port, *_ = start_daemon(write_config(tmp_path))
     assert send_blocking(port, make_mail("antes de apagar"), [MAILBOX]) == {}
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
-    statuses = [row["status"] for row in spool_rows(tmp_path / "gateway.db")]
+    statuses = spool_statuses(tmp_path / "gateway.db")
     assert statuses in (["done"], ["queued"])  # finished, or left safely for the next start
 
 
 def test_serve_processes_mail_in_a_child_process_started_again_when_it_dies(tmp_path: Path) -> None:
-    process, port, children = start_daemon(write_config(tmp_path))
-    processor_pid = children["processor"]
+    daemon = start_daemon(write_config(tmp_path))
+    process, processor_pid = daemon.process, daemon.children["processor"]
     try:
         assert processor_pid != process.pid
-        assert send_blocking(port, make_mail("primero"), [MAILBOX]) == {}
-        assert wait_for_status(tmp_path / "gateway.db", "done") == ["done"]
+        assert send_blocking(daemon.port, make_mail("primero"), [MAILBOX]) == {}
+        wait_for_log(daemon, rb"inbound 1 .*: new ticket")
+        assert spool_statuses(tmp_path / "gateway.db") == ["done"]
 
         os.kill(processor_pid, signal.SIGKILL)
-        assert send_blocking(port, make_mail("mientras tanto"), [MAILBOX]) == {}  # the listener carries on
-        assert wait_for_status(tmp_path / "gateway.db", "done") == ["done", "done"]  # a new processor took it
+        assert send_blocking(daemon.port, make_mail("mientras tanto"), [MAILBOX]) == {}  # the listener carries on
+        wait_for_log(daemon, rb"inbound 2 .*: new ticket")
+        assert spool_statuses(tmp_path / "gateway.db") == ["done", "done"]  # a new processor took it
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
@@ -156,27 +172,20 @@ async def test_serve_relays_from_a_process_of_its_own_rung_when_notifications_ar
 ) -> None:
     # Both processes would otherwise look only every 30 s: a prompt delivery is the bells'.
     slow_polls = {"GATEWAY_PIPELINE__POLL_SECONDS": "30"}
-    process, port, children = await asyncio.to_thread(
+    process, port, children, _ = await asyncio.to_thread(
         start_daemon, write_config(tmp_path, relay_port=relay.port), slow_polls
     )
     try:
         assert len({process.pid, children["processor"], children["relay"]}) == 3
         await asyncio.to_thread(send_blocking, port, make_mail("primero", sender="ana@empresa.example"), [MAILBOX])
-        assert await delivered_to(relay, "ana@empresa.example", within=15)
+        assert await relay.handler.wait_for_mail_to("ana@empresa.example", seconds=15)
 
         os.kill(children["relay"], signal.SIGKILL)
         await asyncio.to_thread(send_blocking, port, make_mail("segundo", sender="beto@empresa.example"), [MAILBOX])
-        assert await delivered_to(relay, "beto@empresa.example", within=15)  # by the relay started again
+        assert await relay.handler.wait_for_mail_to("beto@empresa.example", seconds=15)  # by the relay started again
     finally:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(process.wait, 30) == 0
-
-
-async def delivered_to(relay: Sink, address: str, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while not relay.handler.to(address) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    return bool(relay.handler.to(address))
 
 
 def test_a_mail_interrupted_too_often_is_set_aside(tmp_path: Path) -> None:
