@@ -2,8 +2,8 @@
 
 `serve` runs the processor and the relay in child processes (see gateway/processor.py).
 On SIGTERM or SIGINT the listener stops accepting, the processor finishes the mail in
-hand, and the daemon exits 0; queued mail waits in the spool for the next start. Mail left half-done by
-a crash goes back to the queue when the processor starts.
+hand, and the daemon exits 0; queued mail waits in the spool for the next start. Mail
+left half-done by a crash goes back to the queue when the processor starts.
 """
 
 from __future__ import annotations

@@ -51,20 +51,17 @@ class Processor:
         pipeline_db = await self._open_database()
         self.pipeline = Pipeline(self.settings, pipeline_db, self.clock, self.settings.pipeline.parse_workers)
         await self.pipeline.prepare()
-        if self.outbox_bell is None:
-            self.relay = make_relay(self.settings, await self._open_database(), self.clock)
-            self.pipeline.on_outbox_changed = self.relay.wakeup.set
-        else:
-            self.pipeline.on_outbox_changed = self.outbox_bell
         requeued, set_aside = await self.pipeline.spool.recover_interrupted(self.settings.pipeline.max_attempts)
         if requeued or set_aside:
             log.warning("recovered after a crash: %d mail requeued, %d set aside as failed", requeued, set_aside)
-        self._tasks = [
-            asyncio.create_task(self.pipeline.run(self.stopping), name="pipeline"),
-            asyncio.create_task(self._close_stale_periodically(), name="auto-close"),
-        ]
+        self._tasks = [asyncio.create_task(self._close_stale_periodically(), name="auto-close")]
         if self.outbox_bell is None:
+            self.relay = make_relay(self.settings, await self._open_database(), self.clock)
+            self.pipeline.on_outbox_changed = self.relay.wakeup.set
             self._tasks.append(asyncio.create_task(self.relay.run(self.stopping), name="relay"))
+        else:
+            self.pipeline.on_outbox_changed = self.outbox_bell
+        self._tasks.append(asyncio.create_task(self.pipeline.run(self.stopping), name="pipeline"))
 
     async def _open_database(self) -> Database:
         database = await Database.open(self.settings.database.path, self._write_lock, durable=False)

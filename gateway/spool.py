@@ -82,7 +82,7 @@ class Spool:
             try:
                 async with self.database.transaction() as database:
                     # Taken once the lock is ours: what arrived meanwhile goes too, up to a
-                    # size, so large mail is read into memory one or a few at a time.
+                    # size, so one transaction never holds the lock for long.
                     batch = self._next_batch()
                     ids = await self._insert(database, [envelope for envelope, _ in batch])
             except Exception as error:  # nothing of the batch is stored: each sender gets a 451
