@@ -16,7 +16,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -129,12 +129,17 @@ class SinkHandler:
 
     async def wait_for_mail_to(self, address: str, seconds: float) -> list[ReceivedMail]:
         """What came for `address`, once something has (or, after `seconds`, nothing)."""
+        await self.wait_until(lambda: bool(self.to(address)), seconds)
+        return self.to(address)
+
+    async def wait_until(self, condition: Callable[[], bool], seconds: float) -> bool:
+        """Wait for mail until `condition()` holds (True) or `seconds` have passed (False)."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
-                while not self.to(address):
+                while not condition():
                     self._arrived.clear()
                     await self._arrived.wait()
-        return self.to(address)
+        return condition()
 
 
 class Sink:
