@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -19,7 +20,7 @@ from gateway.cli_queues import add_inbound_commands, add_outbox_commands
 from gateway.cli_tickets import add_ticket_commands
 from gateway.clock import SystemClock
 from gateway.daemon import serve
-from gateway.database import TEMPORARY_ERRORS
+from gateway.database import is_temporary
 from gateway.logs import configure_logging
 from gateway.pipeline import open_pipeline
 from gateway.render import Renderer, TemplateCheckError
@@ -29,6 +30,7 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_DATAERR = 65
 EXIT_NOUSER = 67
+EXIT_SOFTWARE = 70  # sysexits.h EX_SOFTWARE: the MTA bounces it instead of retrying forever
 EXIT_TEMPFAIL = 75
 
 log = logging.getLogger("gateway")
@@ -118,9 +120,12 @@ async def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
             if entry is not None:  # else a running daemon took it first: it is in good hands
                 await pipeline.process(entry)
             print(f"queued as {spool_id}: {await pipeline.spool.status_of(spool_id)}")
-    except TEMPORARY_ERRORS as error:
-        print(f"ticket-gateway: database unavailable, try again later: {error}", file=sys.stderr)
-        return EXIT_TEMPFAIL
+    except sqlite3.Error as error:  # busy, locked or full: the MTA retries; else an operator must look
+        if is_temporary(error):
+            print(f"ticket-gateway: database unavailable, try again later: {error}", file=sys.stderr)
+            return EXIT_TEMPFAIL
+        print(f"ticket-gateway: database error ({settings.database.path}): {error}", file=sys.stderr)
+        return EXIT_SOFTWARE
     return EXIT_OK
 
 

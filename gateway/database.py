@@ -200,8 +200,39 @@ CREATE TABLE IF NOT EXISTS blobs (
 );
 """
 
-# What a locked or busy database raises: the sender should retry later, not give up.
-TEMPORARY_ERRORS = (sqlite3.OperationalError,)
+# Result codes (https://sqlite.org/rescode.html): the primary code is the low byte of an
+# extended one (SQLITE_BUSY_SNAPSHOT is SQLITE_BUSY | 2 << 8).
+WAIT_FOR_OTHERS = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})  # another writer holds it
+OUT_OF_SPACE = frozenset({sqlite3.SQLITE_FULL})  # "database or disk is full": ENOSPC, or max_page_count
+
+
+class WriteLockTimeoutError(sqlite3.OperationalError):
+    """Our own write lock (the flock) was held elsewhere past the busy timeout: SQLITE_BUSY."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.sqlite_errorcode = sqlite3.SQLITE_BUSY
+        self.sqlite_errorname = "SQLITE_BUSY"
+
+
+def _primary_code(error: BaseException) -> int | None:
+    if not isinstance(error, sqlite3.Error):
+        return None
+    code = getattr(error, "sqlite_errorcode", None)  # only on errors SQLite itself reported
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """SQLite could not grow the database or its journal: fine again once space returns."""
+    return _primary_code(error) in OUT_OF_SPACE
+
+
+def is_temporary(error: BaseException) -> bool:
+    """The same work succeeds later unchanged: the database is busy or locked, or the disk
+    is full. Anything else (a syntax error, a missing column, an I/O error, a corrupt file)
+    fails the same way every time, and retrying it forever hides it."""
+    return _primary_code(error) in WAIT_FOR_OTHERS or is_disk_full(error)
+
 
 Statement = tuple[str, tuple[object, ...]]
 
@@ -333,7 +364,7 @@ def _lock_for_writing(lock_file: int) -> None:
             return
         except BlockingIOError:
             if time.monotonic() >= deadline:
-                raise sqlite3.OperationalError(
+                raise WriteLockTimeoutError(
                     f"database is locked: another writer held it {BUSY_TIMEOUT_MS} ms"
                 ) from None
             time.sleep(nap)

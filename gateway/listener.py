@@ -17,6 +17,7 @@ from typing import IO, BinaryIO
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
+from gateway.database import is_disk_full, is_temporary
 from gateway.limits import header_size
 from gateway.settings import Settings
 from gateway.spool import Spool
@@ -31,6 +32,7 @@ TEMPORARY_FAILURE = "451 4.3.0 Temporary failure storing the message; try again 
 BUSY = "451 4.3.2 Too much mail waiting to be processed; try again later"
 BACKLOG_CHECK_SECONDS = 0.25  # how stale the backlog count may be: one query per period, not per mail
 IN_MEMORY_BYTES = 1024 * 1024  # of a mail being received; the rest waits in a temporary file
+INSUFFICIENT_STORAGE = "452 4.3.1 Insufficient system storage; try again later"
 HEADER_TOO_LARGE = "552 5.3.4 Message header too large ({size} bytes, limit {limit})"
 
 
@@ -51,6 +53,8 @@ class InboundHandler:
         if self.settings.mailbox_for(address) is None:
             log.info("refused RCPT <%s> from %s: not one of our mailboxes", address, session.peer)
             return UNKNOWN_RECIPIENT.format(address=_printable(address))
+        if self.spool.out_of_space():  # RFC 5321 §4.5.3.1.10 and RFC 3463 4.3.1: try later
+            return INSUFFICIENT_STORAGE
         if await self._too_busy():
             return BUSY
         envelope.rcpt_tos.append(address)
@@ -59,26 +63,49 @@ class InboundHandler:
     async def handle_DATA(  # noqa: N802 - aiosmtpd hook name
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
-        data: BinaryIO = envelope.data_file  # type: ignore[attr-defined]  # see StreamingData
-        limit = self.settings.limits.max_header_bytes
-        size = header_size(data.read(limit + len(b"\r\n\r\n")))
-        data.seek(0)
-        if size > limit:
-            log.info("refused mail from <%s>: header of %d bytes over %d", envelope.mail_from, size, limit)
-            return self._per_recipient(envelope, HEADER_TOO_LARGE.format(size=size, limit=limit))
+        # The file is ours (see StreamingData): handed to the spool, or closed here.
+        data: BinaryIO = envelope.data_file  # type: ignore[attr-defined]
         try:
-            spool_id = await self.spool.add(
-                mail_from=envelope.mail_from or "",
-                rcpt_tos=list(envelope.rcpt_tos),
-                peer=_peer_text(session.peer),
-                raw=data,
+            refusal = self._header_refusal(envelope, data)
+        except BaseException:
+            data.close()
+            raise
+        if refusal is not None:
+            data.close()
+            return self._per_recipient(envelope, refusal)
+        try:
+            # The spool owns `data` from here and stores the mail even if this wait is
+            # cancelled (the sender hung up after its "."), then closes it.
+            committed = self.spool.submit(
+                envelope.mail_from or "", list(envelope.rcpt_tos), _peer_text(session.peer), data
             )
-        except Exception:  # any failure to commit: the sender must keep the mail and retry
-            log.exception("cannot spool mail from <%s>", envelope.mail_from)
-            return self._per_recipient(envelope, TEMPORARY_FAILURE)
+            spool_id = await committed
+        except Exception as error:  # any failure to commit: the sender must keep the mail and retry
+            return self._per_recipient(envelope, self._failure_reply(envelope, error))
         log.debug("spooled %d from <%s> to %s", spool_id, envelope.mail_from, envelope.rcpt_tos)
         self.on_spooled()
         return self._per_recipient(envelope, QUEUED.format(spool_id=spool_id))
+
+    def _header_refusal(self, envelope: Envelope, data: BinaryIO) -> str | None:
+        limit = self.settings.limits.max_header_bytes
+        size = header_size(data.read(limit + len(b"\r\n\r\n")))
+        data.seek(0)
+        if size <= limit:
+            return None
+        log.info("refused mail from <%s>: header of %d bytes over %d", envelope.mail_from, size, limit)
+        return HEADER_TOO_LARGE.format(size=size, limit=limit)
+
+    @staticmethod
+    def _failure_reply(envelope: Envelope, error: Exception) -> str:
+        if is_disk_full(error):
+            log.error("cannot spool mail from <%s>: out of space (%s); new mail gets 452 for now",
+                      envelope.mail_from, error)  # fmt: skip
+            return INSUFFICIENT_STORAGE
+        if is_temporary(error):
+            log.warning("cannot spool mail from <%s>: %s", envelope.mail_from, error)
+        else:
+            log.error("cannot spool mail from <%s>", envelope.mail_from, exc_info=error)
+        return TEMPORARY_FAILURE
 
     async def _too_busy(self) -> bool:
         limit = self.settings.pipeline.max_backlog
@@ -130,37 +157,40 @@ class StreamingData(SMTP):
             await self.push(problem)
             return
         data.seek(0)
+        # From here the handler owns the file: it hands it to the spool, which closes it once
+        # the mail is committed, or closes it itself. Closing it here when this session is
+        # cancelled (the client hung up after its ".") would pull it from under the spool.
         self.envelope.data_file = data  # type: ignore[attr-defined]
-        try:
-            status = await self._call_handler_hook("DATA")
-        finally:
-            data.close()
+        status = await self._call_handler_hook("DATA")
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push(status)
 
     async def _receive(self, data: IO[bytes]) -> str | None:
-        """Read lines up to the lone ".", unstuffed, into `data`; a refusal, or None."""
+        """Read lines up to the lone ".", unstuffed, into `data`; a refusal, or None.
+
+        A line may be longer than RFC 5321 §4.5.3.1.6's 1,000 bytes: HTML generators and
+        ERPs write such lines and Postfix and Exim take them, so it is read in pieces the
+        size of the stream's limit, bounded only by the message size, and kept as it came."""
         size, limit, problem = 0, self.data_size_limit, None
-        rest_of_long_line = False
+        line_start = True
         while True:
             try:
-                line = await self._reader.readuntil(b"\r\n")
-            except asyncio.LimitOverrunError as overrun:  # a line longer than the stream allows
-                await self._reader.read(overrun.consumed)
-                problem, rest_of_long_line = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)", True
-                continue
-            if rest_of_long_line:  # the tail of that line: never the end of DATA
-                rest_of_long_line = False
-                continue
-            if line == b".\r\n":
-                return problem
-            if line.startswith(b"."):
-                line = line[1:]
-            size += len(line)
+                piece = await self._reader.readuntil(b"\r\n")
+                line_ends = True
+            except asyncio.LimitOverrunError as overrun:  # no CRLF within the limit: the line goes on
+                piece = await self._reader.readexactly(overrun.consumed)
+                line_ends = False
+            if line_start:
+                if piece == b".\r\n":
+                    return problem
+                if piece.startswith(b"."):
+                    piece = piece[1:]
+            line_start = line_ends
+            size += len(piece)
             if limit and size > limit:
                 problem = problem or "552 5.3.4 Error: too much mail data"
             if problem is None:
-                data.write(line)
+                data.write(piece)
 
 
 class StreamingLMTP(StreamingData, LMTP):

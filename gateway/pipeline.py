@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from gateway.actions import Desk
 from gateway.classify import Context, classify
 from gateway.clock import Clock, SystemClock
-from gateway.database import TEMPORARY_ERRORS, Database
+from gateway.database import Database, is_temporary
 from gateway.limits import check_limits
 from gateway.notifier import Notifier
 from gateway.outbox import Outbox
@@ -142,9 +142,10 @@ class Pipeline:
             async with self.database.transaction():
                 status, outcome = await self._apply(entry, mail, dkim_domains)
                 self.spool.mark_done(entry.id, outcome, status)
-        except TEMPORARY_ERRORS as error:
-            await self._retry_later(entry, mail, error)
         except Exception as error:  # one broad except per unit of work: keep it, say why
+            if is_temporary(error):  # busy, locked or full: the same work succeeds later
+                await self._retry_later(entry, mail, error)
+                return
             log.warning("inbound %d %s: failed: %s", entry.id, _id_of(mail), error, exc_info=True)
             await self.spool.mark_failed(entry.id, f"{type(error).__name__}: {error}")
         else:

@@ -14,22 +14,57 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import BinaryIO
 
 from gateway.clock import Clock, timestamp
-from gateway.database import Database, Statement, fill_blob
+from gateway.database import Database, Statement, fill_blob, is_disk_full, is_temporary
+
+log = logging.getLogger(__name__)
 
 QUEUED, PROCESSING, DONE, FAILED, IGNORED = "queued", "processing", "done", "failed", "ignored"
 STATUSES = (QUEUED, PROCESSING, DONE, FAILED, IGNORED)
 
-Envelope = tuple[str, str, str, "bytes | BinaryIO"]  # mail from, recipients (JSON), peer, raw: what add() queues
 COMMIT_BATCH_BYTES = 8 * 1024 * 1024
+# After a commit failed for want of space, new mail is refused at RCPT for this long; then
+# the next mail's own commit tries again, so the listener recovers once space returns.
+OUT_OF_SPACE_PAUSE = timedelta(seconds=5)
 INSERT = "INSERT INTO spool (received_at, mail_from, rcpt_tos, peer, size, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
 INSERT_RAW = "INSERT INTO spool_raw (id, raw) VALUES (last_insert_rowid(), zeroblob(?))"  # right after INSERT
 FINISH = "UPDATE spool SET status = ?, outcome = ?, error = ?, updated_at = ? WHERE id = ?"
 SUMMARY_COLUMNS = "id, received_at, mail_from, rcpt_tos, status, attempts, outcome, error, size"
 ENTRY_COLUMNS = "id, mail_from, rcpt_tos, peer, size, attempts"
+
+
+@dataclass
+class Pending:
+    """A mail handed to `Spool.submit`, waiting for its commit. The spool owns `raw` (a
+    file, or bytes) from then on and closes it once the commit is over, whatever became of
+    the session that handed it over: a sender may hang up after its final "." while the
+    mail waits for the next group commit."""
+
+    mail_from: str
+    rcpt_tos: str  # JSON
+    peer: str
+    raw: bytes | BinaryIO
+    size: int  # measured when handed over
+    committed: asyncio.Future[int]
+
+    def resolve(self, spool_id: int) -> None:
+        if self.committed.done():  # its sender hung up after the final "."; the mail is kept anyway
+            log.info("spool %d: stored; its sender left before the answer", spool_id)
+        else:
+            self.committed.set_result(spool_id)
+
+    def fail(self, error: Exception) -> None:
+        if not self.committed.done():
+            self.committed.set_exception(error)
+
+    def close(self) -> None:
+        if not isinstance(self.raw, bytes):
+            self.raw.close()
 
 
 @dataclass(frozen=True)
@@ -63,56 +98,98 @@ class Spool:
     def __init__(self, database: Database, clock: Clock) -> None:
         self.database = database
         self.clock = clock
-        self._waiting: list[tuple[Envelope, asyncio.Future[int]]] = []
+        self._waiting: list[Pending] = []
         self._committer: asyncio.Task[None] | None = None
+        self._out_of_space_at: datetime | None = None
 
     async def add(self, mail_from: str, rcpt_tos: list[str], peer: str, raw: bytes | BinaryIO) -> int:
-        """Store a mail (bytes, or a file read at commit time) durably and return its spool
-        id, once its commit is done."""
-        row = (mail_from, json.dumps(rcpt_tos), peer, raw)  # raw last: see _commit_waiting
+        """Store a mail durably and return its spool id, once its commit is done."""
+        return await self.submit(mail_from, rcpt_tos, peer, raw)
+
+    def submit(self, mail_from: str, rcpt_tos: list[str], peer: str, raw: bytes | BinaryIO) -> asyncio.Future[int]:
+        """Hand a mail (bytes, or a file the spool closes when done with it) to the next
+        group commit; the future gives its spool id once committed. The mail is committed
+        even if nobody waits for the future any more."""
+        try:
+            size = _size(raw)
+        except BaseException:
+            if not isinstance(raw, bytes):
+                raw.close()
+            raise
         committed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting.append((row, committed))
+        self._waiting.append(Pending(mail_from, json.dumps(rcpt_tos), peer, raw, size, committed))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_waiting())
-        return await committed
+        return committed
+
+    def out_of_space(self) -> bool:
+        """Whether a commit failed for want of space lately (RFC 3463 4.3.1 for new mail)."""
+        since = self._out_of_space_at
+        return since is not None and self.clock.now() - since < OUT_OF_SPACE_PAUSE
 
     async def _commit_waiting(self) -> None:
+        """Batch after batch until nothing waits; each mail's file is closed once its commit
+        is over. Yields to the loop between batches, even when one failed."""
         while self._waiting:
-            batch: list[tuple[Envelope, asyncio.Future[int]]] = []
+            batch: list[Pending] = []
+            try:
+                try:
+                    async with self.database.transaction() as database:
+                        # Taken once the lock is ours: what arrived meanwhile goes too, up to a
+                        # size, so one transaction never holds the lock for long.
+                        batch = self._next_batch()
+                        ids = await self._insert(database, batch)
+                except Exception as error:  # nothing of the batch is stored
+                    batch = batch or self._next_batch()
+                    await self._after_failure(batch, error)
+                else:
+                    self._out_of_space_at = None
+                    for pending, spool_id in zip(batch, ids, strict=True):
+                        pending.resolve(spool_id)
+            finally:
+                for pending in batch:
+                    pending.close()
+            await asyncio.sleep(0)
+
+    async def _after_failure(self, batch: list[Pending], error: Exception) -> None:
+        """A busy, locked or full database fails every mail alike: each sender gets the
+        error (451/452) and retries. Otherwise one mail may be at fault: each is tried
+        alone, so only that one's sender gets a 451 and the others are stored."""
+        if is_disk_full(error):
+            self._out_of_space_at = self.clock.now()
+        if len(batch) == 1 or is_temporary(error):
+            for pending in batch:
+                pending.fail(error)
+            return
+        log.warning("spool: a batch of %d mails failed (%s); committing each alone", len(batch), error)
+        for pending in batch:
             try:
                 async with self.database.transaction() as database:
-                    # Taken once the lock is ours: what arrived meanwhile goes too, up to a
-                    # size, so one transaction never holds the lock for long.
-                    batch = self._next_batch()
-                    ids = await self._insert(database, [envelope for envelope, _ in batch])
-            except Exception as error:  # nothing of the batch is stored: each sender gets a 451
-                for _, committed in batch:
-                    if not committed.done():
-                        committed.set_exception(error)
-                continue
-            for (_, committed), spool_id in zip(batch, ids, strict=True):
-                if not committed.done():  # a sender that hung up is gone; the mail is kept anyway
-                    assert spool_id is not None
-                    committed.set_result(spool_id)
+                    [spool_id] = await self._insert(database, [pending])
+            except Exception as alone:  # this mail's own failure: its sender gets it
+                pending.fail(alone)
+            else:
+                pending.resolve(spool_id)
 
-    async def _insert(self, database: Database, envelopes: list[Envelope]) -> list[int | None]:
-        """Every row of a batch in one trip; returns their spool ids."""
+    async def _insert(self, database: Database, batch: list[Pending]) -> list[int]:
+        """Every mail of a batch in one trip; returns their spool ids."""
         now = timestamp(self.clock.now())
         statements: list[Statement] = []
-        for *envelope, source in envelopes:
-            size = _size(source)
+        for pending in batch:
+            if not isinstance(pending.raw, bytes):
+                pending.raw.seek(0)  # read again from the start after a failed attempt
             statements += [
-                (INSERT, (now, *envelope, size, now)),
-                (INSERT_RAW, (size,)),
-                fill_blob("spool_raw", "raw", source),
+                (INSERT, (now, pending.mail_from, pending.rcpt_tos, pending.peer, pending.size, now)),
+                (INSERT_RAW, (pending.size,)),
+                fill_blob("spool_raw", "raw", pending.raw),
             ]
         inserted = await database.execute_all(statements)
-        return [row.lastrowid for row in inserted[::3]]
+        return [row.lastrowid for row in inserted[::3] if row.lastrowid is not None]  # an INSERT always has one
 
-    def _next_batch(self) -> list[tuple[Envelope, asyncio.Future[int]]]:
+    def _next_batch(self) -> list[Pending]:
         taken, size = 0, 0
         while taken < len(self._waiting) and (taken == 0 or size < COMMIT_BATCH_BYTES):
-            size += _size(self._waiting[taken][0][3])
+            size += self._waiting[taken].size
             taken += 1
         batch, self._waiting = self._waiting[:taken], self._waiting[taken:]
         return batch

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import gateway.database as database_module
-from gateway.database import TEMPORARY_ERRORS, Database, fill_blob
+from gateway.database import Database, WriteLockTimeoutError, fill_blob, is_disk_full, is_temporary
 
 INSERT_META = "INSERT INTO meta (name, value) VALUES (?, ?)"
 
@@ -123,7 +123,7 @@ async def test_a_transaction_held_past_the_busy_timeout_is_a_temporary_error_els
     first, second = two_processes
     async with first.transaction():
         await first.execute(INSERT_META, ("slow", "1"))
-        with pytest.raises(TEMPORARY_ERRORS, match="database is locked"):
+        with pytest.raises(WriteLockTimeoutError, match="database is locked"):
             await second.write(INSERT_META, ("impatient", "2"))
     await second.write(INSERT_META, ("later", "3"))  # nothing of the failed attempt is left holding on
     assert committed_names(tmp_path / "gateway.db") == ["later", "slow"]
@@ -137,3 +137,54 @@ async def test_a_rolled_back_transaction_lets_the_other_process_in(two_processes
             await first.execute(INSERT_META, ("taken", "again"))
     await second.write(INSERT_META, ("next", "2"))  # would time out if the failure kept the lock
     assert committed_names(tmp_path / "gateway.db") == ["next", "taken"]
+
+
+def sqlite_error(make_it_fail: str, *setup: str) -> sqlite3.Error:
+    """The error SQLite itself raises for a statement, on a real (in-memory) database."""
+    connection = sqlite3.connect(":memory:")
+    for statement in setup:
+        connection.execute(statement)
+    try:
+        connection.execute(make_it_fail)
+    except sqlite3.Error as error:
+        return error
+    finally:
+        connection.close()
+    raise AssertionError(f"{make_it_fail!r} did not fail")
+
+
+@pytest.mark.parametrize(
+    ("error", "temporary", "disk_full"),
+    [
+        (sqlite_error("SELEC 1"), False, False),  # a syntax error fails the same way every time
+        (sqlite_error("SELECT missing FROM sqlite_master"), False, False),  # a missing column
+        (sqlite_error("INSERT INTO t VALUES (1)"), False, False),  # a missing table
+        (
+            sqlite_error("INSERT INTO t VALUES (zeroblob(100000))", "PRAGMA max_page_count = 2", "CREATE TABLE t (x)"),
+            True,
+            True,
+        ),  # SQLITE_FULL: "database or disk is full"
+        (WriteLockTimeoutError("database is locked"), True, False),  # our flock, past the busy timeout
+        (sqlite3.OperationalError("disk I/O error"), False, False),  # no SQLite code: not known to pass
+        (sqlite3.IntegrityError("UNIQUE constraint failed"), False, False),
+        (OSError(28, "No space left on device"), False, False),  # not SQLite's: the caller's to judge
+    ],
+)
+def test_only_busy_locked_or_full_is_temporary(error: BaseException, temporary: bool, disk_full: bool) -> None:
+    assert is_temporary(error) is temporary
+    assert is_disk_full(error) is disk_full
+
+
+def test_a_busy_database_raises_a_temporary_error(tmp_path):
+    holder = sqlite3.connect(tmp_path / "gateway.db", isolation_level=None)
+    holder.execute("PRAGMA journal_mode = WAL")
+    holder.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    holder.execute("BEGIN IMMEDIATE")  # an admin's sqlite3 shell holding the write lock
+    other = sqlite3.connect(tmp_path / "gateway.db", timeout=0)
+    try:
+        with pytest.raises(sqlite3.OperationalError) as busy:
+            other.execute("BEGIN IMMEDIATE")
+        assert is_temporary(busy.value) and not is_disk_full(busy.value)
+    finally:
+        other.close()
+        holder.close()
