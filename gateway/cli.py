@@ -1,7 +1,8 @@
 """The `ticket-gateway` command: builds the settings once, configures logging, dispatches.
 
 Exit statuses follow sysexits.h where an MTA reads them (`ingest`): 0 stored, 65 data
-error, 67 unknown recipient, 75 temporary failure. A bad configuration exits 2.
+error, 67 unknown recipient, 75 temporary failure. A bad configuration exits 2; a command
+that only reads exits 66 (EX_NOINPUT) when the configured path holds no database.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from gateway import __version__
 from gateway.cli_queues import add_inbound_commands, add_outbox_commands
+from gateway.cli_read import NoDatabaseError
 from gateway.cli_tickets import add_ticket_commands
 from gateway.clock import SystemClock
 from gateway.daemon import serve
@@ -29,6 +31,7 @@ from gateway.settings import ConfigError, Settings, config_path, load_settings
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_DATAERR = 65
+EXIT_NOINPUT = 66
 EXIT_NOUSER = 67
 EXIT_SOFTWARE = 70  # sysexits.h EX_SOFTWARE: the MTA bounces it instead of retrying forever
 EXIT_TEMPFAIL = 75
@@ -47,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     command: Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]] = args.command
     try:
         return asyncio.run(command(settings, args))
+    except NoDatabaseError as error:
+        print(f"ticket-gateway: {error}", file=sys.stderr)
+        return EXIT_NOINPUT
     except KeyboardInterrupt:
         return EXIT_OK
 

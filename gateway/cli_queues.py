@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from gateway.cli_read import open_read_only
 from gateway.outbox import STATUSES as OUTBOX_STATUSES
 from gateway.pipeline import open_pipeline
 from gateway.settings import Settings
@@ -36,8 +37,8 @@ def _add_retry(parser: argparse.ArgumentParser) -> None:
 
 
 async def run_inbound_list(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_pipeline(settings) as pipeline:
-        entries = await pipeline.spool.summaries(args.status)
+    async with open_read_only(settings) as reader:
+        entries = await reader.spool.summaries(args.status)
     for entry in entries:
         detail = entry.error if entry.status == "failed" else entry.outcome
         print(
@@ -49,8 +50,8 @@ async def run_inbound_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def run_outbox_list(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_pipeline(settings) as pipeline:
-        entries = await pipeline.outbox.summaries(args.status)
+    async with open_read_only(settings) as reader:
+        entries = await reader.outbox.summaries(args.status)
     for entry in entries:
         when = entry.sent_at if entry.status == "sent" else f"next {entry.next_attempt_at}"
         print(
@@ -62,13 +63,13 @@ async def run_outbox_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def run_inbound_show(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_pipeline(settings) as pipeline:
-        return _write_raw(await pipeline.spool.raw(args.id), f"no spooled mail {args.id}")
+    async with open_read_only(settings) as reader:
+        return _write_raw(await reader.spool.raw(args.id), f"no spooled mail {args.id}")
 
 
 async def run_outbox_show(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_pipeline(settings) as pipeline:
-        return _write_raw(await pipeline.outbox.raw(args.id), f"no outgoing mail {args.id}")
+    async with open_read_only(settings) as reader:
+        return _write_raw(await reader.outbox.raw(args.id), f"no outgoing mail {args.id}")
 
 
 def _write_raw(raw: bytes | None, missing: str) -> int:

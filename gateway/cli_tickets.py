@@ -9,6 +9,7 @@ import sys
 from datetime import datetime, timedelta
 from typing import Any
 
+from gateway.cli_read import open_read_only
 from gateway.clock import timestamp
 from gateway.pipeline import open_pipeline
 from gateway.queries import EXPORT_COLUMNS, TicketFilter
@@ -71,8 +72,8 @@ def _bound(given: str, upper: bool) -> str:
 
 
 async def run_list(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_pipeline(settings) as pipeline:
-        tickets = await pipeline.queries.list_tickets(ticket_filter(args))
+    async with open_read_only(settings) as reader:
+        tickets = await reader.queries.list_tickets(ticket_filter(args))
     if args.json:
         print(json.dumps(tickets, indent=2, ensure_ascii=False))
         return EXIT_OK
@@ -84,8 +85,8 @@ async def run_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def run_show(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_pipeline(settings) as pipeline:
-        ticket = await pipeline.queries.show_ticket(args.number.upper())
+    async with open_read_only(settings) as reader:
+        ticket = await reader.queries.show_ticket(args.number.upper())
     if ticket is None:
         print(f"ticket-gateway: no ticket {args.number}", file=sys.stderr)
         return EXIT_NOT_FOUND
@@ -117,8 +118,8 @@ def _print_ticket(settings: Settings, ticket: dict[str, Any]) -> None:
 
 
 async def run_export(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_pipeline(settings) as pipeline:
-        rows = await pipeline.queries.export_rows(ticket_filter(args))
+    async with open_read_only(settings) as reader:
+        rows = await reader.queries.export_rows(ticket_filter(args))
     writer = csv.DictWriter(sys.stdout, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)

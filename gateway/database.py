@@ -16,6 +16,7 @@ handler is left for anyone else (an admin's sqlite3 shell).
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import os
 import sqlite3
@@ -32,6 +33,7 @@ BUSY_TIMEOUT_MS = 5000
 BEGIN, COMMIT, ROLLBACK = "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"
 FILL_BLOB = "-- fill the blob the statement before inserted"  # not SQL: see fill_blob()
 BLOB_PIECE_BYTES = 256 * 1024
+NO_LOCK_FILE = -1  # a read-only connection never writes, so it takes no write lock
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -293,6 +295,24 @@ class Database:
             raise
         return cls(connection, write_lock or asyncio.Lock(), lock_file)
 
+    @classmethod
+    async def open_read_only(cls, path: Path) -> Database:
+        """For commands that only look: creates nothing (no directory, file, schema, lock
+        file). A path that holds no file is FileNotFoundError: a mistyped path must fail,
+        not start an empty database beside the real one."""
+        if not path.is_file():
+            raise FileNotFoundError(errno.ENOENT, "no database", str(path))
+        # mode=ro: SQLite opens the file read-only and never creates it (SQLite URI filenames).
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        connection = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        try:
+            await connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        except BaseException:
+            await connection.close()
+            raise
+        return cls(connection, asyncio.Lock(), NO_LOCK_FILE)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Database]:
         """BEGIN IMMEDIATE … COMMIT under the shared write lock; reads inside are current.
@@ -350,7 +370,8 @@ class Database:
 
     async def close(self) -> None:
         await self.connection.close()
-        os.close(self._lock_file)
+        if self._lock_file != NO_LOCK_FILE:
+            os.close(self._lock_file)
 
 
 def _lock_for_writing(lock_file: int) -> None:

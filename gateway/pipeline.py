@@ -57,7 +57,7 @@ class Pipeline:
         self.renderer = Renderer(settings, clock)
         self.parser = Parser(parse_workers, settings.database.path)
         self.lookahead = LOOKAHEAD if parse_workers else 1
-        self._ahead: deque[tuple[SpoolEntry, asyncio.Future[ParsedMail]]] = deque()
+        self._ahead: deque[tuple[SpoolEntry, asyncio.Future[ParsedMail] | None]] = deque()
         self.wakeup = asyncio.Event()
         self.on_outbox_changed: Callable[[], None] = lambda: None  # the daemon wakes the relay
         # One mail at a time per process: drain() waits for the mail the worker has in hand.
@@ -113,12 +113,15 @@ class Pipeline:
             return True
 
     async def _look_ahead(self) -> None:
-        """Claim and start parsing the next few mails, so the parser works while we apply."""
+        """Claim and start parsing the next few mails, so the parser works while we apply.
+        Claimed is not in hand: no attempt is counted until `process` takes it."""
         while len(self._ahead) < self.lookahead and sum(e.size for e, _ in self._ahead) < LOOKAHEAD_BYTES:
             entry = await self.spool.claim_next()
             if entry is None:
                 return
-            self._ahead.append((entry, await self._start_parsing(entry)))
+            # A mail that kills a parser worker fails alone (workers.Parser); one that kills
+            # the parser in this process kills us, so it is parsed only once in hand and counted.
+            self._ahead.append((entry, await self._start_parsing(entry) if self.parser.workers else None))
 
     async def _start_parsing(self, entry: SpoolEntry) -> asyncio.Future[ParsedMail]:
         # A worker reads the raw mail itself; parsing here needs it read first.
@@ -130,12 +133,14 @@ class Pipeline:
         async with self._in_hand:
             while self._ahead:
                 entry, parsing = self._ahead.popleft()
-                parsing.cancel()
+                if parsing is not None:
+                    parsing.cancel()
                 await self.spool.unclaim(entry.id)
 
     async def process(self, entry: SpoolEntry, parsing: asyncio.Future[ParsedMail] | None = None) -> None:
         mail: ParsedMail | None = None
         try:
+            entry = await self.spool.take_in_hand(entry)  # from here, a crash counts against this mail
             mail = await (parsing or await self._start_parsing(entry))
             check_limits(mail, self.settings.limits)
             dkim_domains = await self._dkim_domains(entry, mail)

@@ -7,12 +7,15 @@ together in the next one (group commit): one transaction for many sessions.
 A row moves queued → processing → done | ignored | failed. Ignored: a loop, or automatic
 mail for no ticket, kept raw and nothing else. Failed: kept raw with the reason, and can
 be retried. Rows left `processing` by a crash go back to the queue at start-up, until they
-have used up their attempts.
+have used up their attempts. An attempt is counted when a mail is taken in hand, not when
+it is claimed: the pipeline claims a few mails ahead, and a crash on one mail must not
+count against the others it holds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -195,7 +198,8 @@ class Spool:
         return batch
 
     async def claim_next(self) -> SpoolEntry | None:
-        """The oldest queued mail, marked processing: arrival order, one taker only."""
+        """The oldest queued mail, marked processing: arrival order, one taker only.
+        No attempt is counted yet: see `take_in_hand`."""
         return await self._claim("(SELECT id FROM spool WHERE status = 'queued' ORDER BY id LIMIT 1)", ())
 
     async def claim(self, spool_id: int) -> SpoolEntry | None:
@@ -204,7 +208,7 @@ class Spool:
 
     async def _claim(self, which: str, parameters: tuple[object, ...]) -> SpoolEntry | None:
         rows = await self.database.write(
-            f"UPDATE spool SET status = 'processing', attempts = attempts + 1, updated_at = ?"
+            f"UPDATE spool SET status = 'processing', updated_at = ?"
             f" WHERE id = {which} AND status = 'queued' RETURNING {ENTRY_COLUMNS}",
             (timestamp(self.clock.now()), *parameters),
         )
@@ -220,11 +224,19 @@ class Spool:
             attempts=row["attempts"],
         )
 
+    async def take_in_hand(self, entry: SpoolEntry) -> SpoolEntry:
+        """Count an attempt on a claimed mail, committed before any work on it begins: if
+        the process dies now, this mail (and no other it had claimed) is the suspect."""
+        rows = await self.database.write(
+            "UPDATE spool SET attempts = attempts + 1, updated_at = ? WHERE id = ? RETURNING attempts",
+            (timestamp(self.clock.now()), entry.id),
+        )
+        return dataclasses.replace(entry, attempts=rows[0]["attempts"]) if rows else entry
+
     async def unclaim(self, spool_id: int) -> None:
-        """Back to the queue without counting an attempt: it was claimed but never tried."""
+        """Back to the queue: it was claimed but never taken in hand, so no attempt counted."""
         await self.database.write(
-            "UPDATE spool SET status = 'queued', attempts = attempts - 1 WHERE id = ? AND status = 'processing'",
-            (spool_id,),
+            "UPDATE spool SET status = 'queued' WHERE id = ? AND status = 'processing'", (spool_id,)
         )
 
     def mark_done(self, spool_id: int, outcome: str, status: str = DONE) -> None:
@@ -242,8 +254,9 @@ class Spool:
     async def recover_interrupted(self, max_attempts: int) -> tuple[int, int]:
         """After a crash: requeue rows left processing; set aside those out of attempts.
 
-        Returns (requeued, set_aside). A mail that crashed the process `max_attempts`
-        times is a poison mail: it is marked failed so it cannot stop the queue again.
+        Returns (requeued, set_aside). A mail in hand when the process died `max_attempts`
+        times is a poison mail: it is marked failed so it cannot stop the queue again. Mail
+        only claimed ahead of it had no attempt counted, so it goes back to the queue as it was.
         """
         now = timestamp(self.clock.now())
         set_aside_sql = (

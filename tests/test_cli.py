@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_json, make_mail, run_cli, sample
+from tests.conftest import cli_json, make_mail, run_cli, sample, write_config
 
 TICKET_KEYS = {
     "number", "subject", "status", "priority", "type", "requester", "cc", "mailbox", "country",
@@ -58,6 +58,7 @@ def test_tickets_list_filters_by_status_and_prints_spanish_labels(config_path: P
 
 
 def test_tickets_show_unknown_number_is_an_error(config_path: Path) -> None:
+    ingest(config_path, make_mail("Caso uno"), "soporte.latam@estela.example")
     result = run_cli(config_path, "tickets", "show", "TK-999999")
     assert result.returncode == 1 and b"no ticket TK-999999" in result.stderr
 
@@ -65,7 +66,7 @@ def test_tickets_show_unknown_number_is_an_error(config_path: Path) -> None:
 def test_ingest_unknown_recipient_exits_67_and_stores_nothing(config_path: Path) -> None:
     code, output = ingest(config_path, make_mail("hola"), "nadie@estela.example")
     assert code == 67 and "unknown recipient" in output
-    assert cli_json(config_path, "tickets", "list", "--json") == []
+    assert not (config_path.parent / "gateway.db").exists()  # refused before anything was opened
 
 
 def test_ingest_locked_database_exits_75(config_path: Path, tmp_path: Path) -> None:
@@ -110,3 +111,53 @@ def test_inbound_retry_needs_ids_or_all(config_path: Path) -> None:
     assert result.returncode == 2 and b"give spool IDs or --all" in result.stderr
     result = run_cli(config_path, "inbound", "retry", "42")
     assert result.returncode == 1 and b"not failed or not found: 42" in result.stderr
+
+
+READ_ONLY_COMMANDS = [
+    ("tickets", "list"), ("tickets", "show", "TK-000001"), ("tickets", "export"),
+    ("inbound", "list"), ("inbound", "show", "1"), ("outbox", "list"), ("outbox", "show", "1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", READ_ONLY_COMMANDS, ids=" ".join)
+def test_a_read_only_command_on_a_mistyped_path_creates_nothing_and_says_so(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    config = write_config(tmp_path)
+    mistyped = tmp_path / "gatway" / "gateway.db"
+    config.write_text(config.read_text().replace(str(tmp_path / "gateway.db"), str(mistyped)))
+    before = sorted(tmp_path.rglob("*"))
+    result = run_cli(config, *command)
+    assert result.returncode == 66  # EX_NOINPUT
+    assert f"ticket-gateway: no database at {mistyped} (check [database] path)" in result.stderr.decode()
+    assert sorted(tmp_path.rglob("*")) == before  # no directory, database, lock file
+
+
+def test_a_read_only_command_on_a_file_that_is_not_ours_says_so(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    (tmp_path / "gateway.db").write_bytes(b"")  # an empty SQLite database: no tables
+    result = run_cli(config, "tickets", "list")
+    assert result.returncode == 66 and b"is not a ticket-gateway database" in result.stderr
+    (tmp_path / "gateway.db").write_text("notas del turno\n" * 100)
+    result = run_cli(config, "inbound", "list")
+    assert result.returncode == 66 and b"is not a ticket-gateway database" in result.stderr
+
+
+def test_read_only_commands_read_an_existing_database_and_write_nothing(config_path: Path) -> None:
+    ingest(config_path, make_mail("Caso uno"), "soporte.latam@estela.example")
+    database = config_path.parent / "gateway.db"
+    before = _dump(database)
+    for command in READ_ONLY_COMMANDS:
+        result = run_cli(config_path, *command)
+        assert result.returncode == 0, (command, result.stderr.decode())
+    assert b"TK-000001" in run_cli(config_path, "tickets", "export").stdout
+    assert b"Caso uno" in run_cli(config_path, "inbound", "show", "1").stdout
+    assert _dump(database) == before
+
+
+def _dump(database: Path) -> list[str]:
+    connection = sqlite3.connect(database)
+    try:
+        return list(connection.iterdump())
+    finally:
+        connection.close()

@@ -6,6 +6,7 @@ import asyncio
 import os
 import queue
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -14,8 +15,12 @@ import time
 from pathlib import Path
 from typing import IO, NamedTuple
 
+from gateway.clock import SystemClock
 from gateway.daemon import Gateway
-from gateway.settings import load_settings
+from gateway.database import Database
+from gateway.listener import InboundHandler, start_listener
+from gateway.settings import Settings, load_settings
+from gateway.spool import Spool
 from tests.conftest import MAILBOX, PROJECT, SECOND_MAILBOX, Sink, make_mail, send_blocking, spool_rows, write_config
 
 
@@ -216,3 +221,83 @@ def test_a_mail_interrupted_too_often_is_set_aside(tmp_path: Path) -> None:
     [row] = spool_rows(settings.database.path)
     assert row["status"] == "failed" and "interrupted 3 times" in row["error"]
     assert os.path.exists(settings.database.path)
+
+
+# The processor `serve` runs, in a process of its own, but its pipeline's DKIM key look-up
+# never answers: an agent's DKIM-signed mail stays in hand until the process is killed.
+PROCESSOR_STUCK_ON_DKIM = """
+import asyncio, sys, threading
+from pathlib import Path
+from gateway.clock import SystemClock
+from gateway.processor import Processor
+from gateway.settings import load_settings
+
+def never_answers(name, timeout=5):
+    print("in hand", flush=True)
+    threading.Event().wait()
+
+async def main():
+    processor = Processor(load_settings(Path(sys.argv[1])), SystemClock(), outbox_bell=lambda: None)
+    await processor.start()
+    processor.pipeline.dkim_dns = never_answers  # read when a mail gets that far, long after
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+DKIM_SIGNATURE = (
+    b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=estela.example; s=sel;\r\n"
+    b" h=from:to:subject; bh=AAAA; b=AAAA\r\n"
+)
+
+
+async def spool_with_no_processor(settings: Settings, mails: list[bytes]) -> None:
+    """Send over SMTP to the real listener while no processor runs: the mail waits, queued."""
+    database = await Database.open(settings.database.path)
+    server = await start_listener(settings, InboundHandler(settings, Spool(database, SystemClock()), lambda: None))
+    try:
+        port = server.sockets[0].getsockname()[1]
+        for mail in mails:
+            assert await asyncio.to_thread(send_blocking, port, mail, [MAILBOX]) == {}
+    finally:
+        server.close()
+        await server.wait_closed()
+        await database.close()
+
+
+def kill_processor_with_the_poison_in_hand(config: Path) -> None:
+    processor = subprocess.Popen(
+        [sys.executable, "-c", PROCESSOR_STUCK_ON_DKIM, str(config)], stdout=subprocess.PIPE, cwd=PROJECT
+    )
+    assert processor.stdout is not None
+    try:
+        ready, _, _ = select.select([processor.stdout], [], [], 60)
+        assert ready and processor.stdout.readline() == b"in hand\n"
+    finally:
+        processor.kill()
+        processor.wait()
+        processor.stdout.close()
+
+
+def test_only_the_mail_in_hand_counts_an_interruption_not_the_mail_claimed_behind_it(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    settings = load_settings(config)
+    poison = DKIM_SIGNATURE + make_mail("veneno", sender="Carla Soto <csoto@estela.example>")
+    innocent = [make_mail(f"inocente {index}") for index in range(3)]
+    asyncio.run(spool_with_no_processor(settings, [poison, *innocent]))
+
+    for _ in range(settings.pipeline.max_attempts):  # the poison's look-up hangs; the operator kills
+        kill_processor_with_the_poison_in_hand(config)
+
+    async def restart() -> list[str]:
+        gateway = Gateway(settings)
+        await gateway.start()
+        try:
+            await gateway.drain()
+            return sorted(str(ticket["subject"]) for ticket in await gateway.pipeline.queries.list_tickets())
+        finally:
+            await gateway.stop()
+
+    assert asyncio.run(restart()) == ["inocente 0", "inocente 1", "inocente 2"]
+    rows = spool_rows(settings.database.path)
+    assert [row["status"] for row in rows] == ["failed", "done", "done", "done"]
+    assert "interrupted 3 times" in rows[0]["error"]
