@@ -40,7 +40,7 @@ _UNDECLARED = frozenset({"", "unknown8bit", "unknown", "xunknown", "8bit", "bina
                          "usascii", "ascii", "ansix341968", "us"})  # fmt: skip
 _WINDOWS = re.compile(r"x?(?:windows|win|cp|ms)(125[0-8])")
 # Codecs that turn text escapes into any code point (a surrogate, a NUL): never a charset.
-_NOT_CHARSETS = frozenset({"unicode_escape", "raw_unicode_escape", "idna", "punycode", "undefined"})
+_NOT_CHARSETS = frozenset({"unicode-escape", "raw-unicode-escape", "idna", "punycode", "undefined"})
 # cp1252 leaves five bytes undefined; WHATWG reads them as the C1 controls latin-1 has.
 _CP1252_HIGH = {byte: bytes([byte]).decode("cp1252", "ignore") or chr(byte) for byte in range(0x80, 0xA0)}
 
@@ -83,7 +83,7 @@ def codecs_for(label: str | None) -> tuple[str, ...]:
         name = _ALIASES[key]
     if key in _SUPERSETS or name in _SUPERSETS:
         return _SUPERSETS.get(key) or _SUPERSETS[name]
-    for candidate in (name, key):
+    for candidate in (name, name.removeprefix("x-"), key):  # "x-mac-roman" is mac-roman
         try:
             codec = codecs.lookup(candidate).name
         except (LookupError, ValueError):  # ValueError: a label with a NUL in it
