@@ -121,6 +121,7 @@ def _corpus() -> list[Path]:
 def test_parser_never_raises_on_real_world_mail(path: Path) -> None:
     mail = parse_mail(path.read_bytes())
     assert isinstance(mail.text, str) and isinstance(mail.subject, str)
+    assert not [text for text in _strings(mail) if _surrogate_or_nul(text)]
 
 
 def _mail(*header_lines: bytes, body: bytes = b"Hola\r\n") -> bytes:
