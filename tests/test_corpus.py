@@ -45,9 +45,7 @@ RAW_LATIN1 = (
 )
 
 
-async def test_raw_latin1_headers_reach_the_ticket_and_the_acknowledgement_whole(
-    gateway: Gateway, relay: Sink
-) -> None:
+async def test_raw_latin1_headers_reach_the_ticket_and_the_acknowledgement_whole(gateway: Gateway, relay: Sink) -> None:
     await send(gateway, RAW_LATIN1)
     await gateway.drain()
 
