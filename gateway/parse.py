@@ -1,20 +1,24 @@
 """Parse raw mail bytes into a frozen `ParsedMail`.
 
-This is the only module that imports `mailparser`. Its guarantee: any bytes yield a
-`ParsedMail` (best-effort text for any charset, mislabelled or unknown), or raise
-`ParseError` with a reason; nothing else escapes, so one bad mail never stops the queue.
+Its guarantee: any bytes yield a `ParsedMail` (best-effort text for any charset,
+mislabelled or unknown; headers decoded by headers.py), and no str in it holds a
+surrogate escape or a NUL. The standard library's feed parser reads the tree; mail-parser
+is no longer used here: its header decoding (email.header.decode_header) is quadratic in
+a header's length (a 1.7 MB Subject took 72 s) and it called str methods on compat32's
+`Header` objects. `ParseError` is for the worker (no raw mail, a dead process).
 """
 
 from __future__ import annotations
 
 import binascii
 import contextlib
+import email.utils
 import hashlib
 import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.feedparser import BytesFeedParser
 from email.generator import BytesGenerator
 from email.message import Message
@@ -22,18 +26,12 @@ from email.parser import HeaderParser
 from io import BytesIO
 from pathlib import Path
 
-import mailparser
-
 from gateway import headers
 from gateway.headers import RAW_HEADERS, decode_bytes, header_text, message_ids, one_line, raw_text
 from gateway.htmltext import html_to_text
 from gateway.lift import lift_large_bodies
 
 log = logging.getLogger(__name__)
-
-# mail-parser logs every part type it does not know (e.g. text/rfc822-headers in a DSN)
-# at WARNING; that is routine mail, not an operator's concern.
-logging.getLogger("mailparser").setLevel(logging.ERROR)
 
 UNSAFE_FILENAME_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"|?*]')
 MAX_FILENAME_LENGTH = 200
@@ -134,11 +132,7 @@ class ParsedMail:
 def parse_mail(raw: bytes) -> ParsedMail:
     lifted = lift_large_bodies(raw)
     payloads = Payloads(lifted.bodies)
-    try:
-        parsed = mailparser.MailParser(_message(lifted.skeleton))
-    except Exception as error:  # mail-parser raises bare exceptions of many kinds
-        raise ParseError(f"mail-parser could not read the message: {error!r}") from error
-    message: Message = parsed.message
+    message = _message(lifted.skeleton)  # the feed parser reads any bytes: defects, not errors
     text_parts, html_parts, attachments = _split_parts(message, payloads)
     html = "\n".join(html_parts) or None
     text = "\n".join(text_parts) if text_parts else html_to_text(html or "")
@@ -151,14 +145,14 @@ def parse_mail(raw: bytes) -> ParsedMail:
         to=_addresses(message, "To"),
         cc=_addresses(message, "Cc"),
         reply_to=_addresses(message, "Reply-To"),
-        date=parsed.date if isinstance(parsed.date, datetime) else None,
+        date=_date(message.get("Date")),
         in_reply_to=message_ids(message.get("In-Reply-To")),
         references=message_ids(message.get("References")),
         text=text,
         html=html,
         attachments=tuple(attachments),
         headers=tuple((one_line(key).lower(), header_text(value)) for key, value in message.items()),
-        defects=tuple(sorted(parsed.defects_categories)),
+        defects=tuple(sorted({type(defect).__name__ for part in message.walk() for defect in part.defects})),
         has_text_part=bool(text_parts),
         report=_delivery_report(message, payloads),
         part_count=sum(1 for _ in message.walk()),
@@ -174,6 +168,15 @@ def _message(raw: bytes) -> Message:
     for start in range(0, len(raw), FEED_BYTES):
         parser.feed(raw[start : start + FEED_BYTES])
     return parser.close()
+
+
+def _date(value: object) -> datetime | None:
+    """The Date header in UTC; None when it is not a date (better none than a wrong one)."""
+    try:
+        date = email.utils.parsedate_to_datetime(header_text(value))
+    except (TypeError, ValueError, IndexError, OverflowError):  # what _parsedate_tz lets through
+        return None
+    return date.replace(tzinfo=UTC) if date.tzinfo is None else date.astimezone(UTC)
 
 
 def _delivery_report(message: Message, payloads: Payloads) -> DeliveryReport | None:
