@@ -133,6 +133,8 @@ def parse_mail(raw: bytes) -> ParsedMail:
     lifted = lift_large_bodies(raw)
     payloads = Payloads(lifted.bodies)
     message = _message(lifted.skeleton)  # the feed parser reads any bytes: defects, not errors
+    # Before any body is decoded: decoding base64 adds defects, and a body set aside is not.
+    defects = tuple(sorted({type(defect).__name__ for part in message.walk() for defect in part.defects}))
     text_parts, html_parts, attachments = _split_parts(message, payloads)
     html = "\n".join(html_parts) or None
     text = "\n".join(text_parts) if text_parts else html_to_text(html or "")
@@ -152,7 +154,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
         html=html,
         attachments=tuple(attachments),
         headers=tuple((one_line(key).lower(), header_text(value)) for key, value in message.items()),
-        defects=tuple(sorted({type(defect).__name__ for part in message.walk() for defect in part.defects})),
+        defects=defects,
         has_text_part=bool(text_parts),
         report=_delivery_report(message, payloads),
         part_count=sum(1 for _ in message.walk()),
