@@ -1,48 +1,42 @@
 """Parse raw mail bytes into a frozen `ParsedMail`.
 
-This is the only module that imports `mailparser`. Its guarantee: any bytes yield a
-`ParsedMail` (best-effort text for any charset, mislabelled or unknown), or raise
-`ParseError` with a reason; nothing else escapes, so one bad mail never stops the queue.
+Its guarantee: any bytes yield a `ParsedMail` (best-effort text for any charset,
+mislabelled or unknown; headers decoded by headers.py), and no str in it holds a
+surrogate escape or a NUL. The standard library's feed parser reads the tree; mail-parser
+is no longer used here: its header decoding (email.header.decode_header) is quadratic in
+a header's length (a 1.7 MB Subject took 72 s) and it called str methods on compat32's
+`Header` objects. `ParseError` is for the worker (no raw mail, a dead process).
 """
 
 from __future__ import annotations
 
 import binascii
 import contextlib
-import email.header
 import email.utils
 import hashlib
 import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.feedparser import BytesFeedParser
 from email.generator import BytesGenerator
 from email.message import Message
 from email.parser import HeaderParser
-from email.policy import compat32
 from io import BytesIO
 from pathlib import Path
 
-import mailparser
-
+from gateway import headers
+from gateway.headers import RAW_HEADERS, decode_bytes, header_text, message_ids, one_line, raw_text
 from gateway.htmltext import html_to_text
 from gateway.lift import lift_large_bodies
 
 log = logging.getLogger(__name__)
 
-# mail-parser logs every part type it does not know (e.g. text/rfc822-headers in a DSN)
-# at WARNING; that is routine mail, not an operator's concern.
-logging.getLogger("mailparser").setLevel(logging.ERROR)
-
-MESSAGE_ID_RE = re.compile(r"<([^<>\s]+)>")
-# Charsets seen mislabelled in the wild fall back in this order: most mail that lies about
-# its charset is really UTF-8 or Windows-1252 (Outlook), and latin-1 decodes any byte.
-FALLBACK_CHARSETS = ("utf-8", "cp1252", "latin-1")
 UNSAFE_FILENAME_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"|?*]')
 MAX_FILENAME_LENGTH = 200
 STAND_IN_DOMAIN = "no-message-id.ticket-gateway.invalid"  # RFC 2606: never a real domain
+CONTENT_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")  # RFC 2045 section 5.1 tokens
 BODY_TYPES = frozenset({"text/plain", "text/html"})
 FEED_BYTES = 64 * 1024
 
@@ -138,31 +132,29 @@ class ParsedMail:
 def parse_mail(raw: bytes) -> ParsedMail:
     lifted = lift_large_bodies(raw)
     payloads = Payloads(lifted.bodies)
-    try:
-        parsed = mailparser.MailParser(_message(lifted.skeleton))
-    except Exception as error:  # mail-parser raises bare exceptions of many kinds
-        raise ParseError(f"mail-parser could not read the message: {error!r}") from error
-    message: Message = parsed.message
+    message = _message(lifted.skeleton)  # the feed parser reads any bytes: defects, not errors
+    # Before any body is decoded: decoding base64 adds defects, and a body set aside is not.
+    defects = tuple(sorted({type(defect).__name__ for part in message.walk() for defect in part.defects}))
     text_parts, html_parts, attachments = _split_parts(message, payloads)
     html = "\n".join(html_parts) or None
     text = "\n".join(text_parts) if text_parts else html_to_text(html or "")
-    subject = _one_line(parsed.subject or "")
+    subject = header_text(message.get("Subject", ""))
     message_id = _first_message_id(message.get("Message-ID")) or _stand_in_id(message, subject, text)
     return ParsedMail(
         message_id=message_id,
         subject=subject,
-        sender=_first(_addresses(parsed.from_)),
-        to=_addresses(parsed.to),
-        cc=_addresses(parsed.cc),
-        reply_to=_addresses(getattr(parsed, "reply_to", [])),
-        date=parsed.date if isinstance(parsed.date, datetime) else None,
+        sender=_first(_addresses(message, "From")),
+        to=_addresses(message, "To"),
+        cc=_addresses(message, "Cc"),
+        reply_to=_addresses(message, "Reply-To"),
+        date=_date(message.get("Date")),
         in_reply_to=message_ids(message.get("In-Reply-To")),
         references=message_ids(message.get("References")),
         text=text,
         html=html,
         attachments=tuple(attachments),
-        headers=tuple((key.lower(), _header_text(value)) for key, value in message.items()),
-        defects=tuple(sorted(parsed.defects_categories)),
+        headers=tuple((one_line(key).lower(), header_text(value)) for key, value in message.items()),
+        defects=defects,
         has_text_part=bool(text_parts),
         report=_delivery_report(message, payloads),
         part_count=sum(1 for _ in message.walk()),
@@ -174,10 +166,19 @@ def _message(raw: bytes) -> Message:
     # What email.message_from_bytes (and so mail-parser) does, fed in pieces: it decodes the
     # whole mail into one str and reads it through a StringIO, at four bytes a character
     # (a 25 MB mail peaked at 208 MB traced; fed in pieces, at 74 MB).
-    parser = BytesFeedParser(policy=compat32)
+    parser = BytesFeedParser(policy=RAW_HEADERS)
     for start in range(0, len(raw), FEED_BYTES):
         parser.feed(raw[start : start + FEED_BYTES])
     return parser.close()
+
+
+def _date(value: object) -> datetime | None:
+    """The Date header in UTC; None when it is not a date (better none than a wrong one)."""
+    try:
+        date = email.utils.parsedate_to_datetime(header_text(value))
+    except (TypeError, ValueError, IndexError, OverflowError):  # what _parsedate_tz lets through
+        return None
+    return date.replace(tzinfo=UTC) if date.tzinfo is None else date.astimezone(UTC)
 
 
 def _delivery_report(message: Message, payloads: Payloads) -> DeliveryReport | None:
@@ -191,29 +192,29 @@ def _delivery_report(message: Message, payloads: Payloads) -> DeliveryReport | N
         if kind == "message/delivery-status":
             failures.extend(_failures(part))
         elif kind in ("text/rfc822-headers", "message/rfc822", "message/rfc822-headers"):
-            headers = _returned_headers(part, payloads)
-            returned.extend(message_ids(headers.get("Message-ID")))
-            subject = subject or _header_text(headers.get("Subject", ""))
+            fields = _returned_headers(part, payloads)
+            returned.extend(message_ids(fields.get("Message-ID")))
+            subject = subject or header_text(fields.get("Subject", ""))
     return DeliveryReport(tuple(failures), tuple(dict.fromkeys(returned)), subject)
 
 
 def _failures(part: Message) -> Iterator[DeliveryFailure]:
     # compat32 parses message/delivery-status into one block of fields per recipient.
     for block in part.get_payload() if part.is_multipart() else ():
-        if not isinstance(block, Message) or (block.get("Action") or "").strip().lower() != "failed":
+        if not isinstance(block, Message) or header_text(block.get("Action")).lower() != "failed":
             continue
-        recipient = str(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
-        address = recipient.split(";", 1)[-1].strip().strip("<>").lower()
-        if "@" in address:
-            diagnostic = _one_line(str(block.get("Diagnostic-Code") or "")).split(";", 1)[-1].strip()
-            yield DeliveryFailure(address, str(block.get("Status") or "").strip(), diagnostic)
+        recipient = header_text(block.get("Final-Recipient") or block.get("Original-Recipient"))
+        address = headers.clean_address(recipient.split(";", 1)[-1])
+        if address:
+            diagnostic = header_text(block.get("Diagnostic-Code")).split(";", 1)[-1].strip()
+            yield DeliveryFailure(address, header_text(block.get("Status")), diagnostic)
 
 
 def _returned_headers(part: Message, payloads: Payloads) -> Message:
     if part.is_multipart():
         inner = part.get_payload(0)
         return inner if isinstance(inner, Message) else Message()
-    return HeaderParser().parsestr(decode_text(payloads.of(part), "utf-8"))
+    return HeaderParser(policy=RAW_HEADERS).parsestr(decode_text(payloads.of(part), "utf-8"))
 
 
 def _depth(message: Message) -> int:
@@ -221,14 +222,6 @@ def _depth(message: Message) -> int:
         return 0
     children = [part for part in message.get_payload() if isinstance(part, Message)]
     return 1 + max((_depth(part) for part in children), default=0)
-
-
-def message_ids(value: object) -> tuple[str, ...]:
-    """Every `<id>` in a header value, without brackets, in order, without repeats."""
-    if value is None:
-        return ()
-    found = MESSAGE_ID_RE.findall(str(value))
-    return tuple(dict.fromkeys(found))
 
 
 def _stand_in_id(message: Message, subject: str, text: str) -> str:
@@ -244,34 +237,17 @@ def _first_message_id(value: object) -> str | None:
     if ids:
         return ids[0]
     # Some senders omit the brackets; keep a bare id rather than lose threading.
-    bare = str(value or "").strip()
+    bare = header_text(value)
     return bare if bare and " " not in bare else None
 
 
-def _addresses(pairs: object) -> tuple[Address, ...]:
-    result = []
-    for pair in pairs or ():  # type: ignore[attr-defined]
-        name, address = pair
-        address = address.strip().lower()
-        if "@" in address:
-            result.append(Address(name=_one_line(name), address=address))
-    return tuple(result)
+def _addresses(message: Message, name: str) -> tuple[Address, ...]:
+    found = headers.addresses(message.get_all(name, []))
+    return tuple(Address(name=display, address=address) for display, address in found)
 
 
 def _first(addresses: tuple[Address, ...]) -> Address | None:
     return addresses[0] if addresses else None
-
-
-def _one_line(value: str) -> str:
-    """Collapse folding and stray CR/LF: a header value is one line."""
-    return " ".join(str(value).split())
-
-
-def _header_text(value: object) -> str:
-    try:
-        return _one_line(str(email.header.make_header(email.header.decode_header(str(value)))))
-    except Exception:  # malformed encoded words: keep them as written
-        return _one_line(str(value))
 
 
 def _split_parts(message: Message, payloads: Payloads) -> tuple[list[str], list[str], list[Attachment]]:
@@ -303,31 +279,40 @@ def _leaf_parts(message: Message) -> Iterator[Message]:
 
 def _is_attachment(part: Message) -> bool:
     """Body text is an inline text/plain or text/html part; everything else is attached."""
-    disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+    disposition = raw_text(part.get("Content-Disposition")).split(";")[0].strip().lower()
     if disposition == "attachment" or _decoded_filename(part):
         return True
     return part.get_content_type() not in BODY_TYPES
 
 
 def _attachment(part: Message, payloads: Payloads) -> Attachment:
-    content_type = part.get_content_type()
+    content_type = _content_type(part)
     if content_type == "message/rfc822":
         inner = part.get_payload(0) if part.is_multipart() else None
         content = _message_bytes(inner) if isinstance(inner, Message) else payloads.of(part)
-        default_name = _header_text(inner.get("Subject", "")) if isinstance(inner, Message) else ""
-        filename = safe_filename(part.get_filename() or f"{default_name or 'mensaje'}.eml")
+        default_name = header_text(inner.get("Subject", "")) if isinstance(inner, Message) else ""
+        filename = safe_filename(_decoded_filename(part) or f"{default_name or 'mensaje'}.eml")
     else:
         content = payloads.of(part)
         filename = safe_filename(_decoded_filename(part) or "adjunto")
     return Attachment(filename=filename, content_type=content_type, content=content)
 
 
+def _content_type(part: Message) -> str:
+    kind = one_line(part.get_content_type())
+    return kind if CONTENT_TYPE.fullmatch(kind) else "application/octet-stream"
+
+
 def _decoded_filename(part: Message) -> str:
-    try:
-        name = part.get_filename() or ""  # handles RFC 2231 (filename*=charset''...)
-    except Exception:  # a malformed RFC 2231 parameter
-        return ""
-    return _header_text(name)  # some clients put RFC 2047 words in the name instead
+    for param, header in (("filename", "content-disposition"), ("name", "content-type")):
+        value = part.get_param(param, None, header)
+        if isinstance(value, tuple):  # RFC 2231 (filename*=charset'lang'...): bytes as latin-1
+            charset, _, encoded = value
+            return one_line(decode_bytes(str(encoded).encode("latin-1", "surrogateescape"), charset))
+        if value:
+            # Quoted, raw 8-bit, or RFC 2047 words, which some clients put in a name anyway.
+            return header_text(value)
+    return ""
 
 
 def safe_filename(name: str) -> str:
@@ -381,19 +366,12 @@ def _message_bytes(message: Message) -> bytes:
 
 
 def decode_text(payload: bytes, declared_charset: str | None) -> str:
-    """Decode body bytes: the declared charset when it is real and fits, else fallbacks."""
-    candidates = [declared_charset] if declared_charset else []
-    for charset in (*candidates, *FALLBACK_CHARSETS):
-        try:
-            text = payload.decode(charset)
-        except (LookupError, UnicodeDecodeError):
-            continue
-        return text.replace("\r\n", "\n").replace("\r", "\n")
-    raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
+    """Decode body bytes: the declared charset (or its superset) when it fits, else UTF-8,
+    else Windows-1252 (see headers.decode_bytes); line ends as "\n"."""
+    return decode_bytes(payload, declared_charset).replace("\r\n", "\n").replace("\r", "\n")
 
 
 def parse_address(value: str) -> str | None:
     """The lower-cased address in an envelope or header value, or None."""
-    _, address = email.utils.parseaddr(value)
-    address = address.strip().lower()
-    return address if "@" in address else None
+    found = headers.addresses([value])
+    return found[0][1] if found else None

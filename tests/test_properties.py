@@ -15,8 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.daemon import Gateway
+from gateway.parse import parse_mail
 from gateway.settings import load_settings
 from tests.conftest import MAILBOX, SHARED_MAIL, crlf, write_config
+from tests.test_parse import _strings, _surrogate_or_nul
 
 SAMPLES = [crlf(path.read_bytes()) for path in sorted(SHARED_MAIL.glob("*.eml"))]
 HEADER_NAMES = ["From", "To", "Cc", "Subject", "Message-ID", "In-Reply-To", "References", "Content-Type",
@@ -110,3 +112,26 @@ def test_any_mail_is_stored_or_refused_and_the_daemon_stays_up(running: RunningG
         assert outcome.startswith("ignored: ")
     else:
         assert in_ticket or outcome.startswith(("duplicate", "sent the list")), outcome
+
+
+# Raw header bytes as broken clients write them: any byte but the line end, often 8-bit,
+# with RFC 2047 words in charsets real mail names (or misnames) mixed in.
+CHARSET_LABELS = [b"utf-8", b"utf8", b"gb2312", b"ks_c_5601-1987", b"iso-2022-jp", b"unknown-8bit", b"x-cp1251",
+                  b"unicode-escape", b"utf-7", b"bogus"]  # fmt: skip
+encoded_word = st.builds(
+    lambda charset, kind, data: b"=?" + charset + b"?" + kind + b"?" + data + b"?=",
+    st.sampled_from(CHARSET_LABELS),
+    st.sampled_from([b"q", b"B"]),
+    st.binary(max_size=30).map(lambda data: data.replace(b"?", b"").replace(b"\r", b"").replace(b"\n", b"")),
+)
+raw_value = st.lists(st.one_of(st.binary(max_size=40), encoded_word), max_size=4).map(
+    lambda pieces: b" ".join(pieces).replace(b"\r", b"").replace(b"\n", b"")
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(headers=st.lists(st.tuples(st.sampled_from(HEADER_NAMES), raw_value), max_size=8), body=st.binary(max_size=200))
+def test_raw_8bit_headers_never_yield_surrogates_or_nul(headers: list[tuple[str, bytes]], body: bytes) -> None:
+    raw = b"".join(name.encode() + b": " + value + b"\r\n" for name, value in headers) + b"\r\n" + body
+    mail = parse_mail(raw)
+    assert not [text for text in _strings(mail) if _surrogate_or_nul(text)]
