@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from gateway.classify import Verdict
 from gateway.clock import Clock, timestamp
 from gateway.commands import Commands, parse_commands
-from gateway.fields import customer_fields
+from gateway.fields import fields_from
 from gateway.lifecycle import (
     TransitionError,
     after_agent_reply,
@@ -28,7 +28,6 @@ from gateway.notifier import Notifier
 from gateway.notify import Event
 from gateway.parse import Address, ParsedMail
 from gateway.queries import TicketFilter, TicketQueries
-from gateway.quotes import new_part
 from gateway.settings import MailboxSettings, Settings
 from gateway.spool import SpoolEntry
 from gateway.store import StoredMessage, TicketRef, TicketStore, TicketView, inbound_message
@@ -56,7 +55,7 @@ class Desk:
     ) -> str:  # fmt: skip
         now = self.clock.now()
         text = _new_text(mail)
-        fields = customer_fields(text, default_country=mailbox.country)
+        fields = fields_from(mail.field_lines, default_country=mailbox.country)
         new = open_ticket(
             mail, author, mailbox.as_mailbox(), self.settings.our_addresses, fields,
             follow_up_of=follow_up_of.id if follow_up_of else None,
@@ -278,7 +277,7 @@ class Desk:
 
 
 def _new_text(mail: ParsedMail) -> str:
-    return new_part(mail.text, mail.html, mail.has_text_part)
+    return mail.new_part  # made by the parser worker (workers.read_mail), before the transaction
 
 
 def _field_changes(commands: Commands) -> dict[str, object]:

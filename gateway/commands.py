@@ -41,7 +41,12 @@ ALIASES = {
 }  # fmt: skip
 CUSTOMER_COMMANDS = frozenset({"priority", "close", "solved"})
 COMMAND_LINE = re.compile(r"^#([^\W\d_][\w-]*)\s*(.*)$")
-ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+# local@domain with a dot inside the domain; the dot is checked in code, as a pattern
+# `[^@]+\.[^@]+$` tries every dot against the rest (10 s for "a@" and 20,000 dots).
+ADDRESS = re.compile(r"[^@\s<>]+@([^@\s<>]+)")
+# Commands are a few lines at the top of a reply: past this many lines the rest is text,
+# so the work done while the ticket is written is bounded whatever the mail's size.
+MAX_COMMAND_LINES = 50
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,7 @@ def parse_commands(text: str, *, agent: bool, incident_values: tuple[str, ...] =
     errors: list[CommandError] = []
     internal = False
     taken = 0
-    for index, line in enumerate(lines):
+    for index, line in enumerate(lines[:MAX_COMMAND_LINES]):
         stripped = line.strip()
         match = COMMAND_LINE.match(stripped)
         if not stripped:
@@ -116,7 +121,7 @@ def _value(name: str, typed: str, argument: str, incident_values: tuple[str, ...
             return table[word], ""
         return "", f"'{argument}' is not a {name} (#{typed}); use one of: {', '.join(sorted(table))}"
     if name == "assign":
-        return (word, "") if ADDRESS.match(word) else ("", f"'{argument}' is not an email address")
+        return (word, "") if is_address(word) else ("", f"'{argument}' is not an email address")
     if name == "incident":
         chosen = next((value for value in incident_values if plain(value) == word), None)
         if chosen is None:
@@ -127,13 +132,18 @@ def _value(name: str, typed: str, argument: str, incident_values: tuple[str, ...
     return argument, ""
 
 
+def is_address(text: str) -> bool:
+    match = ADDRESS.fullmatch(text)
+    return match is not None and "." in match.group(1)[1:-1]
+
+
 def _cc(line: str, argument: str, add: list[str], remove: list[str], errors: list[CommandError]) -> None:
     if not argument:
         errors.append(CommandError(line, "#cc needs +address or -address"))
     for item in argument.split():
         sign, address = (item[0], item[1:]) if item[0] in "+-" else ("+", item)
         address = address.strip("<>,;").lower()
-        if not ADDRESS.match(address):
+        if not is_address(address):
             errors.append(CommandError(line, f"'{item}' is not an email address"))
         else:
             (add if sign == "+" else remove).append(address)

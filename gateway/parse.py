@@ -122,6 +122,9 @@ class ParsedMail:
     report: DeliveryReport | None = None  # for multipart/report; report-type=delivery-status
     part_count: int = 1
     depth: int = 0  # how deep multiparts nest
+    # Filled by the parser worker (workers.read_mail), so no text work runs under the write lock:
+    new_part: str = ""  # what the sender wrote, without quoted history (quotes.new_part)
+    field_lines: tuple[tuple[str, str], ...] = ()  # (label, value) of its field lines (fields.field_lines)
 
     def header(self, name: str) -> str | None:
         """The first value of header `name` (case-insensitive), or None."""

@@ -24,8 +24,10 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from gateway.fields import field_lines
 from gateway.lifeline import end_with_parent, spawn_context
 from gateway.parse import Attachment, ParsedMail, ParseError, SpilledFile, parse_mail
+from gateway.quotes import new_part
 
 SPILL_BYTES = 1024 * 1024  # attachments larger than this come back from a worker as files
 
@@ -49,7 +51,7 @@ class Parser:
             assert raw is not None, "parsing in this process needs the raw mail"
             future: asyncio.Future[ParsedMail] = loop.create_future()
             try:
-                future.set_result(parse_mail(raw))
+                future.set_result(read_mail(raw))
             except Exception as error:
                 future.set_exception(error)
             return future
@@ -108,9 +110,20 @@ def _is_running(pid: int) -> bool:
     return True
 
 
+def read_mail(raw: bytes) -> ParsedMail:
+    """Parse, then do the text work the desk needs: the new part without quoted history,
+    and its field lines. All of it linear in the mail's size, and here, where parsing is,
+    never in the pipeline's transaction while the database is locked for writing."""
+    mail = parse_mail(raw)
+    text = new_part(mail.text, mail.html, mail.has_text_part)
+    if text == mail.text:
+        text = mail.text  # one object: pickled once on its way back from a worker
+    return dataclasses.replace(mail, new_part=text, field_lines=field_lines(text))
+
+
 def parse_spooled(database: str, spool_id: int, spill_directory: str) -> ParsedMail:
     """In a parser worker: read one spooled mail (read-only), parse it, spill what is large."""
-    mail = parse_mail(_read_raw(database, spool_id))
+    mail = read_mail(_read_raw(database, spool_id))
     return dataclasses.replace(mail, attachments=tuple(_spilled(a, spill_directory) for a in mail.attachments))
 
 

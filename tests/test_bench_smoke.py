@@ -60,3 +60,15 @@ def test_large_mail_bench_reports_the_peak_of_every_process(tmp_path: Path) -> N
     assert {"listener", "processor", "parser worker"} <= set(by_process) and all(by_process.values())
     assert report["peak_rss_at_once_mb"] > 0 and report["peak_rss_mb"] == pytest.approx(sum(by_process.values()))
     assert b"highest total at one moment" in printed
+
+
+def test_text_bench_reports_both_mails(tmp_path: Path) -> None:
+    results = tmp_path / "text.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.text", "--quoted-lines", "200", "--html-mb", "0.1", "--json", str(results)],
+        cwd=PROJECT, capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    report = json.loads(results.read_text())
+    assert [name[:3] for name in report] == ["(a)", "(b)"]
+    assert all(set(figures) == {"bytes", "parse_s", "text_s", "in_transaction_s"} for figures in report.values())

@@ -1,0 +1,165 @@
+"""Text work (quote removal, HTML to text, field and command lines) is linear in the mail's
+size and done in the parser worker, never in the pipeline's write transaction."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.commands import parse_commands
+from gateway.daemon import Gateway
+from gateway.fields import customer_fields
+from gateway.htmltext import html_to_text
+from gateway.quotes import ATTRIBUTION, WROTE_END, html_quote_start, new_part
+from gateway.workers import read_mail
+from tests.conftest import make_mail, send, spool_rows
+from tests.test_inbound import all_tickets
+
+QUOTED = "> Hola Ana, recibimos su solicitud.\n"
+REQUESTER = "Ana Soto <ana@cliente.example>"
+
+
+def test_the_parser_worker_finds_the_new_part_of_a_20000_line_quoted_reply() -> None:
+    top_posted = "Sigue fallando.\nRUT: 76.086.428-5\n\nEl vie, Soporte escribió:\n" + QUOTED * 20_000
+    mail = read_mail(make_mail("RE: falla", top_posted, sender=REQUESTER))
+    assert mail.new_part == "Sigue fallando.\nRUT: 76.086.428-5"
+    assert mail.field_lines == (("rut", "76.086.428-5"),)
+
+    bottom_posted = "Hola.\n\n" + QUOTED * 20_000 + "\nSaludos, Ana"  # the quotes are inline history: kept
+    mail = read_mail(make_mail("RE: falla", bottom_posted, sender=REQUESTER))
+    assert mail.new_part == bottom_posted
+
+
+def test_the_pipeline_transaction_does_no_text_work() -> None:
+    """The desk (actions.py, run inside the transaction) reads what the worker made."""
+    source = (Path(__file__).parents[1] / "gateway" / "actions.py").read_text()
+    imported = {
+        (node.module, alias.name)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    modules = {module for module, _ in imported}
+    assert not modules & {"gateway.quotes", "gateway.htmltext"}
+    assert ("gateway.fields", "customer_fields") not in imported  # the line scan; fields_from reads pairs
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<![" * 1000,  # HTMLParser raised AssertionError
+        "<p>&#" + "1" * 5000 + ";</p>",  # html.unescape raised ValueError (int digit limit)
+        "<p>&#x" + "0" * 5000 + "41;</p>",
+    ],
+)
+def test_html_to_text_never_raises(html: str) -> None:
+    assert isinstance(html_to_text(html), str)
+
+
+def test_character_references_still_decode() -> None:
+    assert html_to_text("<p>&#65;&#x42;&#00000000067;&#99999999;&amp;</p>") == "ABC\ufffd&"
+
+
+HOSTILE = 200_000  # each took from seconds to hours before; now each is one pass
+
+
+@pytest.mark.parametrize(
+    ("name", "work"),
+    [
+        ("'wrote' then spaces", lambda: WROTE_END.search("wrote" + " " * HOSTILE + "x")),
+        ("attribution then spaces", lambda: ATTRIBUTION.match("On 12 wrote" + " " * HOSTILE + "x")),
+        ("unclosed div tags", lambda: html_quote_start("<div " * (HOSTILE // 5))),
+        ("many class= in one tag", lambda: html_quote_start("<div " + "class=" * (HOSTILE // 6) + ">")),
+        ("unclosed start tags", lambda: html_to_text("<a " * (HOSTILE // 3))),
+        ("field value then spaces", lambda: customer_fields("Empresa: x" + " " * HOSTILE + "y")),
+        ("address of dots", lambda: parse_commands("#asignar a@" + "." * HOSTILE + "@", agent=True)),
+        ("bottom-posted quotes", lambda: new_part("Hola\n" + QUOTED * (HOSTILE // 10) + "Ana")),
+    ],
+)
+def test_hostile_text_is_read_in_one_pass(name: str, work: object) -> None:
+    assert callable(work)
+    work()  # no figure asserted: before, this test did not finish for minutes
+
+
+# The patterns as they were (quadratic on large input, fine on small): the new code must
+# find exactly what they found.
+OLD_HTML_QUOTES = re.compile(
+    r"<div[^>]*class=\"?[^\">]*gmail_quote.*"
+    r"|<div[^>]*id=\"?(appendonsend|divRplyFwdMsg)\b.*"
+    r"|<hr[^>]*id=\"?stopSpelling.*"
+    r"|<blockquote[^>]*type=\"?cite.*",
+    re.IGNORECASE | re.DOTALL,
+)
+HTML_ATOMS = ["<div", "<DIV", "<hr", "<blockquote", ">", '"', "class=", "CLASS=", "gmail_quote", "id=",
+              "appendonsend", "divRplyFwdMsg", "stopSpelling", "type=", "cite", " ", "x", "<", "="]  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(HTML_ATOMS), max_size=14).map("".join))
+def test_html_quote_start_is_where_the_old_pattern_cut(html: str) -> None:
+    assert html[: html_quote_start(html)] == OLD_HTML_QUOTES.sub("", html)
+
+
+def _old_first_quote_line(lines: list[str]) -> int:
+    """The old quadratic cut, kept as the specification."""
+    from gateway.quotes import ATTRIBUTION_START, HEADER_FROM, HEADER_SENT, HEADER_WINDOW, QUOTED, SEPARATORS
+
+    for index, line in enumerate(lines):
+        if ATTRIBUTION.match(line) or SEPARATORS.match(line):
+            return index
+        if ATTRIBUTION_START.match(line) and index + 1 < len(lines) and WROTE_END.search(lines[index + 1]):
+            return index
+        window = lines[index + 1 : index + 1 + HEADER_WINDOW]
+        if HEADER_FROM.match(line) and any(HEADER_SENT.match(following) for following in window):
+            return index
+        if QUOTED.match(line) and all(QUOTED.match(rest) or not rest.strip() for rest in lines[index:]):
+            return index
+    return len(lines)
+
+
+TEXT_LINES = [
+    "> cita",
+    ">",
+    "",
+    "  ",
+    "Hola",
+    "On 12 Nov, Ana wrote:",
+    "From: Ana",
+    "Sent: hoy",
+    "-----Original Message-----",
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(TEXT_LINES), max_size=12))
+def test_quote_cut_is_where_the_old_scan_cut(lines: list[str]) -> None:
+    from gateway.quotes import _first_quote_line
+
+    assert _first_quote_line(lines) == _old_first_quote_line(lines)
+
+
+async def test_a_huge_quoted_reply_and_normal_mail_sent_meanwhile_all_get_250(gateway: Gateway) -> None:
+    """Before, the quoted reply's text work held the write lock (here: the event loop) for
+    over a minute: mail sent meanwhile timed out or got 451."""
+    await send(gateway, make_mail("Falla al emitir facturas", sender=REQUESTER))
+    await gateway.drain()
+    [ticket] = await all_tickets(gateway)
+    reply = "Sigue igual.\n\n" + QUOTED * 20_000 + "\nSaludos, Ana"  # bottom-posted: 640 KB
+    assert await send(gateway, make_mail(f"RE: [#{ticket['number']}] Falla", reply, sender=REQUESTER)) == {}
+    sent = 0
+    while sent < 200 and spool_rows(gateway.settings.database.path)[1]["status"] in ("queued", "processing"):
+        sender = f"Cliente {sent} <cliente{sent}@empresa.example>"
+        assert await send(gateway, make_mail(f"Consulta {sent}", sender=sender)) == {}  # 250, while it works
+        sent += 1
+    await gateway.drain()
+    assert all(row["status"] == "done" for row in spool_rows(gateway.settings.database.path))
+    tickets = await all_tickets(gateway)
+    assert len(tickets) == 1 + sent
+    shown = await gateway.pipeline.queries.show_ticket(str(ticket["number"]))
+    assert shown is not None
+    assert [message["body"] for message in shown["messages"]][-1] == reply  # inline history is kept
