@@ -50,7 +50,7 @@ async def converse(gateway: Gateway, relay: Sink, bots: dict[str, str]) -> int:
         for to, raw in answers:
             await send(gateway, raw, [to], sender=parseaddr(str(ReceivedMail("", [], raw).message["From"]))[1])
             sent += 1
-        assert sent < SAFETY_NET, f"still looping after {sent} mails from the bots"
+        assert sent < SAFETY_NET, f"still looping after {sent} mails from the bots, {len(relay.received)} from us"
 
 
 def notices_naming(relay: Sink) -> list[str]:
