@@ -73,6 +73,10 @@ async def test_two_auto_responders_on_one_ticket_stop_within_the_bound(gateway: 
     assert len(relay.handler.to(BOT_A)) <= limit
     assert len(relay.handler.to(BOT_B)) <= limit
     assert sorted(notices_naming(relay)) == [AGENTS, BOT_A, BOT_B], "agents are told once of each muted address"
+    ticket = await gateway.pipeline.queries.show_ticket("TK-000001")
+    assert ticket is not None
+    muted = [change["new"] for change in ticket["history"] if change["field"] == "notifications_muted"]  # type: ignore[attr-defined]
+    assert sorted(muted) == [AGENTS, BOT_A, BOT_B]  # `tickets show` says who stopped hearing of it
     assert len(relay.handler.to(AGENTS)) <= limit + 3  # its own notifications, and the three notices
     assert bot_mails <= 2 * limit  # each bot answered only what it got
 
