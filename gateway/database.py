@@ -193,6 +193,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_at) WHERE status = 'queued';
+-- What went out about a ticket in the last hour: the bound on automatic mail (notify.allow).
+CREATE INDEX IF NOT EXISTS outbox_ticket ON outbox (ticket_id, created_at);
 
 -- Attachment contents, stored once however often they are sent.
 CREATE TABLE IF NOT EXISTS blobs (

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
 from typing import Any
 
-from gateway.notify import Event, People, PlannedMail, plan
+from gateway.notify import Allowance, Event, MailLimits, People, PlannedMail, RecentMail, allow, keep_only, plan, tally
 from gateway.outbox import OutboundMail, Outbox
 from gateway.parse import Address
 from gateway.render import Occasion, Renderer
@@ -12,6 +14,12 @@ from gateway.settings import MailboxSettings, Settings
 from gateway.store import TicketStore, TicketView
 from gateway.tickets import Status
 from gateway.tokens import Signer
+
+log = logging.getLogger(__name__)
+
+MUTE_WINDOW = timedelta(hours=1)  # the bounds of settings.NotificationSettings are per hour
+MUTED_FIELD = "notifications_muted"  # the history entry that says agents were told
+SYSTEM = "system"
 
 
 class Notifier:
@@ -23,6 +31,12 @@ class Notifier:
         self.outbox = outbox
         self.renderer = renderer
         self.signer = signer
+        bounds = settings.notifications
+        self.limits = MailLimits(
+            per_recipient=bounds.per_recipient_per_ticket_per_hour,
+            per_ticket=bounds.per_ticket_per_hour,
+            notices=bounds.muted_notices_per_ticket_per_hour,
+        )
 
     async def notify(
         self,
@@ -33,8 +47,9 @@ class Notifier:
         suppress: frozenset[str] = frozenset(),
         **occasion: Any,
     ) -> int:
-        """Queue the mail `event` causes, but for templates in `suppress`; `occasion` fills
-        `Occasion` (change, attachments, extra…)."""
+        """Queue the mail `event` causes, but for templates in `suppress` and recipients past
+        their hourly bound (notify.allow); `occasion` fills `Occasion` (change, attachments,
+        extra…). Returns how many mails were queued."""
         ticket = await self.store.ticket_view(ticket_id)
         mailbox = self.mailbox_of(ticket.mailbox)
         people = self._people(author, ticket.requester, ticket.cc, ticket.unreachable)
@@ -42,12 +57,22 @@ class Notifier:
         if change.get("status") == Status.RESOLVED:
             change.update(self._rating_links(mailbox.address, ticket))
         planned = plan(event, people, self.settings.outbound.copy_customer_replies_to_participants)
-        planned = [notification for notification in planned if notification.template not in suppress]
-        for notification in planned:
-            reply_to = self._reply_to(notification, mailbox, ticket.number)
+        queued, tell_agents = 0, False
+        newly_muted: list[str] = []
+        for notification in (n for n in planned if n.template not in suppress):
+            allowance = await self._allowance(ticket.id, notification)
+            newly_muted += allowance.newly_muted
+            tell_agents = tell_agents or allowance.tell_agents
+            bounded = keep_only(notification, allowance.kept)
+            if bounded is None:
+                continue
+            reply_to = self._reply_to(bounded, mailbox, ticket.number)
             details = Occasion(ticket.message(trigger_message_id), change, reply_to=reply_to, **occasion)
-            await self._queue(ticket.id, self.renderer.render(notification, ticket, mailbox, details))
-        return len(planned)
+            await self._queue(ticket.id, self.renderer.render(bounded, ticket, mailbox, details))
+            queued += 1
+        if tell_agents:
+            queued += await self._tell_agents_of_muting(ticket_id, newly_muted, trigger_message_id)
+        return queued
 
     async def notify_without_ticket(self, event: Event, author: Address, mailbox_address: str, **extra: Any) -> int:
         """Mail about no one ticket (the list of a customer's tickets)."""
@@ -85,6 +110,37 @@ class Notifier:
             "rate_yes": self.signer.rating_address(mailbox, ticket.number, ticket.resolutions, helpful=True),
             "rate_no": self.signer.rating_address(mailbox, ticket.number, ticket.resolutions, helpful=False),
         }
+
+    async def _allowance(self, ticket_id: int, notification: PlannedMail) -> Allowance:
+        """Who of this mail's recipients are still within their bounds; the newly muted are
+        recorded in the ticket's history (that is how agents are told only once)."""
+        now = self.outbox.clock.now()  # the clock that stamps the outbox rows counted here
+        since = now - MUTE_WINDOW
+        to_address, mails, notices = tally(await self.store.mail_sent_since(ticket_id, since))
+        muted = await self.store.history_values_since(ticket_id, MUTED_FIELD, since)
+        recent = RecentMail(to_address, mails, notices, muted)
+        recipients = [person.address for person in (*notification.to, *notification.cc)]
+        allowance = allow(recipients, recent, self.limits)
+        for address in allowance.newly_muted:
+            self.store.record_history(ticket_id, MUTED_FIELD, None, address, SYSTEM, now)
+        if allowance.muted:
+            log.info("ticket %d: %s not sent to %s: past the hourly bound (%d mail(s) about the ticket)",
+                     ticket_id, notification.template, ", ".join(allowance.muted), mails)  # fmt: skip
+        return allowance
+
+    async def _tell_agents_of_muting(self, ticket_id: int, muted: list[str], trigger_message_id: str | None) -> int:
+        """One notice to agents naming the addresses just muted; bounded by its own limit, not
+        the agents' address's (the notice must reach them even when that address is muted)."""
+        ticket = await self.store.ticket_view(ticket_id)
+        mailbox = self.mailbox_of(ticket.mailbox)
+        people = self._people(Address("", ""), ticket.requester, ticket.cc, ticket.unreachable)
+        planned = plan(Event.NOTIFICATIONS_MUTED, people, copy_participants=False)
+        extra = {"muted": muted, "limit": self.limits.per_recipient, "ticket_limit": self.limits.per_ticket}
+        for notice in planned:
+            reply_to = self._reply_to(notice, mailbox, ticket.number)
+            details = Occasion(ticket.message(trigger_message_id), reply_to=reply_to, extra=extra)
+            await self._queue(ticket.id, self.renderer.render(notice, ticket, mailbox, details))
+        return len(planned)
 
     async def _queue(self, ticket_id: int | None, mail: OutboundMail) -> None:
         self.outbox.add(ticket_id, mail)

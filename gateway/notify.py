@@ -3,11 +3,15 @@
 Every rule names an event, the template to render, who it goes to and who is copied.
 `plan` turns an event on a ticket into the mails to write; it never addresses anybody
 their own message, our own mailboxes, or an address that bounced on this ticket.
+`allow` bounds them: however the other side answers, no address hears of a ticket more
+than a set number of times an hour, so every loop converges (agents are told once).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from gateway.parse import Address
@@ -22,6 +26,7 @@ class Event(StrEnum):
     UNVERIFIED_REPLY = "unverified_reply"  # someone not on the ticket wrote into it
     RUNAWAY_SENDER = "runaway_sender"  # a sender passed the hourly limit of new tickets
     MY_TICKETS = "my_tickets"  # a customer asked for the list of their tickets
+    NOTIFICATIONS_MUTED = "notifications_muted"  # an address passed its hourly bound on a ticket
 
 
 class Audience(StrEnum):
@@ -35,6 +40,7 @@ class Audience(StrEnum):
 # RFC 3834 §5: an acknowledgement answers a person's mail; everything else we generate.
 AUTO_REPLIED = "auto-replied"
 AUTO_GENERATED = "auto-generated"
+MUTED_NOTICE = "notifications_muted"  # the template of the notice to agents: bounded on its own
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,7 @@ RULES: tuple[Rule, ...] = (
         answers_author=True,
     ),
     Rule(Event.MY_TICKETS, "my_tickets", Audience.AUTHOR, Audience.NOBODY, AUTO_REPLIED, answers_author=True),
+    Rule(Event.NOTIFICATIONS_MUTED, MUTED_NOTICE, Audience.AGENTS, Audience.NOBODY, AUTO_GENERATED, for_agents=True),
 )
 
 
@@ -135,3 +142,69 @@ def _reachable(candidates: tuple[Address, ...], excluded: set[str]) -> tuple[Add
         if person.address not in excluded:
             seen.setdefault(person.address, person)
     return tuple(seen.values())
+
+
+# -- bounds on automatic mail ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MailLimits:
+    """How much mail one ticket may cause in the window (an hour; see settings.NotificationSettings)."""
+
+    per_recipient: int
+    per_ticket: int
+    notices: int  # notices to agents about muted addresses
+
+
+@dataclass(frozen=True)
+class RecentMail:
+    """What went out about one ticket within the window."""
+
+    to_address: Counter[str] = field(default_factory=Counter)  # mails per recipient, lower case
+    mails: int = 0  # mails in all, notices included
+    notices: int = 0  # of which notices to agents
+    muted: frozenset[str] = frozenset()  # addresses agents were already told of
+
+
+@dataclass(frozen=True)
+class Allowance:
+    kept: tuple[str, ...]
+    muted: tuple[str, ...]
+    newly_muted: tuple[str, ...]  # muted now and not before in the window: recorded on the ticket
+    tell_agents: bool  # one notice naming newly_muted (itself bounded by limits.notices)
+
+
+def tally(sent: Iterable[tuple[int, str, str]]) -> tuple[Counter[str], int, int]:
+    """(mails per recipient, mails, notices) from (outbox id, template, recipient) rows."""
+    to_address: Counter[str] = Counter()
+    mails: set[int] = set()
+    notices: set[int] = set()
+    for outbox_id, template, recipient in sent:
+        to_address[recipient.lower()] += 1
+        mails.add(outbox_id)
+        if template == MUTED_NOTICE:
+            notices.add(outbox_id)
+    return to_address, len(mails), len(notices)
+
+
+def allow(recipients: Sequence[str], recent: RecentMail, limits: MailLimits) -> Allowance:
+    """Which recipients of one more mail about a ticket still get it, and whether agents are told."""
+    ticket_full = recent.mails >= limits.per_ticket
+    kept, muted = [], []
+    for address in dict.fromkeys(recipient.lower() for recipient in recipients):
+        if ticket_full or recent.to_address[address] >= limits.per_recipient:
+            muted.append(address)
+        else:
+            kept.append(address)
+    newly = tuple(address for address in muted if address not in recent.muted)
+    return Allowance(tuple(kept), tuple(muted), newly, bool(newly) and recent.notices < limits.notices)
+
+
+def keep_only(mail: PlannedMail, kept: Sequence[str]) -> PlannedMail | None:
+    """The mail without its muted recipients; None when nobody is left."""
+    wanted = set(kept)
+    to = tuple(person for person in mail.to if person.address.lower() in wanted)
+    cc = tuple(person for person in mail.cc if person.address.lower() in wanted)
+    if not to and cc:  # as plan() does: the first remaining CC becomes the addressee
+        to, cc = cc[:1], cc[1:]
+    return replace(mail, to=to, cc=cc) if to else None

@@ -152,7 +152,8 @@ def sample_occasion(ticket: TicketView) -> Occasion:
     listing = [{"number": ticket.number, "subject": ticket.subject, "status": "open", "priority": "medium",
                 "created_at": ticket.created_at, "last_answer": None}]  # fmt: skip
     errors = [{"line": "#estado volando", "reason": "'volando' is not a status"}]
-    return Occasion(ticket.messages[-1], change, extra={"errors": errors, "tickets": listing, "limit": 20})
+    extra = {"errors": errors, "tickets": listing, "limit": 20, "muted": ["bot@cliente.example"], "ticket_limit": 50}
+    return Occasion(ticket.messages[-1], change, extra=extra)
 
 
 def _sample_ticket() -> TicketView:

@@ -75,6 +75,21 @@ class LimitSettings(Section):
     new_tickets_per_sender_per_hour: int = Field(default=20, gt=0)
 
 
+class NotificationSettings(Section):
+    """Bounds on the mail we send about one ticket: a naive auto-responder (no RFC 3834
+    header) answering every notification, or two of them copied on one ticket, would
+    otherwise loop with us for ever. Past a bound, silence for the hour and agents told once."""
+
+    # At most this many mails to one address about one ticket in any hour; then that
+    # address hears nothing more of that ticket until the hour has passed.
+    per_recipient_per_ticket_per_hour: int = Field(default=10, gt=0)
+    # At most this many mails about one ticket in any hour, to everybody together.
+    per_ticket_per_hour: int = Field(default=50, gt=0)
+    # Agents hear once of each address muted on a ticket; at most this many such notices
+    # about one ticket in any hour (a mail could copy dozens of auto-responders).
+    muted_notices_per_ticket_per_hour: int = Field(default=5, gt=0)
+
+
 class SecuritySettings(Section):
     # Key of the signed reply and rating addresses. Set it from the environment
     # (GATEWAY_SECURITY__SECRET); empty: one is generated and kept in the database.
@@ -184,6 +199,7 @@ class Settings(BaseSettings):
     agents: AgentSettings = AgentSettings()
     security: SecuritySettings = SecuritySettings()
     limits: LimitSettings = LimitSettings()
+    notifications: NotificationSettings = NotificationSettings()
     # Per language, labels replacing the defaults: [labels.es] open = "Enviado".
     labels: dict[Literal["es", "en", "pt"], dict[Status | Priority | TicketType, str]] = {}
     mailboxes: list[MailboxSettings] = Field(min_length=1)

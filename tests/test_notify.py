@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
-from gateway.notify import AUTO_GENERATED, AUTO_REPLIED, Event, People, plan
+from gateway.notify import (
+    AUTO_GENERATED,
+    AUTO_REPLIED,
+    MUTED_NOTICE,
+    Event,
+    MailLimits,
+    People,
+    PlannedMail,
+    RecentMail,
+    allow,
+    keep_only,
+    plan,
+    tally,
+)
 from gateway.parse import Address
 
 REQUESTER = Address("María", "maria@cliente.example")
@@ -100,3 +115,55 @@ def test_without_an_agents_address_agents_get_nothing() -> None:
 def test_answers_to_one_person_go_to_that_person_only(event: Event) -> None:
     [mail] = plan(event, people("csoto@estela.example"), copy_participants=True)
     assert [p.address for p in mail.to] == ["csoto@estela.example"] and mail.cc == ()
+
+
+# -- bounds on automatic mail: at most 3 to one address, 6 about the ticket, 2 notices an hour
+LIMITS = MailLimits(per_recipient=3, per_ticket=6, notices=2)
+BOT, OTHER = "bot@cliente.example", "otro@cliente.example"
+
+
+@pytest.mark.parametrize(
+    ("recipients", "recent", "kept", "muted", "newly", "tell"),
+    [
+        ([BOT, OTHER], RecentMail(), [BOT, OTHER], [], [], False),
+        ([BOT], RecentMail(Counter({BOT: 2}), mails=2), [BOT], [], [], False),
+        # the mail over the bound: silence for that address, agents told
+        ([BOT, OTHER], RecentMail(Counter({BOT: 3}), mails=3), [OTHER], [BOT], [BOT], True),
+        # addresses compare without case
+        (["Bot@Cliente.Example"], RecentMail(Counter({BOT: 3}), mails=3), [], [BOT], [BOT], True),
+        # already told within the hour: muted, and agents are not told again
+        ([BOT], RecentMail(Counter({BOT: 3}), mails=3, muted=frozenset({BOT})), [], [BOT], [], False),
+        # the ticket's own bound mutes everybody, however little each one got
+        ([BOT, OTHER], RecentMail(Counter({AGENTS.address: 6}), mails=6), [], [BOT, OTHER], [BOT, OTHER], True),
+        # notices are bounded too: past them the address is muted (and recorded), agents not told
+        ([BOT], RecentMail(Counter({BOT: 3}), mails=3, notices=2), [], [BOT], [BOT], False),
+        ([BOT, BOT], RecentMail(), [BOT], [], [], False),
+    ],
+)  # fmt: skip
+def test_allow(recipients: list[str], recent: RecentMail, kept: list[str], muted: list[str], newly: list[str],
+               tell: bool) -> None:  # fmt: skip
+    allowance = allow(recipients, recent, LIMITS)
+    assert (list(allowance.kept), list(allowance.muted)) == (kept, muted)
+    assert (list(allowance.newly_muted), allowance.tell_agents) == (newly, tell)
+
+
+def test_tally_counts_mails_per_recipient_and_notices() -> None:
+    sent = [(1, "acknowledgement", BOT), (1, "acknowledgement", OTHER), (2, "customer_reply", "BOT@cliente.example"),
+            (3, MUTED_NOTICE, AGENTS.address)]  # fmt: skip
+    assert tally(sent) == (Counter({BOT: 2, OTHER: 1, AGENTS.address: 1}), 3, 1)
+
+
+@pytest.mark.parametrize(
+    ("kept", "to", "cc"),
+    [
+        ([REQUESTER.address, CC_ONE.address], [REQUESTER.address], [CC_ONE.address]),
+        ([CC_ONE.address], [CC_ONE.address], []),  # the requester muted: the CC becomes the addressee
+        ([], None, None),
+    ],
+)  # fmt: skip
+def test_keep_only_drops_muted_recipients(kept: list[str], to: list[str] | None, cc: list[str] | None) -> None:
+    mail = PlannedMail("customer_reply", (REQUESTER,), (CC_ONE,), AUTO_GENERATED, False)
+    bounded = keep_only(mail, kept)
+    got = None if bounded is None else [p.address for p in bounded.to]
+    assert got == to
+    assert cc is None or [p.address for p in bounded.cc] == cc  # type: ignore[union-attr]
