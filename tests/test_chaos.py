@@ -11,6 +11,7 @@ notifications reach the sink relay once each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -75,10 +76,8 @@ class RunningDaemon:
             return
         with self.lock:
             pid = self.children[which]
-        try:
+        with contextlib.suppress(ProcessLookupError):  # already being started again
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:  # already being started again
-            pass
 
     def stop(self) -> int:
         assert self.process is not None
