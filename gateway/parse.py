@@ -2,10 +2,11 @@
 
 Its guarantee: any bytes yield a `ParsedMail` (best-effort text for any charset,
 mislabelled or unknown; headers decoded by headers.py), and no str in it holds a
-surrogate escape or a NUL. The standard library's feed parser reads the tree; mail-parser
-is no longer used here: its header decoding (email.header.decode_header) is quadratic in
-a header's length (a 1.7 MB Subject took 72 s) and it called str methods on compat32's
-`Header` objects. `ParseError` is for the worker (no raw mail, a dead process).
+surrogate escape or a NUL. The standard library's feed parser reads the tree, once.
+mail-parser (this is the only module that imports it) reads the Date; its whole-message
+parse is not used: its header decoding (email.header.decode_header) is quadratic in a
+header's length and it calls str methods on compat32's `Header` objects.
+`ParseError` is for the worker (no raw mail, a dead process).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from email.message import Message
 from email.parser import HeaderParser
 from io import BytesIO
 from pathlib import Path
+
+from mailparser.utils import parse_mail_date as mailparser_date
 
 from gateway import headers
 from gateway.headers import RAW_HEADERS, decode_bytes, header_text, message_ids, one_line, raw_text
@@ -176,9 +179,17 @@ def _message(raw: bytes) -> Message:
 
 
 def _date(value: object) -> datetime | None:
-    """The Date header in UTC; None when it is not a date (better none than a wrong one)."""
+    """The Date header in UTC; None when it is not a date (better none than a wrong one).
+
+    mail-parser's reader knows RFC 5322's obsolete forms (two-digit years, named zones,
+    comments) and refuses impossible dates; a date without a zone, which some clients
+    write, is read by the standard library's and taken as UTC."""
+    text = header_text(value)
+    parsed = mailparser_date(text).value
+    if isinstance(parsed, datetime):
+        return parsed.astimezone(UTC)
     try:
-        date = email.utils.parsedate_to_datetime(header_text(value))
+        date = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):  # what _parsedate_tz lets through
         return None
     return date.replace(tzinfo=UTC) if date.tzinfo is None else date.astimezone(UTC)
