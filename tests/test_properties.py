@@ -4,9 +4,12 @@ and every mail it accepted is a ticket entry or kept raw with a reason."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import smtplib
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,8 +31,8 @@ HEADER_NAMES = ["From", "To", "Cc", "Subject", "Message-ID", "In-Reply-To", "Ref
 class RunningGateway:
     """The daemon on its own event loop in a thread, so hypothesis can drive it synchronously."""
 
-    def __init__(self, directory: Path) -> None:
-        self.settings = load_settings(write_config(directory))
+    def __init__(self, directory: Path, max_size: int = 1_000_000) -> None:
+        self.settings = load_settings(write_config(directory, max_size=max_size))
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -135,3 +138,67 @@ def test_raw_8bit_headers_never_yield_surrogates_or_nul(headers: list[tuple[str,
     raw = b"".join(name.encode() + b": " + value + b"\r\n" for name, value in headers) + b"\r\n" + body
     mail = parse_mail(raw)
     assert not [text for text in _strings(mail) if _surrogate_or_nul(text)]
+
+
+def large_mail(top: str, quote_depth: int, quoted_lines: int, long_line: int, attachment_kb: int, html: bool) -> bytes:
+    """A reply as real clients and ERPs write them, large: quoted history many levels deep,
+    one line far over SMTP's 1,000 bytes, and a base64 attachment."""
+    quoted = "".join(f"{'>' * (1 + line % quote_depth)} línea citada {line}\r\n" for line in range(quoted_lines))
+    body = f"{top}\r\n{'x' * long_line}\r\n\r\nEl lun, 30 nov 2026 a las 10:00, Soporte <s@e.example> escribió:\r\n"
+    body += quoted
+    if html:
+        kind, body = "text/html", "<html><body><p>" + body.replace("\r\n", "<br>\r\n") + "</p></body></html>"
+    else:
+        kind = "text/plain"
+    attachment = base64.encodebytes(os.urandom(attachment_kb * 1024)).replace(b"\n", b"\r\n")
+    return (
+        b"From: Cliente <cliente@empresa.example>\r\nTo: " + MAILBOX.encode() + b"\r\n"
+        b"Subject: Re: factura grande\r\nMIME-Version: 1.0\r\n"
+        b"Message-ID: <" + uuid.uuid4().hex.encode() + b"@empresa.example>\r\n"  # hypothesis replays examples
+        b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\n'
+        b"Content-Type: "
+        + kind.encode()
+        + b"; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        + body.encode()
+        + b"\r\n--b1\r\nContent-Type: application/pdf\r\n"
+        b'Content-Disposition: attachment; filename="f.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+        + attachment
+        + b"--b1--\r\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def running_large(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    running = RunningGateway(tmp_path_factory.mktemp("large"), max_size=25 * 1024 * 1024)
+    yield running
+    running.close()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    top=st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=80).map(
+        lambda text: "Respuesta " + text.replace(">", "")
+    ),
+    quote_depth=st.integers(1, 60),
+    quoted_lines=st.integers(0, 30_000),
+    long_line=st.integers(0, 300_000),
+    attachment_kb=st.integers(0, 3_000),
+    html=st.booleans(),
+)
+def test_large_deeply_quoted_mail_with_long_lines_becomes_a_ticket_with_its_new_text(
+    running_large: RunningGateway, top: str, quote_depth: int, quoted_lines: int, long_line: int, attachment_kb: int,
+    html: bool,
+) -> None:  # fmt: skip
+    running = running_large
+    raw = large_mail(top, quote_depth, quoted_lines, long_line, attachment_kb, html)
+    assert send_raw(running.gateway.port, raw)
+    running.call(running.gateway.drain())
+    with sqlite3.connect(running.settings.database.path) as connection:
+        spool_id, stored, status, error = connection.execute(
+            "SELECT id, raw, status, error FROM spool JOIN spool_raw USING (id) ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        new_part = connection.execute("SELECT new_part FROM messages WHERE spool_id = ?", (spool_id,)).fetchone()
+    assert stored == raw
+    assert status == "done", error
+    assert new_part is not None and "Respuesta" in new_part[0]
+    assert "línea citada" not in new_part[0]
