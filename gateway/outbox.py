@@ -126,7 +126,7 @@ class Outbox:
     async def give_up_queued_before(self, cutoff: datetime, skip: Collection[int], reason: str) -> int:
         """Fail queued mail created before `cutoff` (but for `skip`); returns how many."""
         rows = await self.database.write(
-            "UPDATE outbox SET status = 'failed', relay_reply = ? || coalesce(relay_reply, ''), updated_at = ?"
+            "UPDATE outbox SET status = 'failed', relay_reply = ?, updated_at = ?"
             " WHERE status = 'queued' AND created_at < ? AND id NOT IN (SELECT value FROM json_each(?)) RETURNING id",
             (reason, timestamp(self.clock.now()), timestamp(cutoff), json.dumps(list(skip))),
         )

@@ -116,14 +116,14 @@ class Relay:
         if delivery.outcome == SENT:  # first of all, before any await: see sentlog.py
             self.sent_log.record(entry.id, timestamp(self.clock.now()), delivery.reply)
             log.info("outbox %d: sent to %s: %s", entry.id, ", ".join(entry.recipients), delivery.reply)
-        await self._note_reachability(delivery)
-        if delivery.connection_failed:
+        elif delivery.connection_failed:  # the relay's fault, not this mail's
             await self.outbox.note_unreachable(entry.id, delivery.reply)
         elif delivery.outcome == FAILED:
             await self.outbox.mark_failed(entry.id, delivery.reply)
             log.warning("outbox %d: failed for good: %s", entry.id, delivery.reply)
-        elif delivery.outcome != SENT:
+        else:
             await self._retry_or_give_up(entry, delivery)
+        await self._note_reachability(delivery)
 
     async def _retry_or_give_up(self, entry: OutboxEntry, delivery: Delivery) -> None:
         now = self.clock.now()
@@ -163,7 +163,7 @@ class Relay:
     async def _give_up_expired(self, reply: str) -> None:
         """While the relay is down, mail past give_up_hours fails as it would after a try."""
         cutoff = self.clock.now() - timedelta(hours=self.settings.give_up_hours)
-        reason = f"gave up: not sent within give_up_hours {self.settings.give_up_hours:g} ({reply}); "
+        reason = f"gave up: the relay unreachable past give_up_hours {self.settings.give_up_hours:g}: {reply}"
         if given_up := await self.outbox.give_up_queued_before(cutoff, self.sent_log.pending, reason):
             log.warning("outbox: %d mail given up, the relay unreachable past give_up_hours", given_up)
 
