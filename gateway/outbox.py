@@ -42,6 +42,7 @@ class OutboundMail:
 @dataclass(frozen=True)
 class OutboxEntry:
     id: int
+    message_id: str
     envelope_from: str
     recipients: tuple[str, ...]
     raw: bytes
@@ -84,7 +85,7 @@ class Outbox:
     async def due(self, limit: int, skip: Collection[int] = ()) -> list[OutboxEntry]:
         """Queued mail due now, oldest first, but for `skip` (sent, not yet recorded here)."""
         rows = await self.database.fetch_all(
-            "SELECT id, envelope_from, recipients, raw, attempts, created_at FROM outbox"
+            "SELECT id, message_id, envelope_from, recipients, raw, attempts, created_at FROM outbox"
             " WHERE status = 'queued' AND next_attempt_at <= ? AND id NOT IN (SELECT value FROM json_each(?))"
             " ORDER BY next_attempt_at, id LIMIT ?",
             (timestamp(self.clock.now()), json.dumps(list(skip)), limit),
@@ -92,6 +93,7 @@ class Outbox:
         return [
             OutboxEntry(
                 id=row["id"],
+                message_id=row["message_id"],
                 envelope_from=row["envelope_from"],
                 recipients=tuple(json.loads(row["recipients"])),
                 raw=row["raw"],
@@ -106,14 +108,15 @@ class Outbox:
         return None if row is None else row["at"]
 
     async def record_sent(self, sent: Iterable[SentRecord]) -> None:
-        """What the relay accepted (see sentlog.py), in one transaction; again is harmless."""
+        """What the relay accepted (see sentlog.py), in one transaction; again is harmless, and
+        so is a stale log beside a new database (the Message-ID must match too)."""
         now = timestamp(self.clock.now())
         async with self.database.transaction():
             for record in sent:
                 self.database.defer(
                     "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?, relay_reply = ?,"
-                    " updated_at = ? WHERE id = ? AND status = 'queued'",
-                    (record.sent_at, record.reply, now, record.outbox_id),
+                    " updated_at = ? WHERE id = ? AND message_id = ? AND status = 'queued'",
+                    (record.sent_at, record.reply, now, record.outbox_id, record.message_id),
                 )
 
     async def note_unreachable(self, outbox_id: int, reply: str) -> None:

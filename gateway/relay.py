@@ -114,7 +114,7 @@ class Relay:
     async def _deliver(self, entry: OutboxEntry) -> None:
         delivery = await self.connection.send(entry.envelope_from, entry.recipients, entry.raw)
         if delivery.outcome == SENT:  # first of all, before any await: see sentlog.py
-            self.sent_log.record(entry.id, timestamp(self.clock.now()), delivery.reply)
+            self.sent_log.record(entry.id, entry.message_id, timestamp(self.clock.now()), delivery.reply)
             log.info("outbox %d: sent to %s: %s", entry.id, ", ".join(entry.recipients), delivery.reply)
         elif delivery.connection_failed:  # the relay's fault, not this mail's
             await self.outbox.note_unreachable(entry.id, delivery.reply)

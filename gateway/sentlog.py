@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class SentRecord:
     outbox_id: int
+    message_id: str
     sent_at: str
     reply: str
 
@@ -38,8 +39,8 @@ class SentLog:
         for record in self._read():
             self.pending[record.outbox_id] = record
 
-    def record(self, outbox_id: int, sent_at: str, reply: str) -> None:
-        record = SentRecord(outbox_id, sent_at, reply)
+    def record(self, outbox_id: int, message_id: str, sent_at: str, reply: str) -> None:
+        record = SentRecord(outbox_id, message_id, sent_at, reply)
         line = (json.dumps(asdict(record), ensure_ascii=True) + "\n").encode("ascii")
         descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:

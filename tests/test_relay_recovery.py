@@ -108,3 +108,18 @@ async def test_relay_killed_while_the_desk_holds_the_lock_sends_nothing_twice(tm
         await relay_database.close()
         await gateway.stop()
         await sink.stop()
+
+
+async def test_a_stale_sent_log_beside_a_new_database_marks_nothing_sent(tmp_path: Path, relay: Sink) -> None:
+    settings = load_settings(write_config(tmp_path, relay_port=relay.port))
+    stale = settings.database.path.with_name(settings.database.path.name + ".relay-sent")
+    stale.write_text('{"outbox_id": 1, "message_id": "old@estela.example", "sent_at": "2020-01-01", "reply": "250"}\n')
+    gateway = Gateway(settings)
+    await gateway.start()
+    try:
+        await send(gateway, make_mail("Base nueva"))
+        await gateway.drain()
+    finally:
+        await gateway.stop()
+    assert len(relay.received) == 2
+    assert not stale.exists()
