@@ -7,6 +7,11 @@ customer-supplied text can add a header. Each address is encoded on its own and 
 joined, so a comma in an accented display name can never merge two recipients (Python
 3.11's `email` policies can fold a To/Cc list so that a comma lands inside an encoded
 word). Boundaries start with "=_", which neither quoted-printable nor base64 can produce.
+
+Every header is ASCII but an internationalised address (`josé@cliente.example`), which has
+no ASCII form: it is written as it is, in UTF-8 (RFC 6532 §3.2), and the relay then sends
+the mail with SMTPUTF8 (RFC 6531). A lone surrogate (undecodable bytes that slipped
+through) becomes U+FFFD, so composing never fails on the text it is given.
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ MAX_LINE = 76  # RFC 5322 §2.1.1 recommends 78; encoded words want 75 (RFC 2047
 WORD_BYTES = 42  # UTF-8 bytes per encoded word: 56 base64 characters, 68 with the wrapping
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
+SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def one_line(value: str) -> str:
-    """A header-safe value: control characters (CR and LF above all) become spaces."""
-    return " ".join(CONTROL_CHARACTERS.sub(" ", value).split())
+    """A header-safe value: control characters (CR and LF above all) become spaces, lone
+    surrogates U+FFFD."""
+    return " ".join(CONTROL_CHARACTERS.sub(" ", SURROGATES.sub("\ufffd", value)).split())
 
 
 def encoded_words(text: str) -> str:
@@ -88,7 +95,7 @@ def _fold(line: str) -> str:
 
 
 def quoted_printable(text: str) -> str:
-    encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True).decode("ascii")
+    encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8", "replace"), istext=True).decode("ascii")
     return encoded.replace("\n", CRLF)
 
 
@@ -113,7 +120,8 @@ def compose(
         body = _multipart(mixed, [inner, *(_attachment(*item) for item in files)])
         content_type = f'multipart/mixed; boundary="{mixed}"'
     top = header_lines([*headers, ("MIME-Version", "1.0"), ("Content-Type", content_type)])
-    return (top + CRLF + body).encode("ascii")
+    # UTF-8 only where an address has no ASCII form (RFC 6532); the body is ASCII always.
+    return (top + CRLF + body).encode("utf-8")
 
 
 def _boundary() -> str:

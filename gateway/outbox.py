@@ -3,18 +3,22 @@
 Guarantee: the `Notifier` (notifier.py) renders and `add`s inside the transaction that
 caused the notification, so a ticket change and its mail are committed together or not at
 all. A row moves queued → sent | failed; a temporary failure stays queued with a later
-`next_attempt_at`. (This module imports nothing of rendering or tickets: the relay's
-process loads only what it needs.)
+`next_attempt_at`. What the relay accepted reaches `sent` through the relay's own sent
+log first (sentlog.py), so no delivery waits for this database's lock after a 250. (This
+module imports nothing of rendering or tickets: the relay's process loads only what it
+needs.)
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.clock import Clock, timestamp
 from gateway.database import Database
+from gateway.sentlog import SentRecord
 
 QUEUED, SENT, FAILED = "queued", "sent", "failed"
 STATUSES = (QUEUED, SENT, FAILED)
@@ -38,6 +42,7 @@ class OutboundMail:
 @dataclass(frozen=True)
 class OutboxEntry:
     id: int
+    message_id: str
     envelope_from: str
     recipients: tuple[str, ...]
     raw: bytes
@@ -77,15 +82,18 @@ class Outbox:
             ),
         )  # fmt: skip
 
-    async def due(self, limit: int) -> list[OutboxEntry]:
+    async def due(self, limit: int, skip: Collection[int] = ()) -> list[OutboxEntry]:
+        """Queued mail due now, oldest first, but for `skip` (sent, not yet recorded here)."""
         rows = await self.database.fetch_all(
-            "SELECT id, envelope_from, recipients, raw, attempts, created_at FROM outbox"
-            " WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
-            (timestamp(self.clock.now()), limit),
+            "SELECT id, message_id, envelope_from, recipients, raw, attempts, created_at FROM outbox"
+            " WHERE status = 'queued' AND next_attempt_at <= ? AND id NOT IN (SELECT value FROM json_each(?))"
+            " ORDER BY next_attempt_at, id LIMIT ?",
+            (timestamp(self.clock.now()), json.dumps(list(skip)), limit),
         )
         return [
             OutboxEntry(
                 id=row["id"],
+                message_id=row["message_id"],
                 envelope_from=row["envelope_from"],
                 recipients=tuple(json.loads(row["recipients"])),
                 raw=row["raw"],
@@ -99,13 +107,33 @@ class Outbox:
         row = await self.database.fetch_one("SELECT min(next_attempt_at) AS at FROM outbox WHERE status = 'queued'")
         return None if row is None else row["at"]
 
-    async def mark_sent(self, outbox_id: int, reply: str) -> None:
+    async def record_sent(self, sent: Iterable[SentRecord]) -> None:
+        """What the relay accepted (see sentlog.py), in one transaction; again is harmless, and
+        so is a stale log beside a new database (the Message-ID must match too)."""
         now = timestamp(self.clock.now())
+        async with self.database.transaction():
+            for record in sent:
+                self.database.defer(
+                    "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?, relay_reply = ?,"
+                    " updated_at = ? WHERE id = ? AND message_id = ? AND status = 'queued'",
+                    (record.sent_at, record.reply, now, record.outbox_id, record.message_id),
+                )
+
+    async def note_unreachable(self, outbox_id: int, reply: str) -> None:
+        """The relay did not answer: why, for `outbox list`; no attempt counted, still due."""
         await self.database.write(
-            "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?, relay_reply = ?,"
-            " updated_at = ? WHERE id = ?",
-            (now, reply, now, outbox_id),
+            "UPDATE outbox SET relay_reply = ?, updated_at = ? WHERE id = ?",
+            (reply, timestamp(self.clock.now()), outbox_id),
         )
+
+    async def give_up_queued_before(self, cutoff: datetime, skip: Collection[int], reason: str) -> int:
+        """Fail queued mail created before `cutoff` (but for `skip`); returns how many."""
+        rows = await self.database.write(
+            "UPDATE outbox SET status = 'failed', relay_reply = ?, updated_at = ?"
+            " WHERE status = 'queued' AND created_at < ? AND id NOT IN (SELECT value FROM json_each(?)) RETURNING id",
+            (reason, timestamp(self.clock.now()), timestamp(cutoff), json.dumps(list(skip))),
+        )
+        return len(rows)
 
     async def mark_retry(self, outbox_id: int, next_attempt: datetime, reply: str) -> None:
         await self.database.write(

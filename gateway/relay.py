@@ -1,11 +1,16 @@
-"""Deliver the outbox through the relay (aiosmtplib): the only module that sends mail.
+"""Deliver the outbox through the relay: the loop that decides what to send and when.
 
-A 2xx is `sent` (with the relay's answer); a 4xx, a refused connection or a time-out is
-retried with exponential backoff until `give_up_hours` after the mail was queued; a 5xx
-is `failed` with the relay's words. While the relay is unreachable, delivery pauses (with
-the same backoff) instead of trying every queued mail in turn; "relay unreachable" is
-logged once per outage. `serve` runs it in a process of its own (`run_relay`), which loads
-nothing of parsing, tickets or rendering.
+A 2xx is `sent` (see delivery.py for how an attempt is judged); a 4xx or a time-out is
+retried with exponential backoff until `give_up_hours` after the mail was queued; a 5xx is
+`failed` with the relay's words. What the relay accepted is written to the relay's own
+sent log (sentlog.py) before anything else, and folded into the outbox after the round, so
+a delivery never waits for the desk's write lock after a 250.
+
+While the relay is unreachable, delivery pauses instead of trying every queued mail in
+turn, and the relay is probed every `probe_seconds` (one mail is the probe; no attempt is
+counted against it), so the backlog goes out as soon as the relay answers, however long the
+outage. "relay unreachable" is logged once per outage. `serve` runs this in a process of
+its own (`run_relay`), which loads nothing of parsing, tickets or rendering.
 """
 
 from __future__ import annotations
@@ -13,16 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from multiprocessing.connection import Connection
 
-import aiosmtplib
-
 from gateway.children import begin_child, until_stopped
-from gateway.clock import Clock, SystemClock
+from gateway.clock import Clock, SystemClock, timestamp
 from gateway.database import Database
+from gateway.delivery import FAILED, SENT, Delivery, RelayConnection
 from gateway.outbox import Outbox, OutboxEntry
+from gateway.sentlog import SentLog
 from gateway.settings import OutboundSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -30,31 +34,28 @@ log = logging.getLogger(__name__)
 BATCH = 50  # due mail taken per look at the outbox
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """How one attempt ended: sent, retry (temporary) or failed (permanent)."""
-
-    outcome: str
-    reply: str
-    connection_failed: bool = False
-
-
 class Relay:
     def __init__(
-        self, settings: OutboundSettings, outbox: Outbox, clock: Clock, local_hostname: str, poll_seconds: float
+        self,
+        settings: OutboundSettings,
+        outbox: Outbox,
+        sent_log: SentLog,
+        clock: Clock,
+        local_hostname: str,
+        poll_seconds: float,
     ) -> None:
         self.settings = settings
         # Look again at least this often: mail queued by `ingest` in another process.
         self.poll_seconds = poll_seconds
         self.outbox = outbox
+        self.sent_log = sent_log
         self.clock = clock
-        self.local_hostname = local_hostname
+        self.connection = RelayConnection(settings, local_hostname)
         self.wakeup = asyncio.Event()
-        self._connection_failures = 0  # in a row: the outage's length, for the pause
-        self._paused_until: datetime | None = None
+        self._down_since: datetime | None = None  # the relay did not answer our last try
+        self._next_probe_at: datetime | None = None
         # One delivery round at a time: drain() must not send what the worker is sending.
         self._round = asyncio.Lock()
-        self._connection: aiosmtplib.SMTP | None = None
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
@@ -77,42 +78,52 @@ class Relay:
         if next_due is None:
             return self.poll_seconds
         wake_at = datetime.fromisoformat(next_due)
-        if self._paused_until is not None:
-            wake_at = max(wake_at, self._paused_until)
+        if self._next_probe_at is not None:
+            wake_at = max(wake_at, self._next_probe_at)
         seconds = (wake_at - self.clock.now()).total_seconds()
         return min(max(seconds, 0.0), self.poll_seconds)
 
     def _paused(self) -> bool:
-        return self._paused_until is not None and self.clock.now() < self._paused_until
+        return self._next_probe_at is not None and self.clock.now() < self._next_probe_at
 
     async def deliver_due(self) -> int:
-        """Try every mail due now once, unless the relay is down; returns how many were tried.
-        One connection carries the whole round (a new one after any failure)."""
+        """Try every mail due now once, unless the relay is down and not yet to be probed
+        again; returns how many were tried. One connection carries the whole round."""
         tried = 0
         async with self._round:
-            self._connection = None
+            await self._reconcile()  # first what a relay killed after a 250 never recorded
             try:
-                while not self._paused() and (entries := await self.outbox.due(BATCH)):
+                while not self._paused() and (entries := await self.outbox.due(BATCH, self.sent_log.pending)):
                     for entry in entries:
                         if self._paused():
                             break
                         await self._deliver(entry)
                         tried += 1
             finally:
-                await self._hang_up()
+                await self.connection.hang_up()
+            await self._reconcile()
         return tried
 
+    async def _reconcile(self) -> None:
+        """Fold the sent log into the outbox; until that commits, the log keeps it all."""
+        if self.sent_log.pending:
+            records = list(self.sent_log.pending.values())
+            await self.outbox.record_sent(records)
+            self.sent_log.forget([record.outbox_id for record in records])
+
     async def _deliver(self, entry: OutboxEntry) -> None:
-        delivery = await self._attempt(entry)
-        self._note_reachability(delivery)
-        if delivery.outcome == "sent":
-            await self.outbox.mark_sent(entry.id, delivery.reply)
+        delivery = await self.connection.send(entry.envelope_from, entry.recipients, entry.raw)
+        if delivery.outcome == SENT:  # first of all, before any await: see sentlog.py
+            self.sent_log.record(entry.id, entry.message_id, timestamp(self.clock.now()), delivery.reply)
             log.info("outbox %d: sent to %s: %s", entry.id, ", ".join(entry.recipients), delivery.reply)
-        elif delivery.outcome == "failed":
+        elif delivery.connection_failed:  # the relay's fault, not this mail's
+            await self.outbox.note_unreachable(entry.id, delivery.reply)
+        elif delivery.outcome == FAILED:
             await self.outbox.mark_failed(entry.id, delivery.reply)
             log.warning("outbox %d: failed for good: %s", entry.id, delivery.reply)
         else:
             await self._retry_or_give_up(entry, delivery)
+        await self._note_reachability(delivery)
 
     async def _retry_or_give_up(self, entry: OutboxEntry, delivery: Delivery) -> None:
         now = self.clock.now()
@@ -126,80 +137,43 @@ class Relay:
             log.warning("outbox %d: %s%s", entry.id, reason, delivery.reply)
             return
         await self.outbox.mark_retry(entry.id, next_attempt, delivery.reply)
-        if not delivery.connection_failed:
-            log.info("outbox %d: temporary failure, retry at %s: %s", entry.id, next_attempt, delivery.reply)
+        log.info("outbox %d: temporary failure, retry at %s: %s", entry.id, next_attempt, delivery.reply)
 
     def backoff_seconds(self, attempts: int) -> float:
         """Delay after the n-th failed attempt: first_retry, doubling, capped."""
         delay: float = self.settings.first_retry_seconds * 2 ** (attempts - 1)
         return min(delay, self.settings.max_retry_seconds)
 
-    def _note_reachability(self, delivery: Delivery) -> None:
+    async def _note_reachability(self, delivery: Delivery) -> None:
         where = f"{self.settings.host}:{self.settings.port}"
+        now = self.clock.now()
         if delivery.connection_failed:
-            self._connection_failures += 1
-            pause = timedelta(seconds=self.backoff_seconds(self._connection_failures))
-            self._paused_until = self.clock.now() + pause
-            if self._connection_failures == 1:
-                log.warning("relay %s unreachable (%s); mail stays queued and is retried", where, delivery.reply)
-        elif self._connection_failures:
-            self._connection_failures = 0
-            self._paused_until = None
-            log.info("relay %s reachable again", where)
+            # A fixed, short interval, not a growing one: an outage must not be followed by
+            # as long a wait again. One connection attempt per probe costs the relay nothing.
+            self._next_probe_at = now + timedelta(seconds=self.settings.probe_seconds)
+            if self._down_since is None:
+                self._down_since = now
+                log.warning("relay %s unreachable (%s); mail stays queued, probing every %gs",
+                            where, delivery.reply, self.settings.probe_seconds)  # fmt: skip
+            await self._give_up_expired(delivery.reply)
+        elif self._down_since is not None:
+            log.info("relay %s reachable again after %s; sending the backlog", where, now - self._down_since)
+            self._down_since = self._next_probe_at = None
 
-    async def _attempt(self, entry: OutboxEntry) -> Delivery:
-        try:
-            connection = await self._connected()
-            refused, answer = await connection.sendmail(entry.envelope_from, list(entry.recipients), entry.raw)
-        except aiosmtplib.SMTPRecipientsRefused as error:  # every recipient refused
-            await self._hang_up()
-            codes = [refusal.code for refusal in error.recipients]
-            reply = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in error.recipients)
-            return Delivery("failed" if all(code >= 500 for code in codes) else "retry", reply)
-        except aiosmtplib.SMTPResponseException as error:
-            await self._hang_up()
-            return Delivery("failed" if error.code >= 500 else "retry", f"{error.code} {error.message}")
-        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as error:
-            await self._hang_up()
-            return Delivery("retry", f"connection failed: {error}", connection_failed=True)
-        except (aiosmtplib.SMTPException, OSError) as error:  # e.g. no STARTTLS: an admin can fix it
-            await self._hang_up()
-            return Delivery("retry", f"{type(error).__name__}: {error}", connection_failed=True)
-        reply = answer.strip()
-        if refused:  # some recipients refused, the rest accepted: it is sent; say who not
-            reply += " (refused: " + "; ".join(f"{a}: {r.code} {r.message}" for a, r in refused.items()) + ")"
-        return Delivery("sent", reply)
-
-    async def _connected(self) -> aiosmtplib.SMTP:
-        if self._connection is not None and self._connection.is_connected:
-            return self._connection
-        settings = self.settings
-        self._connection = aiosmtplib.SMTP(
-            hostname=settings.host,
-            port=settings.port,
-            username=settings.username or None,
-            password=settings.password.get_secret_value() or None,
-            use_tls=settings.security == "tls",
-            start_tls=settings.security == "starttls",
-            timeout=settings.timeout_seconds,
-            local_hostname=self.local_hostname,
-        )
-        await self._connection.connect()
-        return self._connection
-
-    async def _hang_up(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None and connection.is_connected:
-            try:
-                await connection.quit()
-            except (aiosmtplib.SMTPException, OSError):  # it is going away either way
-                connection.close()
+    async def _give_up_expired(self, reply: str) -> None:
+        """While the relay is down, mail past give_up_hours fails as it would after a try."""
+        cutoff = self.clock.now() - timedelta(hours=self.settings.give_up_hours)
+        reason = f"gave up: the relay unreachable past give_up_hours {self.settings.give_up_hours:g}: {reply}"
+        if given_up := await self.outbox.give_up_queued_before(cutoff, self.sent_log.pending, reason):
+            log.warning("outbox: %d mail given up, the relay unreachable past give_up_hours", given_up)
 
 
 def make_relay(settings: Settings, database: Database, clock: Clock) -> Relay:
+    sent_log = SentLog(settings.database.path.with_name(settings.database.path.name + ".relay-sent"))
     return Relay(
         settings.outbound,
         Outbox(database, clock),
+        sent_log,
         clock,
         local_hostname=settings.smtp.hostname,
         poll_seconds=settings.pipeline.poll_seconds,

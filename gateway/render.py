@@ -79,6 +79,7 @@ class Renderer:
         html = self.environment.get_template(f"{name}.html").render(context)
         idstring = ticket.number.lower() if ticket else None
         message_id = make_msgid(idstring=idstring, domain=self.settings.message_id_domain)[1:-1]
+        recipients = tuple(person.address for person in (*planned.to, *planned.cc))
         headers = {
             "From": mime.mailbox(occasion.from_name or mailbox.name, mailbox.address),
             "To": mime.address_list((p.name, p.address) for p in planned.to),
@@ -87,7 +88,7 @@ class Renderer:
             "Subject": mime.unstructured(subject),
             "Date": format_datetime(self.clock.now()),
             "Message-ID": f"<{message_id}>",
-            **(_threading_headers(ticket, occasion.trigger) if ticket else {}),
+            **(_threading_headers(ticket, occasion.trigger, recipients) if ticket else {}),
             "Auto-Submitted": planned.auto_submitted,
             # Asks Exchange not to answer with an out-of-office: one fewer loop to break.
             "X-Auto-Response-Suppress": "All",
@@ -100,7 +101,7 @@ class Renderer:
             template=planned.template,
             message_id=message_id,
             envelope_from=mailbox.address,
-            recipients=tuple(person.address for person in (*planned.to, *planned.cc)),
+            recipients=recipients,
             raw=mime.compose(list(headers.items()), text, html, files),
         )
 
@@ -166,11 +167,17 @@ def _sample_ticket() -> TicketView:
     )  # fmt: skip
 
 
-def _threading_headers(ticket: TicketView, trigger: MessageView | None) -> dict[str, str]:
-    """In-Reply-To the mail we answer; References the ticket's thread, oldest first."""
-    thread = [m.message_id for m in ticket.messages if m.message_id]
-    if trigger is not None and trigger.message_id in thread:
-        thread = thread[: thread.index(trigger.message_id) + 1]
+def _threading_headers(ticket: TicketView, trigger: MessageView | None, recipients: tuple[str, ...]) -> dict[str, str]:
+    """In-Reply-To the mail we answer; References the ticket's thread, oldest first.
+
+    A Message-ID in UTF-8 (RFC 6532 allows it) is kept only in mail that needs SMTPUTF8
+    anyway: elsewhere it would make mail to plain addresses unsendable through a relay
+    without SMTPUTF8, and the subject's token threads it all the same."""
+    utf8 = not all(address.isascii() for address in recipients)
+    thread = [m.message_id for m in ticket.messages if m.message_id and (utf8 or m.message_id.isascii())]
+    replied = trigger.message_id if trigger and trigger.message_id and (utf8 or trigger.message_id.isascii()) else ""
+    if replied in thread:
+        thread = thread[: thread.index(replied) + 1]
     references = [f"<{mime.one_line(mid)}>" for mid in thread][-MAX_REFERENCES:]
-    in_reply_to = f"<{mime.one_line(trigger.message_id)}>" if trigger and trigger.message_id else ""
+    in_reply_to = f"<{mime.one_line(replied)}>" if replied else ""
     return {"In-Reply-To": in_reply_to, "References": " ".join(references)}

@@ -124,6 +124,9 @@ class OutboundSettings(Section):
     give_up_hours: float = Field(default=48.0, gt=0)
     # ...or after this many attempts, whichever comes first.
     max_attempts: int = Field(default=100, ge=1)
+    # While the relay does not answer at all, try to reach it this often (no attempt is
+    # counted), so the backlog goes out soon after an outage ends.
+    probe_seconds: float = Field(default=30.0, gt=0)
     # Domain of the Message-IDs we generate; empty: the first mailbox's domain.
     message_id_domain: str = ""
     # A folder whose files replace the shipped templates of the same name.

@@ -17,7 +17,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -97,6 +97,7 @@ class ReceivedMail:
     mail_from: str
     rcpt_tos: list[str]
     raw: bytes
+    mail_options: list[str] = field(default_factory=list)  # e.g. SMTPUTF8
 
     @property
     def message(self) -> EmailMessage:
@@ -120,7 +121,9 @@ class SinkHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
-        self.received.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+        mail = ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+        mail.mail_options = list(envelope.mail_options)
+        self.received.append(mail)
         self._arrived.set()
         return "250 2.0.0 Ok: queued as sink"
 
@@ -143,15 +146,20 @@ class SinkHandler:
 
 
 class Sink:
-    def __init__(self, port: int = 0) -> None:
+    """`smtputf8`: whether the sink offers SMTPUTF8 (RFC 6531), as most relays now do."""
+
+    def __init__(self, port: int = 0, smtputf8: bool = False) -> None:
         self.handler = SinkHandler()
         self.port = port
+        self.smtputf8 = smtputf8
         self.server: asyncio.Server | None = None
 
     async def start(self) -> Sink:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
-            lambda: SMTP(self.handler, hostname="relay.test.example"), "127.0.0.1", self.port
+            lambda: SMTP(self.handler, hostname="relay.test.example", enable_SMTPUTF8=self.smtputf8),
+            "127.0.0.1",
+            self.port,
         )
         self.port = self.server.sockets[0].getsockname()[1]
         return self

@@ -1,0 +1,129 @@
+"""One delivery attempt through the relay, over aiosmtplib: the only module that speaks SMTP
+to it.
+
+An attempt ends in one of three ways, as RFC 5321 §4.2.1 sorts replies: a 2xx is sent; a
+4xx, no connection or a time-out is retried; a 5xx is failed with the relay's words. Mail
+that cannot be put on the wire at all fails on its own, with the reason, and never raises
+to the relay's loop: an internationalised address when the relay does not offer SMTPUTF8
+(RFC 6531), or an address aiosmtplib refuses (a space, a bracket: it would end the SMTP
+command line). Such recipients are left out of the envelope, as an MTA leaves out a
+refused RCPT; the mail fails only when none is left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiosmtplib
+import aiosmtplib.email
+
+from gateway.settings import OutboundSettings
+
+SENT, RETRY, FAILED = "sent", "retry", "failed"
+SMTPUTF8 = "SMTPUTF8"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How one attempt ended: sent, retry (temporary) or failed (permanent)."""
+
+    outcome: str
+    reply: str
+    connection_failed: bool = False
+
+
+def needs_smtputf8(envelope_from: str, recipients: tuple[str, ...], raw: bytes) -> bool:
+    """RFC 6531 §3.4: an address or a header in UTF-8 needs the relay's SMTPUTF8."""
+    return not (envelope_from.isascii() and all(r.isascii() for r in recipients) and raw.isascii())
+
+
+def unsendable(address: str, utf8: bool) -> str | None:
+    """Why aiosmtplib would refuse `address` on a MAIL or RCPT line, or None."""
+    try:
+        aiosmtplib.email.quote_address(address).encode("utf-8" if utf8 else "ascii")
+    except ValueError as error:  # UnicodeEncodeError is one too
+        return f"{address!r}: {error}"
+    return None
+
+
+class RelayConnection:
+    """One connection to the relay, opened on first use and kept for the next mail."""
+
+    def __init__(self, settings: OutboundSettings, local_hostname: str) -> None:
+        self.settings = settings
+        self.local_hostname = local_hostname
+        self._connection: aiosmtplib.SMTP | None = None
+
+    async def send(self, envelope_from: str, recipients: tuple[str, ...], raw: bytes) -> Delivery:
+        try:
+            connection = await self._connected()
+            utf8 = needs_smtputf8(envelope_from, recipients, raw)
+            if utf8 and not connection.supports_extension("smtputf8"):
+                return Delivery(FAILED, "the relay does not offer SMTPUTF8 (RFC 6531), which mail with an"
+                                        f" internationalised address needs: {', '.join(recipients)}")  # fmt: skip
+            refusals = {r: why for r in recipients if (why := unsendable(r, utf8))}
+            accepted = [r for r in recipients if r not in refusals]
+            if not accepted:
+                return Delivery(FAILED, "cannot be sent: " + "; ".join(refusals.values()))
+            options = [SMTPUTF8] if utf8 else []
+            refused, answer = await connection.sendmail(envelope_from, accepted, raw, mail_options=options)
+        except aiosmtplib.SMTPRecipientsRefused as error:  # every recipient refused
+            await self.hang_up()
+            codes = [refusal.code for refusal in error.recipients]
+            reply = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in error.recipients)
+            return Delivery(FAILED if all(code >= 500 for code in codes) else RETRY, reply)
+        except aiosmtplib.SMTPResponseException as error:
+            await self.hang_up()
+            return Delivery(FAILED if error.code >= 500 else RETRY, f"{error.code} {error.message}")
+        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as error:
+            await self.hang_up()
+            return Delivery(RETRY, f"connection failed: {error}", connection_failed=True)
+        except (aiosmtplib.SMTPException, OSError) as error:  # e.g. no STARTTLS: an admin can fix it
+            await self.hang_up()
+            return Delivery(RETRY, f"{type(error).__name__}: {error}", connection_failed=True)
+        except ValueError as error:  # the envelope sender, say: aiosmtplib refuses it (see unsendable)
+            await self.hang_up()  # it may have been half-way through the envelope
+            return Delivery(FAILED, f"cannot be sent: {error}")
+        return Delivery(SENT, _sent_reply(answer, {**refusals, **_refused(refused)}))
+
+    async def _connected(self) -> aiosmtplib.SMTP:
+        if self._connection is not None and self._connection.is_connected:
+            return self._connection
+        settings = self.settings
+        self._connection = aiosmtplib.SMTP(
+            hostname=settings.host,
+            port=settings.port,
+            username=settings.username or None,
+            password=settings.password.get_secret_value() or None,
+            use_tls=settings.security == "tls",
+            start_tls=settings.security == "starttls",
+            timeout=settings.timeout_seconds,
+            local_hostname=self.local_hostname,
+        )
+        await self._connection.connect()
+        if self._connection.is_ehlo_or_helo_needed:  # now, to know its extensions (SMTPUTF8)
+            try:
+                await self._connection.ehlo()
+            except aiosmtplib.SMTPHeloError:  # RFC 5321 §3.2: a server too old for EHLO
+                await self._connection.helo()
+        return self._connection
+
+    async def hang_up(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and connection.is_connected:
+            try:
+                await connection.quit()
+            except (aiosmtplib.SMTPException, OSError):  # it is going away either way
+                connection.close()
+
+
+def _refused(refused: dict[str, aiosmtplib.SMTPResponse]) -> dict[str, str]:
+    return {address: f"{address}: {response.code} {response.message}" for address, response in refused.items()}
+
+
+def _sent_reply(answer: str, refused: dict[str, str]) -> str:
+    """The relay's answer; and, when some recipients were refused, who and why."""
+    reply = answer.strip()
+    if refused:
+        reply += " (refused: " + "; ".join(refused.values()) + ")"
+    return reply

@@ -1,0 +1,70 @@
+"""The relay's own record of what the relay accepted, written the moment it answers 250.
+
+The outbox lives in the desk's database, whose write lock the processor holds for whole
+transactions; a relay killed while it waited there after a 250 sent that mail again on
+its next start. This file is the relay's alone and nobody locks it: a record is one
+`write(2)` in append mode, so the window between the relay's 250 and a record that survives
+a kill is the few microseconds between reading the reply and that write. The relay folds
+the records into `outbox.status` afterwards (`Relay._reconcile`), and skips every mail
+recorded here until then. A kill cannot lose a record; a power cut before the kernel
+writes it back can (as it can the database's own unsynced commits): then, at worst, a
+mail goes out twice, with the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SentRecord:
+    outbox_id: int
+    message_id: str
+    sent_at: str
+    reply: str
+
+
+class SentLog:
+    """Records appended one line of JSON each; read back whole at start-up."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.pending: dict[int, SentRecord] = {}  # sent, not yet in the outbox
+        for record in self._read():
+            self.pending[record.outbox_id] = record
+
+    def record(self, outbox_id: int, message_id: str, sent_at: str, reply: str) -> None:
+        record = SentRecord(outbox_id, message_id, sent_at, reply)
+        line = (json.dumps(asdict(record), ensure_ascii=True) + "\n").encode("ascii")
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(descriptor, line)  # one write: a kill leaves all of it or nothing
+        finally:
+            os.close(descriptor)
+        self.pending[outbox_id] = record
+
+    def forget(self, outbox_ids: list[int]) -> None:
+        """The outbox now holds these: drop them, and the file once nothing is pending."""
+        for outbox_id in outbox_ids:
+            self.pending.pop(outbox_id, None)
+        if not self.pending:
+            self.path.unlink(missing_ok=True)
+
+    def _read(self) -> list[SentRecord]:
+        try:
+            lines = self.path.read_bytes().splitlines()
+        except FileNotFoundError:
+            return []
+        records = []
+        for number, line in enumerate(lines, 1):
+            try:
+                records.append(SentRecord(**json.loads(line)))
+            except (ValueError, TypeError):  # not ours, or edited by hand: say so, keep the rest
+                log.warning("%s line %d: not a sent record, ignored: %r", self.path, number, line[:200])
+        return records
