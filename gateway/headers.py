@@ -178,6 +178,9 @@ def header_text(value: object) -> str:
     return one_line(decode_words(raw_text(value)))
 
 
+_ADDRESS_NEIGHBOURS = frozenset(" \t<>,;:()[]\"'.")
+
+
 def addresses(values: Iterable[object]) -> list[tuple[str, str]]:
     """(display name, lower-cased address) of each mailbox in address header values.
     A malformed value still gives the address it holds (missing brackets, a trailing dot,
@@ -201,11 +204,19 @@ def _scanned(source: str) -> list[tuple[str, str]]:
     runs = [(run.start(), run.end()) for run in _ATOM_RUN.finditer(source)]
     for (start, end), (next_start, next_end) in itertools.pairwise(runs):
         joined = next_start == end + 1 and source[end] == "@"
-        address = clean_address(source[start:next_end]) if joined else ""
+        bounded = _bounded(source, start - 1) and _bounded(source, next_end)
+        address = clean_address(source[start:next_end]) if joined and bounded else ""
         if address:
             found.append((source[named_from:start].rsplit(",", 1)[-1].strip(_NAME_JUNK), address))
             named_from = next_end
     return found
+
+
+def _bounded(source: str, index: int) -> bool:
+    """Whether the character at `index` can stand beside an address: a run of address
+    characters that touches anything else (a no-break space, U+3000 in `maria\u00a0lopez@…`)
+    is a piece of one, and a piece would be somebody else's address."""
+    return index < 0 or index >= len(source) or source[index] in _ADDRESS_NEIGHBOURS
 
 
 def clean_address(value: str) -> str:
