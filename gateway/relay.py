@@ -58,12 +58,13 @@ class Relay:
         self._round = asyncio.Lock()
 
     async def run(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            try:
-                await self.deliver_due()
-            except Exception:  # the database failed; keep the daemon up and try again
-                log.exception("outbox: cannot read the outbox; retrying")
-            await self._wait(stopping)
+        async with self.sent_log.held(stopping) as held:
+            while held and not stopping.is_set():
+                try:
+                    await self.deliver_due()
+                except Exception:  # the database failed; keep the daemon up and try again
+                    log.exception("outbox: cannot read the outbox; retrying")
+                await self._wait(stopping)
 
     async def _wait(self, stopping: asyncio.Event) -> None:
         self.wakeup.clear()

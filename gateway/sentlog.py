@@ -9,17 +9,27 @@ the records into `outbox.status` afterwards (`Relay._reconcile`), and skips ever
 recorded here until then. A kill cannot lose a record; a power cut before the kernel
 writes it back can (as it can the database's own unsynced commits): then, at worst, a
 mail goes out twice, with the same Message-ID.
+
+One relay at a time: a relay holds `<log>.lock` (flock) while it runs. After the daemon is
+killed, its old relay lives on for up to a second (lifeline.py) beside the new one; two
+relays would take the same due mail, and each would trust only its own record of it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import json
 import logging
 import os
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+LOCK_CHECK_SECONDS = 0.1  # how often a relay waiting for another to end looks again
 
 
 @dataclass(frozen=True)
@@ -36,8 +46,30 @@ class SentLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.pending: dict[int, SentRecord] = {}  # sent, not yet in the outbox
+        self._load()
+
+    def _load(self) -> None:
         for record in self._read():
             self.pending[record.outbox_id] = record
+
+    @contextlib.asynccontextmanager
+    async def held(self, stopping: asyncio.Event) -> AsyncIterator[bool]:
+        """The log for this relay alone, once any other relay is gone (False: stopped first).
+        Read again once held: the other may have sent more."""
+        descriptor = os.open(
+            self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        try:
+            while not _try_lock(descriptor):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), LOCK_CHECK_SECONDS)
+                if stopping.is_set():
+                    yield False
+                    return
+            self._load()
+            yield True
+        finally:
+            os.close(descriptor)  # lets go of the flock
 
     def record(self, outbox_id: int, message_id: str, sent_at: str, reply: str) -> None:
         record = SentRecord(outbox_id, message_id, sent_at, reply)
@@ -68,3 +100,11 @@ class SentLog:
             except (ValueError, TypeError):  # not ours, or edited by hand: say so, keep the rest
                 log.warning("%s line %d: not a sent record, ignored: %r", self.path, number, line[:200])
         return records
+
+
+def _try_lock(descriptor: int) -> bool:
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

@@ -123,3 +123,36 @@ async def test_a_stale_sent_log_beside_a_new_database_marks_nothing_sent(tmp_pat
         await gateway.stop()
     assert len(relay.received) == 2
     assert not stale.exists()
+
+
+async def test_a_second_relay_waits_for_the_first_to_end_and_nothing_goes_twice(tmp_path: Path, relay: Sink) -> None:
+    """After the daemon is killed its old relay lives on for up to a second beside the new
+    one: both must not take the same due mail."""
+    settings = load_settings(write_config(tmp_path, relay_port=relay.port))
+    gateway = Gateway(settings)  # its relay runs, and holds the relay's lock
+    await gateway.start()
+    second_database = await Database.open(settings.database.path, durable=False)
+    second, stop_second = make_relay(settings, second_database, gateway.clock), asyncio.Event()
+    running = asyncio.create_task(second.run(stop_second))
+    try:
+        for index in range(10):
+            await send(gateway, make_mail(f"Caso {index}", sender=f"c{index}@empresa.example"))
+        await gateway.pipeline.drain()
+        second.wakeup.set()
+        gateway.relay.wakeup.set()
+        assert await relay.handler.wait_until(lambda: len(relay.received) >= 20, 30)
+
+        await gateway.stop()  # the first relay ends: the second takes over
+        gateway = Gateway(settings)  # a relay of its own again, which now waits for the second
+        await gateway.start()
+        await send(gateway, make_mail("Después", sender="otro@empresa.example"))
+        await gateway.pipeline.drain()
+        second.wakeup.set()
+        assert await relay.handler.wait_until(lambda: len(relay.received) >= 22, 30)
+    finally:
+        await gateway.stop()
+        stop_second.set()
+        await running
+        await second_database.close()
+    message_ids = [mail.message["Message-ID"] for mail in relay.received]
+    assert len(message_ids) == len(set(message_ids)) == 22
