@@ -31,7 +31,7 @@ from gateway.queries import TicketFilter, TicketQueries
 from gateway.settings import MailboxSettings, Settings
 from gateway.spool import SpoolEntry
 from gateway.store import StoredMessage, TicketRef, TicketStore, TicketView, inbound_message
-from gateway.tickets import Status, copied_people, follow_up_subject, open_ticket, ticket_numbers_in
+from gateway.tickets import Status, copied_people, follow_up_subject, open_ticket
 from gateway.tokens import Rating
 
 log = logging.getLogger(__name__)
@@ -160,33 +160,22 @@ class Desk:
         await self._keep(ticket.id, entry, mail, author, comment, "system", note)
         return f"{note} on {ticket.number}"
 
-    async def bounce(self, entry: SpoolEntry, mail: ParsedMail, verdict: Verdict) -> str | None:
-        """Mark who bounced on the ticket the returned mail belongs to; None when none is known."""
-        report = mail.report
-        ticket = await self._ticket_of_bounce(mail)
-        if ticket is None:
-            return None
-        failures = report.failures if report else ()
-        for failure in failures:
-            await self.store.mark_bounced(
-                ticket.id, failure.recipient, f"{failure.status} {failure.diagnostic}".strip()
-            )
-        who = ", ".join(failure.recipient for failure in failures) or "unknown recipient"
-        await self._keep(ticket.id, entry, mail, mail.sender or Address("", ""), mail.text, "system", f"bounce: {who}")
-        return f"bounce on {ticket.number}: {who} no longer mailed on this ticket ({verdict.rule})"
-
-    async def _ticket_of_bounce(self, mail: ParsedMail) -> TicketRef | None:
-        report = mail.report
-        if report is not None:
-            known = await self.store.tickets_by_message_ids(report.returned_ids)
-            if known:
-                return next(iter(known.values()))
-        for subject in (report.returned_subject if report else "", mail.subject):
-            for number in ticket_numbers_in(subject, self.store.number_prefix):
-                ticket = await self.store.ticket_by_number(number)
-                if ticket is not None:
-                    return ticket
-        return None
+    async def bounce(self, entry: SpoolEntry, mail: ParsedMail, verdict: Verdict, ticket_id: int,
+                     recipients: tuple[str, ...]) -> str:  # fmt: skip
+        """A report on a mail of ours to `recipients`: stop mailing those it says failed (a
+        report without a readable status, for a mail to one person, is about that one)."""
+        failures = (
+            [(f.recipient, f"{f.status} {f.diagnostic}".strip()) for f in mail.report.failures] if mail.report else []
+        )
+        if not failures and len(recipients) == 1:
+            failures = [(recipients[0], f"undeliverable: {mail.subject}".strip())]
+        failed = [(address, diagnostic) for address, diagnostic in failures if address in recipients]
+        for address, diagnostic in failed:
+            await self.store.mark_bounced(ticket_id, address, diagnostic)
+        who = ", ".join(address for address, _ in failed) or "no recipient of that mail"
+        await self._keep(ticket_id, entry, mail, mail.sender or Address("", ""), mail.text, "system", f"bounce: {who}")
+        number = (await self.store.ticket_view(ticket_id)).number
+        return f"bounce on {number}: {who} no longer mailed on this ticket ({verdict.rule})"
 
     async def keep_automatic(self, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, author: Address,
                              verdict: Verdict) -> str:  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from gateway.render import Occasion, Renderer
 from gateway.settings import MailboxSettings, Settings
 from gateway.store import TicketStore, TicketView
 from gateway.tickets import Status
-from gateway.tokens import Signer
+from gateway.tokens import Signer, message_token
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,10 @@ class Notifier:
         return len(planned)
 
     async def _queue(self, ticket_id: int | None, mail: OutboundMail) -> None:
+        # Sent from a return address of its own (VERP): only a report that comes back there
+        # is believed (pipeline.py), not one that merely names a ticket or a recipient.
+        return_path = self.signer.bounce_address(mail.envelope_from, message_token(mail.message_id))
+        mail = replace(mail, envelope_from=return_path)
         self.outbox.add(ticket_id, mail)
         if ticket_id is not None:
             self.store.remember_thread_id(mail.message_id, ticket_id)

@@ -40,6 +40,14 @@ class OutboundMail:
 
 
 @dataclass(frozen=True)
+class ReturnedMail:
+    """A mail of ours that a delivery report came back for: what it was about, and to whom."""
+
+    ticket_id: int | None
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class OutboxEntry:
     id: int
     message_id: str
@@ -102,6 +110,14 @@ class Outbox:
             )
             for row in rows
         ]
+
+    async def sent_with_token(self, token: str) -> ReturnedMail | None:
+        """The mail whose Message-ID begins with `token` (see tokens.message_token)."""
+        row = await self.database.fetch_one(
+            "SELECT ticket_id, recipients FROM outbox WHERE message_id >= ? AND message_id < ? LIMIT 1",
+            (f"{token}.", f"{token}/"),  # a range on the unique index: "/" follows "."
+        )
+        return None if row is None else ReturnedMail(row["ticket_id"], tuple(json.loads(row["recipients"])))
 
     async def next_due_at(self) -> str | None:
         row = await self.database.fetch_one("SELECT min(next_attempt_at) AS at FROM outbox WHERE status = 'queued'")

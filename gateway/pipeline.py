@@ -22,7 +22,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.database import Database, is_temporary
 from gateway.limits import check_limits
 from gateway.notifier import Notifier
-from gateway.outbox import Outbox
+from gateway.outbox import Outbox, ReturnedMail
 from gateway.parse import Address, ParsedMail, parse_address
 from gateway.queries import TicketQueries
 from gateway.render import GATEWAY_NAME, Renderer
@@ -173,8 +173,10 @@ class Pipeline:
         if verdict.kind == "loop":
             return IGNORED, f"ignored: {verdict}"
         if verdict.kind == "bounce":
-            outcome = await self.desk.bounce(entry, mail, verdict)
-            return (DONE, outcome) if outcome else (IGNORED, f"ignored: {verdict}, for no known ticket")
+            returned = await self._returned_mail(entry)
+            if returned is None or returned.ticket_id is None:
+                return IGNORED, f"ignored: {verdict}, not sent back to a return address of ours for a ticket"
+            return DONE, await self.desk.bounce(entry, mail, verdict, returned.ticket_id, returned.recipients)
         author = requester_of(mail, parse_address(entry.mail_from))
         if author is None:
             raise UnprocessableMailError("no sender address: neither a From header nor an envelope sender")
@@ -219,6 +221,15 @@ class Pipeline:
             return frozenset()
         raw = await self.spool.raw(entry.id)
         return await asyncio.to_thread(verified_dkim_domains, raw or b"", self.dkim_dns)
+
+    async def _returned_mail(self, entry: SpoolEntry) -> ReturnedMail | None:
+        """The mail of ours a report came back for, known by the signed return address it
+        was sent to; a report that only names a ticket or a recipient proves nothing."""
+        for recipient in entry.rcpt_tos:
+            token = self.signer.bounce_token_in(recipient)
+            if token is not None:
+                return await self.outbox.sent_with_token(token)
+        return None
 
     def _rating_in(self, entry: SpoolEntry, mail: ParsedMail, number: str) -> Rating | None:
         """A valid rating token for this ticket, in the envelope or the To/Cc headers."""

@@ -7,8 +7,9 @@ structure.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from gateway.tickets import ticket_token
 GATEWAY_NAME = "ticket-gateway"
 MAX_REFERENCES = 20  # enough for any client to thread; bounded so headers stay small
 MAX_PREVIOUS_MESSAGES = 5
+MESSAGE_TOKEN_BYTES = 8  # 16 hex characters: a return address's token (tokens.py)
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,9 @@ class Renderer:
             subject = f"{ticket_token(ticket.number)} {subject}"  # an override forgot it: keep threading
         text = self.environment.get_template(f"{name}.txt").render(context)
         html = self.environment.get_template(f"{name}.html").render(context)
-        idstring = ticket.number.lower() if ticket else None
-        message_id = make_msgid(idstring=idstring, domain=self.settings.message_id_domain)[1:-1]
+        # Random first, then the ticket: the first part is what a return address carries (tokens.py).
+        idstring = ticket.number.lower() if ticket else "gateway"
+        message_id = f"{secrets.token_hex(MESSAGE_TOKEN_BYTES)}.{idstring}@{self.settings.message_id_domain}"
         recipients = tuple(person.address for person in (*planned.to, *planned.cc))
         headers = {
             "From": mime.mailbox(occasion.from_name or mailbox.name, mailbox.address),

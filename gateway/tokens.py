@@ -4,7 +4,10 @@ Pure code given the secret. An agent reply address `soporte.latam+TK-000123.<mac
 bound to the ticket and to the address its notification went to, so only someone who
 received that notification can use it; a rating address
 `soporte.latam+rate.TK-000123.2.yes.<mac>@…` names the ticket, the resolution it rates
-(once per resolution) and the answer. Any other form, or a wrong MAC, is no token.
+(once per resolution) and the answer. A return address `soporte.latam+b.<token>.<mac>@…`
+is the envelope sender of one mail we sent (VERP): the token is its Message-ID's first
+part, so a delivery report that comes back to it names the mail, and so its recipients,
+and nothing a stranger writes can. Any other form, or a wrong MAC, is no token.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 MAC_LENGTH = 16  # hex characters: 64 bits, plenty against guessing by mail
 # Case-insensitive: some MTAs change the case of local parts.
 REPLY_TAG = re.compile(r"^(?P<number>[a-z][a-z0-9]*-\d+)\.(?P<mac>[0-9a-f]{16})$", re.IGNORECASE)
+BOUNCE_TAG = re.compile(r"^b\.(?P<token>[0-9a-f]{16})\.(?P<mac>[0-9a-f]{16})$", re.IGNORECASE)
 RATING_TAG = re.compile(
     r"^rate\.(?P<number>[a-z][a-z0-9]*-\d+)\.(?P<round>\d+)\.(?P<answer>yes|no)\.(?P<mac>[0-9a-f]{16})$",
     re.IGNORECASE,
@@ -63,6 +67,23 @@ class Signer:
         if not hmac.compare_digest(match["mac"].lower(), expected):
             return None
         return Rating(number, int(match["round"]), answer == "yes")
+
+    def bounce_address(self, mailbox: str, token: str) -> str:
+        local, _, domain = mailbox.partition("@")
+        return f"{local}+b.{token}.{self._mac('bounce', token.lower())}@{domain}"
+
+    def bounce_token_in(self, address: str) -> str | None:
+        """The token of a return address we signed, or None."""
+        match = BOUNCE_TAG.match(_tag(address))
+        if match is None:
+            return None
+        token = match["token"].lower()
+        return token if hmac.compare_digest(match["mac"].lower(), self._mac("bounce", token)) else None
+
+
+def message_token(message_id: str) -> str:
+    """The random part our Message-IDs begin with (render.py), which a return address carries."""
+    return message_id.partition(".")[0]
 
 
 def _tag(address: str) -> str:

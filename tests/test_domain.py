@@ -17,7 +17,7 @@ from gateway.lifecycle import (
     customers_are_told,
 )
 from gateway.tickets import Status, asks_for_my_tickets, follow_up_subject
-from gateway.tokens import Signer
+from gateway.tokens import Signer, message_token
 
 S = Status
 
@@ -165,6 +165,18 @@ def test_signed_addresses_verify_only_untouched() -> None:
     found = signer.rating_in(rating)
     assert found is not None and (found.number, found.resolution, found.helpful) == ("TK-000007", 2, False)
     assert signer.rating_in(rating.replace(".no.", ".yes.")) is None
+
+
+def test_return_addresses_verify_only_untouched() -> None:
+    signer = Signer(b"secret")
+    address = signer.bounce_address("soporte.latam@estela.example", "0123456789abcdef")
+    assert address.startswith("soporte.latam+b.0123456789abcdef.") and address.endswith("@estela.example")
+    assert signer.bounce_token_in(address) == "0123456789abcdef"
+    assert signer.bounce_token_in(address.upper()) == "0123456789abcdef"  # MTAs change case
+    assert signer.bounce_token_in(address.replace("+b.0123", "+b.1123")) is None
+    assert Signer(b"other").bounce_token_in(address) is None
+    assert signer.bounce_token_in("soporte.latam@estela.example") is None
+    assert message_token("0123456789abcdef.tk-000001@estela.example") == "0123456789abcdef"
 
 
 @pytest.mark.parametrize(

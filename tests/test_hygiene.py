@@ -130,13 +130,14 @@ async def test_bounce_marks_the_participant_and_stops_mailing_it(
     first = sample("01-new-utf8-cc.eml").replace(b"jnunez@distribuidora-andes.example", dead.encode())
     await send(gateway, first)
     await gateway.drain()
-    ack_id = str(last_to(relay, REQUESTER).message["Message-ID"]).strip("<>")
+    acknowledgement = last_to(relay, REQUESTER)
+    ack_id = str(acknowledgement.message["Message-ID"]).strip("<>")
     bounce = sample(name) if name.startswith("07") else local(name)
     bounce = bounce.replace(b"ticket-TK-000001-ack@estela.example", ack_id.encode()).replace(
         b"{ACK_ID}", ack_id.encode()
     )
     sent_before = len(relay.received)
-    await send(gateway, bounce, sender=envelope)
+    await send(gateway, bounce, [acknowledgement.mail_from], sender=envelope)  # back to its return address
     await gateway.drain()
     assert len(relay.received) == sent_before  # a bounce is never answered
     assert len(await gateway.pipeline.queries.list_tickets()) == 1
