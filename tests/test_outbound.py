@@ -40,7 +40,7 @@ async def test_new_ticket_acknowledges_requester_with_cc_and_tells_agents(gatewa
 
     ack = only(relay.handler.to(REQUESTER))
     assert sorted(ack.rcpt_tos) == [CC, REQUESTER]
-    assert ack.mail_from == MAILBOX
+    assert ack.mail_from.startswith("soporte.latam+b.") and ack.mail_from.endswith("@estela.example")  # VERP
     message = ack.message
     assert message["Subject"] == "[#TK-000001] Error al emitir factura electrónica: rechazo del SII"
     assert message["In-Reply-To"] == "<CAF01.001@mail.distribuidora-andes.example>"
