@@ -32,7 +32,14 @@ from gateway.spool import DONE, IGNORED, Spool, SpoolEntry
 from gateway.store import TicketRef, TicketStore
 from gateway.tickets import Status, asks_for_my_tickets, requester_of
 from gateway.tokens import Rating, Signer
-from gateway.trust import DnsLookup, agent_proof, verified_dkim_domains
+from gateway.trust import (
+    DnsLookup,
+    agent_domains,
+    agent_proof,
+    dkim_claims,
+    signed_address_proves,
+    verified_dkim_domains,
+)
 from gateway.workers import Parser, discard_spilled
 
 log = logging.getLogger(__name__)
@@ -205,8 +212,8 @@ class Pipeline:
             return await self.desk.rating(ticket, entry, mail, author, rating)
         if self.settings.agents.is_agent(author.address):
             proof = agent_proof(
-                mail, entry.rcpt_tos, ticket.number, author.address, self.settings.agents.notify_address,
-                self.signer, self.settings.security.trusted_authserv_ids, dkim_domains,
+                mail.headers, entry.peer, entry.rcpt_tos, ticket.number, author.address, self.settings.agents,
+                self.settings.security, self.signer, dkim_domains,
             )  # fmt: skip
             return await self.desk.agent_reply(ticket, entry, mail, author, proof)
         if ticket.status == Status.CLOSED:
@@ -214,13 +221,34 @@ class Pipeline:
         return await self.desk.customer_reply(ticket, entry, mail, author, mailbox)
 
     async def _dkim_domains(self, entry: SpoolEntry, mail: ParsedMail) -> frozenset[str]:
-        """Domains whose DKIM signature verifies, for agents' mail only (it asks DNS: slow,
-        so outside the transaction and off the event loop)."""
+        """Agents' domains whose DKIM signature on this mail verifies. It asks DNS, so only
+        where configured, within [security] dkim_timeout_seconds, outside the transaction,
+        and only for a mail that passed every cheap check: an agent's reply to a ticket,
+        signed by an agents' domain, not already proven by the signed reply address."""
+        security = self.settings.security
         sender = mail.sender.address if mail.sender else ""
-        if not self.settings.agents.is_agent(sender) or mail.header("dkim-signature") is None:
+        if not security.verify_dkim or not self.settings.agents.is_agent(sender):
+            return frozenset()
+        wanted = dkim_claims(mail.headers, agent_domains(self.settings.agents, sender))
+        if not wanted or classify(mail, entry.mail_from, self.context).kind != "normal":
+            return frozenset()
+        route = await route_mail(mail, self.store)  # read again, in the transaction, by _apply
+        if (
+            route.kind != "reply"
+            or route.ticket is None
+            or signed_address_proves(
+                entry.rcpt_tos, route.ticket.number, sender, self.settings.agents.notify_address, self.signer
+            )
+        ):
             return frozenset()
         raw = await self.spool.raw(entry.id)
-        return await asyncio.to_thread(verified_dkim_domains, raw or b"", self.dkim_dns)
+        seconds = security.dkim_timeout_seconds
+        try:  # the thread runs on after a timeout, until dkimpy's own DNS timeout ends it
+            async with asyncio.timeout(seconds):
+                return await asyncio.to_thread(verified_dkim_domains, raw or b"", wanted, self.dkim_dns, seconds)
+        except TimeoutError:
+            log.warning("inbound %d %s: DKIM not verified within %ss", entry.id, _id_of(mail), seconds)
+            return frozenset()
 
     async def _returned_mail(self, entry: SpoolEntry) -> ReturnedMail | None:
         """The mail of ours a report came back for, known by the signed return address it

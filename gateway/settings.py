@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, Literal
 
@@ -94,8 +95,28 @@ class SecuritySettings(Section):
     # Key of the signed reply and rating addresses. Set it from the environment
     # (GATEWAY_SECURITY__SECRET); empty: one is generated and kept in the database.
     secret: SecretStr = SecretStr("")
-    # Hosts whose Authentication-Results headers are trusted (our own MX), by authserv-id.
+    # An Authentication-Results header proves an agent only when BOTH are set (RFC 8601 §5):
+    # it names one of these authserv-ids (our own border MX) and the mail came straight
+    # from one of trusted_relays (SMTP peer address; an IP address or a network).
     trusted_authserv_ids: tuple[str, ...] = ()
+    trusted_relays: tuple[IPv4Network | IPv6Network, ...] = ()
+    # Check agents' DKIM signatures ourselves (DNS look-ups, each and all together bounded
+    # by dkim_timeout_seconds); only for an agent's reply to a ticket not proven otherwise.
+    verify_dkim: bool = False
+    dkim_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("trusted_authserv_ids", mode="after")
+    @classmethod
+    def _lower_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(item.strip().lower() for item in value)
+
+    @field_validator("trusted_relays", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        # "127.0.0.1" is the network 127.0.0.1/32; "10.0.0.1/8" (host bits set) is refused.
+        if isinstance(value, list | tuple):
+            return tuple(ip_network(item.strip()) if isinstance(item, str) else item for item in value)
+        return value
 
 
 class PipelineSettings(Section):

@@ -25,7 +25,7 @@ import pytest
 from aiosmtpd.smtp import SMTP
 
 from gateway.daemon import Gateway
-from gateway.settings import Settings, load_settings
+from gateway.settings import SecuritySettings, Settings, load_settings
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED_MAIL = PROJECT.parent / "shared" / "mail"
@@ -193,8 +193,16 @@ def config_path(tmp_path: Path, relay: Sink) -> Path:
 
 
 @pytest.fixture
-def settings(config_path: Path) -> Settings:
-    return load_settings(config_path)
+def security() -> dict[str, object]:
+    """[security] keys set beyond TEST_CONFIG's; a test overrides it with parametrize."""
+    return {}
+
+
+@pytest.fixture
+def settings(config_path: Path, security: dict[str, object]) -> Settings:
+    loaded = load_settings(config_path)
+    changed = SecuritySettings.model_validate({**dict(loaded.security), **security})
+    return loaded.model_copy(update={"security": changed})
 
 
 @pytest.fixture

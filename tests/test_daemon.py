@@ -224,7 +224,8 @@ def test_a_mail_interrupted_too_often_is_set_aside(tmp_path: Path) -> None:
 
 
 # The processor `serve` runs, in a process of its own, but its pipeline's DKIM key look-up
-# never answers: an agent's DKIM-signed mail stays in hand until the process is killed.
+# never answers: an agent's DKIM-signed reply stays in hand until the process is killed
+# (before [security] dkim_timeout_seconds ends the wait).
 PROCESSOR_STUCK_ON_DKIM = """
 import asyncio, sys, threading
 from pathlib import Path
@@ -280,10 +281,12 @@ def kill_processor_with_the_poison_in_hand(config: Path) -> None:
 
 def test_only_the_mail_in_hand_counts_an_interruption_not_the_mail_claimed_behind_it(tmp_path: Path) -> None:
     config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("[security]\n", "[security]\nverify_dkim = true\n"))
     settings = load_settings(config)
-    poison = DKIM_SIGNATURE + make_mail("veneno", sender="Carla Soto <csoto@estela.example>")
+    opener = make_mail("veneno")  # TK-000001, so that the agent's signed mail is a reply, worth a look-up
+    poison = DKIM_SIGNATURE + make_mail("Re: [#TK-000001] veneno", sender="Carla Soto <csoto@estela.example>")
     innocent = [make_mail(f"inocente {index}") for index in range(3)]
-    asyncio.run(spool_with_no_processor(settings, [poison, *innocent]))
+    asyncio.run(spool_with_no_processor(settings, [opener, poison, *innocent]))
 
     for _ in range(settings.pipeline.max_attempts):  # the poison's look-up hangs; the operator kills
         kill_processor_with_the_poison_in_hand(config)
@@ -297,7 +300,7 @@ def test_only_the_mail_in_hand_counts_an_interruption_not_the_mail_claimed_behin
         finally:
             await gateway.stop()
 
-    assert asyncio.run(restart()) == ["inocente 0", "inocente 1", "inocente 2"]
+    assert asyncio.run(restart()) == ["inocente 0", "inocente 1", "inocente 2", "veneno"]
     rows = spool_rows(settings.database.path)
-    assert [row["status"] for row in rows] == ["failed", "done", "done", "done"]
-    assert "interrupted 3 times" in rows[0]["error"]
+    assert [row["status"] for row in rows] == ["done", "failed", "done", "done", "done"]
+    assert "interrupted 3 times" in rows[1]["error"]

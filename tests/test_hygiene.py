@@ -189,6 +189,7 @@ def dkim_signed(raw: bytes, domain: str = "estela.example") -> tuple[bytes, obje
     return signature + raw, dns
 
 
+@pytest.mark.parametrize("security", [{"verify_dkim": True}])
 async def test_agent_commands_honoured_from_a_dkim_signed_mail(gateway: Gateway, relay: Sink) -> None:
     await open_first_ticket(gateway, relay)
     raw = make_mail(
@@ -207,6 +208,7 @@ async def test_agent_commands_honoured_from_a_dkim_signed_mail(gateway: Gateway,
     assert (await gateway.pipeline.queries.show_ticket("TK-000001"))["priority"] == "low"
 
 
+@pytest.mark.parametrize("security", [{"trusted_relays": ["127.0.0.1"]}])  # the test client is our relay
 @pytest.mark.parametrize(("authserv", "honoured"), [("mx.test.example", True), ("mx.attacker.example", False)])
 async def test_authentication_results_only_from_our_own_host(
     gateway: Gateway, relay: Sink, authserv: str, honoured: bool
