@@ -97,7 +97,7 @@ class CollapseRepeats(logging.Filter):
         logger = logging.getLogger(key[0])
         summary = logger.makeRecord(
             key[0], kind.level, "(collapsed)", 0,
-            "%s (%d more like this in the last %d s)", (kind.first_line, count, round(self.window)), None,
+            "%s (%d more like this in the last %g s)", (kind.first_line, count, self.window), None,
         )  # fmt: skip
         setattr(summary, _SUMMARY, True)
         logger.handle(summary)
