@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import socket
@@ -82,10 +83,11 @@ class Listener:
 
     def close(self) -> None:
         """Stop accepting; sessions already open carry on."""
-        for task in self._tasks:
+        for task, sock in zip(self._tasks, self.sockets, strict=True):
             task.cancel()
-        for sock in self.sockets:
-            sock.close()
+            # Once the loop has let go of the socket: closing it under a pending accept could
+            # let another file reuse its number while still registered with the selector.
+            task.add_done_callback(functools.partial(_close_after, sock))
         if self._spare is not None:
             os.close(self._spare)
             self._spare = None
@@ -107,7 +109,11 @@ class Listener:
                 self._refuse_waiting_with_spare(sock)
                 await asyncio.sleep(ACCEPT_PAUSE_SECONDS)
                 continue
-            await self._start(conn, _address(peer))
+            try:
+                await self._start(conn, _address(peer))
+            except Exception:  # one connection's failure must not stop the listener
+                conn.close()
+                log.exception("could not start a session with %s", _address(peer))
 
     async def _start(self, conn: socket.socket, address: str) -> None:
         refusal = self.limits.refusal(address)
@@ -178,3 +184,7 @@ def _address(peer: object) -> str:
     if isinstance(peer, tuple) and peer:
         return str(peer[0])
     return str(peer)
+
+
+def _close_after(sock: socket.socket, _: asyncio.Task[None]) -> None:
+    sock.close()
