@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 
 from gateway.clock import Clock, SystemClock
+from gateway.connections import Listener
 from gateway.database import Database
 from gateway.listener import InboundHandler, start_listener
 from gateway.pipeline import Pipeline
@@ -24,6 +26,10 @@ from gateway.spool import Spool
 
 log = logging.getLogger(__name__)
 
+# Descriptors the daemon holds besides its SMTP sessions: the database and its journal, the
+# children's pipes, the event loop, the temporary files of mail over a megabyte in DATA.
+FILES_BESIDES_CONNECTIONS = 64
+
 
 class Gateway:
     """The listener, with the processor in this process (what tests drive step by step) or,
@@ -34,11 +40,12 @@ class Gateway:
         self.clock = clock or SystemClock()
         self.separate_process = separate_process
         self._database: Database | None = None
-        self._server: asyncio.Server | None = None
+        self._server: Listener | None = None
         self.processor: Processor | ProcessorProcess | None = None
 
     async def start(self) -> None:
         Renderer(self.settings, self.clock).check()  # before anything opens: fail fast, leave nothing behind
+        _check_open_file_limit(self.settings)
         write_lock = asyncio.Lock()  # one writer at a time across this process's connections
         # durable: a 250 waits for the disk.
         self._database = await Database.open(self.settings.database.path, write_lock, durable=True)
@@ -88,6 +95,17 @@ class Gateway:
         if self._database is not None:
             await self._database.close()
             self._database = None
+
+
+def _check_open_file_limit(settings: Settings) -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = settings.smtp.max_connections + FILES_BESIDES_CONNECTIONS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning(
+            "open-file limit %d is under [smtp] max_connections %d plus %d for the rest: when it runs out, "
+            "new connections get 421; raise it (ulimit -n, systemd LimitNOFILE) or lower max_connections",
+            soft, settings.smtp.max_connections, FILES_BESIDES_CONNECTIONS,
+        )  # fmt: skip
 
 
 async def serve(settings: Settings) -> None:

@@ -12,11 +12,12 @@ import asyncio
 import logging
 import tempfile
 from collections.abc import Callable
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
+from gateway.connections import ConnectionLimits, Listener, listen
 from gateway.database import is_disk_full, is_temporary
 from gateway.limits import header_size
 from gateway.settings import Settings
@@ -34,6 +35,10 @@ BACKLOG_CHECK_SECONDS = 0.25  # how stale the backlog count may be: one query pe
 IN_MEMORY_BYTES = 1024 * 1024  # of a mail being received; the rest waits in a temporary file
 INSUFFICIENT_STORAGE = "452 4.3.1 Insufficient system storage; try again later"
 HEADER_TOO_LARGE = "552 5.3.4 Message header too large ({size} bytes, limit {limit})"
+# RFC 5321 §4.5.3.2 lets a server close a silent or overlong session; 421 (§3.8) tells the
+# client to retry later, as Postfix's "421 4.4.2 Error: timeout exceeded" does.
+IDLE_TIMEOUT = "421 4.4.2 {hostname} Error: timeout exceeded, closing connection"
+DATA_TIMEOUT = "421 4.4.2 {hostname} Error: DATA took over {seconds:g} s, closing connection"
 
 
 class InboundHandler:
@@ -135,7 +140,35 @@ class StreamingData(SMTP):
     disk), instead of aiosmtpd's list of lines joined at the end: ten 25 MB mails at once
     would otherwise hold well over half a gigabyte. The handler reads `envelope.data_file`.
     RFC 5321 §4.1.1.4 (DATA, 354, the final "."), §4.5.2 (dot-stuffing), §4.5.3.1.6 (lines).
+
+    Timeouts: aiosmtpd's `timeout` is a timer restarted only when a command arrives, so
+    during DATA it was a total deadline (300 s: a 25 MB mail needed ~87 KB/s). Here every
+    byte received during DATA restarts it, and `data_timeout` bounds DATA as a whole.
+    `on_close` is called once, when the connection is lost (the listener's slot is free).
     """
+
+    def __init__(self, *args: Any, data_timeout: float, on_close: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.data_timeout = data_timeout
+        self.on_close = on_close
+        self._in_data = False
+
+    def connection_lost(self, error: Exception | None) -> None:
+        try:
+            super().connection_lost(error)
+        finally:
+            self.on_close()
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_data:  # progress: a slow but steady sender is not idle
+            self._reset_timeout()
+        super().data_received(data)
+
+    def _timeout_cb(self) -> None:
+        # aiosmtpd closes without a word; a client that hears 421 knows to retry.
+        if self.transport is not None and not self.transport.is_closing():
+            self._writer.write(IDLE_TIMEOUT.format(hostname=self.hostname).encode() + b"\r\n")
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd command method
@@ -150,7 +183,18 @@ class StreamingData(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         data = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BYTES)  # noqa: SIM115 - handed on
-        problem = await self._receive(data)
+        self._in_data = True
+        try:
+            async with asyncio.timeout(self.data_timeout):
+                problem = await self._receive(data)
+        except BaseException as error:  # cut (deadline, idle timer, hang-up): nothing is stored
+            data.close()
+            if isinstance(error, TimeoutError):
+                await self._close_on_data_timeout()
+                return
+            raise
+        finally:
+            self._in_data = False
         if problem:
             data.close()
             self._set_post_data_state()  # type: ignore[no-untyped-call]
@@ -164,6 +208,13 @@ class StreamingData(SMTP):
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push(status)
+
+    async def _close_on_data_timeout(self) -> None:
+        assert self.session is not None
+        log.info("cut DATA from %s after %g s: too slow in all", _peer_text(self.session.peer), self.data_timeout)
+        await self.push(DATA_TIMEOUT.format(hostname=self.hostname, seconds=self.data_timeout))
+        assert self.transport is not None
+        self.transport.close()
 
     async def _receive(self, data: IO[bytes]) -> str | None:
         """Read lines up to the lone ".", unstuffed, into `data`; a refusal, or None.
@@ -197,10 +248,10 @@ class StreamingLMTP(StreamingData, LMTP):
     """LMTP with the same streaming DATA."""
 
 
-def make_protocol_factory(settings: Settings, handler: InboundHandler) -> Callable[[], SMTP]:
+def make_protocol_factory(settings: Settings, handler: InboundHandler) -> Callable[[Callable[[], None]], SMTP]:
     protocol_class = StreamingLMTP if settings.smtp.protocol == "lmtp" else StreamingData
 
-    def factory() -> SMTP:
+    def factory(on_close: Callable[[], None]) -> SMTP:
         return protocol_class(
             handler,
             hostname=settings.smtp.hostname,
@@ -208,16 +259,19 @@ def make_protocol_factory(settings: Settings, handler: InboundHandler) -> Callab
             data_size_limit=settings.smtp.max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,
+            timeout=settings.smtp.idle_timeout_seconds,
+            data_timeout=settings.smtp.data_timeout_seconds,
+            on_close=on_close,
         )
 
     return factory
 
 
-async def start_listener(settings: Settings, handler: InboundHandler) -> asyncio.Server:
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(
-        make_protocol_factory(settings, handler), host=settings.smtp.host, port=settings.smtp.port
-    )
+async def start_listener(settings: Settings, handler: InboundHandler) -> Listener:
+    """Listen on `[smtp] host` and `port`, within `[smtp] max_connections` and
+    `max_connections_per_client` (see gateway/connections.py)."""
+    limits = ConnectionLimits(settings.smtp.max_connections, settings.smtp.max_connections_per_client)
+    return Listener(listen(settings.smtp.host, settings.smtp.port), make_protocol_factory(settings, handler), limits)
 
 
 def _printable(address: str) -> str:

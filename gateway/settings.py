@@ -36,6 +36,18 @@ class SmtpSettings(Section):
     protocol: Literal["smtp", "lmtp"] = "smtp"
     max_message_size: int = Field(default=25 * MIB, gt=0)
     hostname: str = "ticket-gateway"
+    # Connections open at once, in all and from one client address; past either a new
+    # connection hears "421 4.7.0" and is closed (RFC 5321 §3.8). Keep max_connections well
+    # under the daemon's open-file limit (`ulimit -n`), and the per-client one at least the
+    # concurrency of the MTA in front (Postfix: default_destination_concurrency_limit, 20).
+    max_connections: int = Field(default=200, gt=0)
+    max_connections_per_client: int = Field(default=20, gt=0)
+    # A connection that sends nothing this long is closed with 421 4.4.2 (RFC 5321 §4.5.3.2:
+    # at least 5 minutes); during DATA every byte received restarts it.
+    idle_timeout_seconds: float = Field(default=300.0, gt=0)
+    # DATA taking longer than this in all, however steadily it flows, is cut with 421 4.4.2
+    # and nothing is stored (25 MiB in 20 minutes needs about 22 KB/s).
+    data_timeout_seconds: float = Field(default=1200.0, gt=0)
 
 
 class DatabaseSettings(Section):

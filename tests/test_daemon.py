@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, NamedTuple
 
@@ -77,13 +78,16 @@ class Daemon(NamedTuple):
     log: queue.Queue[bytes]  # its log lines from "listening on" on
 
 
-def start_daemon(config: Path, environment: dict[str, str] | None = None) -> Daemon:
+def start_daemon(
+    config: Path, environment: dict[str, str] | None = None, preexec_fn: Callable[[], None] | None = None
+) -> Daemon:
     """`python -m gateway serve` as a child process, as its log tells of it."""
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "--config", str(config), "serve"],
         stderr=subprocess.PIPE,
         cwd=PROJECT,
         env={**os.environ, **(environment or {})},
+        preexec_fn=preexec_fn,  # e.g. a lowered open-file limit
     )
     assert process.stderr is not None
     children = {}
