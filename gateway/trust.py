@@ -13,8 +13,13 @@ authserv-id (RFC 8601 §7.1, "Forged Header Fields"); only our own border MX rem
 forged copies claiming its id and prepends its own (§5). So one is believed only when
 - the mail came straight from a configured trusted relay (`[security] trusted_relays`,
   by SMTP peer address): mail from anyone else may carry any header at any position;
-- it stands above the first Received header: everything below that was written before
-  the relay received the mail, i.e. by the sender (§5: headers "added by" the border);
+- it stands above every Received header our relay did not write (one whose `by` names a
+  host other than a trusted authserv-id): everything below such a header was written
+  before our relay received the mail, i.e. by the sender (§5: headers "added by" the
+  border). The relay's own Received headers may stand above it: Postfix hides its own
+  from milters, so the A-R an OpenDKIM/OpenDMARC milter inserts at the top lands below
+  it. The relay must remove incoming A-R headers claiming its id (§5), e.g. Postfix
+  `header_checks`, which milter-added headers do not pass through;
 - it is the topmost one carrying one of `[security] trusted_authserv_ids`.
 Nothing is trusted by default: both settings must be configured. A From header alone
 proves nothing.
@@ -51,6 +56,7 @@ PROOF_PROPERTY = {"dkim": "header.d", "spf": "smtp.mailfrom", "dmarc": "header.f
 METHOD = re.compile(r"\s*([A-Za-z0-9][\w-]*)\s*(?:/\s*\d+\s*)?=\s*([A-Za-z0-9][\w-]*)")
 PROPERTY = re.compile(r"\s*([A-Za-z0-9][\w.-]*)\s*=\s*(\"(?:[^\"\\]|\\.)*\"|[^\s\"]+)")
 DKIM_D_TAG = re.compile(r"(?:^|;)\s*d\s*=\s*([^;]*)")
+RECEIVED_BY = re.compile(r"\bby\s+([^\s;()]+)", re.IGNORECASE)  # RFC 5321 §4.4 "by" clause
 
 
 def agent_proof(
@@ -101,11 +107,17 @@ def trusted_results(headers: Headers, peer: str, security: SecuritySettings) -> 
     if not wanted or not from_trusted_relay(peer, security.trusted_relays):
         return None
     for name, value in headers:
-        if name == "received":
+        if name == "received" and _received_by(value) not in wanted:
             return None
         if name == "authentication-results" and _authserv_id(value) in wanted:
             return value
     return None
+
+
+def _received_by(value: str) -> str:
+    """The host a Received header says took the mail ("… by mx.example.com with …")."""
+    found = RECEIVED_BY.search(value)
+    return found[1].lower().rstrip(".") if found else ""
 
 
 def from_trusted_relay(peer: str, relays: Iterable[IPv4Network | IPv6Network]) -> bool:

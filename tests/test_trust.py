@@ -72,9 +72,13 @@ ATTACKS = {
         ["127.0.0.1"],
         [("Received", FOREIGN_RECEIVED), ("Authentication-Results", ISSUE_RESULTS)],
     ),
-    "uppercase id below the relay's Received": (
+    "uppercase id below a foreign Received below the relay's": (
         ["127.0.0.1"],
-        [("Received", RELAY_RECEIVED), ("Authentication-Results", ISSUE_RESULTS.replace("mx.estela", "MX.ESTELA"))],
+        [
+            ("Received", RELAY_RECEIVED),
+            ("Received", FOREIGN_RECEIVED),
+            ("Authentication-Results", ISSUE_RESULTS.replace("mx.estela", "MX.ESTELA")),
+        ],
     ),
     "uppercase id from an untrusted peer": (
         ["192.0.2.0/24"],
@@ -215,6 +219,7 @@ AGENT_SETTINGS = AgentSettings(notify_address="agentes@estela.example", domains=
 OURS = SecuritySettings(trusted_authserv_ids=("mx.estela.example",), trusted_relays=("10.0.0.0/8", "::1"))
 AR = "authentication-results"
 RELAY_HOP = ("received", "from x by mx.estela.example")
+FOREIGN_HOP = ("received", "from x by smtp.evil.example")
 RELAY = "10.0.0.1:25"
 Row = tuple[list[tuple[str, str]], str, SecuritySettings, "str | None"]
 
@@ -238,7 +243,12 @@ TABLE: list[Row] = [
     one(ISSUE_RESULTS, peer="stdin"),  # `ingest`: no peer at all
     one(ISSUE_RESULTS, security=SecuritySettings(trusted_authserv_ids=("mx.estela.example",))),
     one(ISSUE_RESULTS, security=SecuritySettings(trusted_relays=("10.0.0.0/8",))),
-    ([RELAY_HOP, (AR, ISSUE_RESULTS)], RELAY, OURS, None),  # written before the relay got it
+    ([RELAY_HOP, (AR, ISSUE_RESULTS)], RELAY, OURS, PASS),  # a milter's A-R below the relay's own Received
+    ([RELAY_HOP, RELAY_HOP, (AR, ISSUE_RESULTS)], RELAY, OURS, PASS),  # re-injected (a content filter)
+    ([FOREIGN_HOP, (AR, ISSUE_RESULTS)], RELAY, OURS, None),  # written before the relay got it
+    ([RELAY_HOP, FOREIGN_HOP, (AR, ISSUE_RESULTS)], RELAY, OURS, None),
+    ([("received", "from x by MX.Estela.Example. with ESMTP"), (AR, ISSUE_RESULTS)], RELAY, OURS, PASS),
+    ([("received", "from mx.estela.example by evil.example"), (AR, ISSUE_RESULTS)], RELAY, OURS, None),
     ([(AR, "mx.estela.example; dkim=neutral header.d=estela.example"), (AR, ISSUE_RESULTS)], RELAY, OURS, None),
     one("mx.estela.example.evil.example; dkim=pass header.d=estela.example"),
     one("mx.estela.example; dkim=pass header.d=estela.example.evil.example"),
