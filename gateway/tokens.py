@@ -4,7 +4,8 @@ Pure code given the secret. An agent reply address `soporte.latam+TK-000123.<mac
 bound to the ticket and to the address its notification went to, so only someone who
 received that notification can use it; a rating address
 `soporte.latam+rate.TK-000123.2.yes.<mac>@…` names the ticket, the resolution it rates
-(once per resolution) and the answer. Any other form, or a wrong MAC, is no token.
+(once per resolution) and the answer. Any other form, or a wrong MAC, is no token, and
+`verifies` tells the pipeline so: mail to a plus form of ours we did not sign acts on nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 MAC_LENGTH = 16  # hex characters: 64 bits, plenty against guessing by mail
@@ -63,6 +65,19 @@ class Signer:
         if not hmac.compare_digest(match["mac"].lower(), expected):
             return None
         return Rating(number, int(match["round"]), answer == "yes")
+
+    def verifies(self, address: str, bound_to: Iterable[str]) -> bool:
+        """A plus tag we signed: a rating, or a reply address bound to one of `bound_to`."""
+        if self.rating_in(address) is not None:
+            return True
+        match = REPLY_TAG.match(_tag(address))
+        number = match["number"].upper() if match else ""
+        return bool(number) and any(self.reply_address_verifies(address, number, who) for who in bound_to)
+
+
+def plus_tag(address: str) -> str:
+    """The part after '+' in the local part, or '' (`soporte+rate.…@x` → `rate.…`)."""
+    return _tag(address)
 
 
 def _tag(address: str) -> str:
