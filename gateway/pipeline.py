@@ -31,7 +31,7 @@ from gateway.settings import MailboxSettings, Settings
 from gateway.spool import DONE, IGNORED, Spool, SpoolEntry
 from gateway.store import TicketRef, TicketStore
 from gateway.tickets import Status, asks_for_my_tickets, is_ours, requester_of, ticket_numbers_in
-from gateway.tokens import Rating, Signer, plus_tag
+from gateway.tokens import Rating, Signer, looks_signed, plus_tag
 from gateway.trust import DnsLookup, agent_proof, verified_dkim_domains
 from gateway.workers import Parser, discard_spilled
 
@@ -216,12 +216,12 @@ class Pipeline:
         return await self.desk.customer_reply(ticket, entry, mail, author, mailbox, signed)
 
     def _unsigned_address(self, entry: SpoolEntry, mail: ParsedMail, author: Address) -> str | None:
-        """A plus form of one of our addresses (envelope, To or Cc) that we did not sign for
-        this sender or the agents: a forged or mangled rating or reply address. None if none."""
+        """An address of ours (envelope, To or Cc) whose tag has a signed form we did not sign
+        for this sender or the agents: a forged or mangled rating or reply address."""
         ours = self.settings.our_addresses
         bound_to = (author.address, self.settings.agents.notify_address)
         for address in (*entry.rcpt_tos, *(person.address for person in (*mail.to, *mail.cc))):
-            if plus_tag(address) and is_ours(address, ours) and not self.signer.verifies(address, bound_to):
+            if looks_signed(address) and is_ours(address, ours) and not self.signer.verifies(address, bound_to):
                 return address
         return None
 

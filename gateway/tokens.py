@@ -24,6 +24,11 @@ RATING_TAG = re.compile(
     re.IGNORECASE,
 )
 
+# The forms of tag we sign or reserve: `rate.…`, a ticket number (reply addresses), `b.…`
+# (bounce addresses), or anything ending in a MAC. Other tags (`ventas+peru@`) are plain
+# sub-addressing (RFC 5233): they route to the mailbox and prove nothing.
+SIGNED_LOOKING = re.compile(r"^(rate|b)\.|^[a-z][a-z0-9]*-\d+(\.|$)|\.[0-9a-f]{16}$", re.IGNORECASE)
+
 
 @dataclass(frozen=True)
 class Rating:
@@ -73,6 +78,11 @@ class Signer:
         match = REPLY_TAG.match(_tag(address))
         number = match["number"].upper() if match else ""
         return bool(number) and any(self.reply_address_verifies(address, number, who) for who in bound_to)
+
+
+def looks_signed(address: str) -> bool:
+    """An address whose tag has the form of one we sign: then only a valid MAC lets it act."""
+    return SIGNED_LOOKING.search(_tag(address)) is not None
 
 
 def plus_tag(address: str) -> str:

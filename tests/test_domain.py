@@ -17,7 +17,7 @@ from gateway.lifecycle import (
     customers_are_told,
 )
 from gateway.tickets import Status, asks_for_my_tickets, follow_up_subject
-from gateway.tokens import Signer
+from gateway.tokens import Signer, looks_signed
 
 S = Status
 
@@ -191,6 +191,16 @@ def test_signed_addresses_verify_only_untouched() -> None:
     found = signer.rating_in(rating)
     assert found is not None and (found.number, found.resolution, found.helpful) == ("TK-000007", 2, False)
     assert signer.rating_in(rating.replace(".no.", ".yes.")) is None
+
+
+@pytest.mark.parametrize(
+    ("address", "signed_form"),
+    [("s+rate.TK-1.2.yes.0000000000000000@x.example", True), ("s+TK-000001.abc@x.example", True),
+     ("s+tk-1@x.example", True), ("s+b.12.0123456789abcdef@x.example", True), ("s+x.0123456789ABCDEF@x.example", True),
+     ("s+peru@x.example", False), ("s+urgente.ya@x.example", False), ("s@x.example", False)],
+)  # fmt: skip
+def test_which_tags_have_a_signed_form(address: str, signed_form: bool) -> None:
+    assert looks_signed(address) is signed_form
 
 
 def test_a_plus_tag_verifies_only_when_we_signed_it_for_that_reader() -> None:

@@ -158,7 +158,9 @@ FORGED_TAGS = [
     FORGED_RATING,
     FORGED_RATING.upper(),
     "soporte.latam+TK-000001.0000000000000000@estela.example",
-    "soporte.latam+cualquier.cosa@estela.example",
+    "soporte.latam+b.12.0123456789abcdef@estela.example",
+    "soporte.latam+cualquier.0123456789abcdef@estela.example",
+    "soporte.latam+TK-000001@estela.example",
     "ventas+rate.TK-000001.1.yes.0123456789abcdef@estela.example",
 ]
 
@@ -196,8 +198,8 @@ async def test_a_forged_tag_naming_a_ticket_is_kept_on_it_even_without_a_token(g
     assert len(await gateway.pipeline.queries.list_tickets()) == 1
 
 
-async def test_a_new_mail_to_an_unsigned_plus_address_opens_nothing(gateway: Gateway, relay: Sink) -> None:
-    address = "soporte.latam+hola@estela.example"
+async def test_a_new_mail_to_a_forged_signed_address_opens_nothing(gateway: Gateway, relay: Sink) -> None:
+    address = "soporte.latam+TK-000777.0123456789abcdef@estela.example"
     await deliver(gateway, make_mail("Hola", "Nuevo.", "x@cliente.example", to=address), [address])
     assert await gateway.pipeline.queries.list_tickets() == [] and relay.received == []
     [row] = spool_rows(gateway.settings.database.path)
@@ -218,3 +220,13 @@ async def test_agents_cannot_copy_an_address_of_ours(gateway: Gateway, relay: Si
     await agent_answers(gateway, notice, "#cc +soporte.latam+x@estela.example\n\nLos copio.")
     assert (await ticket(gateway))["cc"] == [CC]
     assert "own addresses" in text_of(last_to(relay, "csoto@estela.example"))
+
+
+async def test_plain_sub_addressing_still_routes_but_never_becomes_a_participant(gateway: Gateway,
+                                                                                relay: Sink) -> None:  # fmt: skip
+    plain = "soporte.latam+urgente@estela.example"  # RFC 5233 sub-addressing: no signed form
+    await deliver(gateway, make_mail("Hola", "Nuevo.", FROM_REQUESTER, to=plain, cc=f"ventas+x@estela.example, {CC}"),
+                  [plain])  # fmt: skip
+    tk = await ticket(gateway)
+    assert tk["cc"] == [CC] and tk["status"] == "open"
+    assert not any("estela.example" in rcpt and rcpt != AGENTS for m in relay.received for rcpt in m.rcpt_tos)
