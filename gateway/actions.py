@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from gateway.classify import Verdict
 from gateway.clock import Clock, timestamp
-from gateway.commands import Commands, parse_commands
+from gateway.commands import Commands, Proof, Role, judge_customer_commands, parse_commands
 from gateway.fields import fields_from
 from gateway.lifecycle import (
     TransitionError,
@@ -31,12 +31,21 @@ from gateway.queries import TicketFilter, TicketQueries
 from gateway.settings import MailboxSettings, Settings
 from gateway.spool import SpoolEntry
 from gateway.store import StoredMessage, TicketRef, TicketStore, TicketView, inbound_message
-from gateway.tickets import Status, copied_people, follow_up_subject, open_ticket
+from gateway.tickets import (
+    Newcomers,
+    Status,
+    cap_newcomers,
+    copied_people,
+    follow_up_subject,
+    is_ours,
+    open_ticket,
+)
 from gateway.tokens import Rating
 
 log = logging.getLogger(__name__)
 
 SYSTEM = "system"  # who made a change nobody made by mail (auto-close)
+SHOWN_LEFT_OUT = 100  # copied addresses named in a note; the stored message keeps them all
 
 
 class Desk:
@@ -56,19 +65,23 @@ class Desk:
         now = self.clock.now()
         text = _new_text(mail)
         fields = fields_from(mail.field_lines, default_country=mailbox.country)
+        newcomers = self._newcomers(mail, author, frozenset())
         new = open_ticket(
-            mail, author, mailbox.as_mailbox(), self.settings.our_addresses, fields,
+            mail, author, mailbox.as_mailbox(), fields, newcomers.added,
             follow_up_of=follow_up_of.id if follow_up_of else None,
         )  # fmt: skip
         if follow_up_of is not None:
             new = replace(new, subject=follow_up_subject(mail.subject, self.store.number_prefix))
         recent = await self.store.tickets_opened_since(author.address, now - timedelta(hours=1))
         ticket = await self.store.create_ticket(new, now)
-        await self.store.add_message(ticket.id, entry.id, inbound_message(mail, author, text), now)
+        note = self._left_out_note(newcomers)
+        await self.store.add_message(ticket.id, entry.id, inbound_message(mail, author, text, note=note), now)
         limit = self.settings.limits.new_tickets_per_sender_per_hour
         over_limit = recent >= limit
         suppress = frozenset({"acknowledgement"}) if over_limit else frozenset()
-        queued = await self.notifier.notify(ticket.id, Event.TICKET_CREATED, author, mail.message_id, suppress)
+        queued = await self.notifier.notify(
+            ticket.id, Event.TICKET_CREATED, author, mail.message_id, suppress, extra=self._left_out(newcomers)
+        )
         if recent == limit:  # the first mail over the limit: agents are told once
             queued += await self.notifier.notify(
                 ticket.id, Event.RUNAWAY_SENDER, author, mail.message_id, extra={"limit": limit}
@@ -76,15 +89,19 @@ class Desk:
         follows = f", follow-up of closed {follow_up_of.number}" if follow_up_of else ""
         flagged = ", fiscal id flagged invalid" if new.fiscal_id_valid is False else ""
         muted = f", no acknowledgement: over {limit} new tickets in an hour" if over_limit else ""
-        return f"new ticket {ticket.number} in {mailbox.address}{follows}{flagged}{muted}, {queued} notification(s)"
+        capped = f", {len(newcomers.left_out)} copied address(es) not added" if newcomers.left_out else ""
+        return (f"new ticket {ticket.number} in {mailbox.address}{follows}{flagged}{muted}{capped},"
+                f" {queued} notification(s)")  # fmt: skip
 
     async def customer_reply(
-        self, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, author: Address, mailbox: MailboxSettings
-    ) -> str:
+        self, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, author: Address, mailbox: MailboxSettings,
+        signed: bool = False,
+    ) -> str:  # fmt: skip
+        """A customer's reply; `signed`: it came to a signed address of ours bound to its author."""
         now = self.clock.now()
         view = await self.store.ticket_view(ticket.id)
         text = _new_text(mail)
-        participants = {view.requester.address, *(person.address for person in view.cc)}
+        participants = frozenset({view.requester.address, *(person.address for person in view.cc)})
         policy = self.settings.tickets.unknown_sender_policy
         if author.address not in participants and policy == "new_ticket":
             return await self.open_ticket(entry, mail, author, mailbox)
@@ -95,24 +112,44 @@ class Desk:
                 ticket.id, Event.UNVERIFIED_REPLY, author, mail.message_id, change={"unverified": True}
             )
             return f"reply to {ticket.number} from non-participant <{author.address}>: flagged for agents ({queued})"
-        is_requester = author.address == view.requester.address
-        commands = parse_commands(text, agent=False) if is_requester else Commands(text=text)
-        await self.store.add_message(ticket.id, entry.id, inbound_message(mail, author, commands.text), now)
-        added = await self.store.add_participants(
-            ticket.id, copied_people(mail, self.settings.our_addresses, exclude=author.address), "cc", now
-        )
+        role = _role(author, view, participants)
+        judged = judge_customer_commands(text, role, await self._customer_proof(ticket, mail, author, signed))
+        if judged.refused:
+            return await self.refuse(ticket, entry, mail, author, judged.refused)
+        commands = judged.honoured
+        newcomers = self._newcomers(mail, author, participants)
+        message = inbound_message(mail, author, commands.text, note=self._left_out_note(newcomers))
+        await self.store.add_message(ticket.id, entry.id, message, now)
+        added = await self.store.add_participants(ticket.id, newcomers.added, "cc", now)
         old = Status(view.status)
         wanted = Status(commands.changes["status"]) if "status" in commands.changes else after_customer_reply(old)
         fields = {key: value for key, value in commands.changes.items() if key != "status"}
-        await self.store.update_fields(ticket.id, fields, author.address, now)
+        changed = await self.store.update_fields(ticket.id, fields, author.address, now)
         new = await self._set_status(ticket.id, old, wanted, author.address, now) if wanted else old
         queued = await self.notifier.notify(
             ticket.id, Event.CUSTOMER_REPLY, author, mail.message_id,
-            change={"status": new, "reopened": is_reopening(old, new)},
+            change={"status": new, "reopened": is_reopening(old, new)}, extra=self._left_out(newcomers),
         )  # fmt: skip
         queued += await self._tell_status(ticket.id, old, new, author, mail.message_id)
+        confirmed = {key: commands.changes[key] for key in changed if key in commands.changes}
+        if "status" in commands.changes and new is not old:
+            confirmed["status"] = new
+        if confirmed:  # to the requester even though they wrote it: a forgery shows at once
+            queued += await self.notifier.notify(
+                ticket.id, Event.COMMANDS_CONFIRMED, author, mail.message_id, change=confirmed
+            )
         moved = f", {old} → {new}" if new is not old else ""
         return f"reply to {ticket.number}{moved}, {added} new cc, {queued} notification(s)"
+
+    async def refuse(self, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, author: Address,
+                     reason: str) -> str:  # fmt: skip
+        """A mail that may not act on the ticket: kept as an internal entry saying why, agents
+        told; no status change, no participant, nothing to the customer or anyone copied."""
+        await self._keep(ticket.id, entry, mail, author, _new_text(mail), "internal", reason)
+        queued = await self.notifier.notify(
+            ticket.id, Event.UNVERIFIED_REPLY, author, mail.message_id, change={"refused": reason}
+        )
+        return f"mail on {ticket.number} from <{author.address}> kept for agents, nothing changed ({reason}), {queued}"
 
     async def agent_reply(
         self, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, author: Address, proof: str | None
@@ -130,6 +167,11 @@ class Desk:
         old = Status(view.status)
         errors = [{"line": e.line, "reason": e.reason} for e in commands.errors]
         wanted = self._status_asked(commands, old, errors)
+        errors += [
+            {"line": f"#cc +{address}", "reason": "one of our own addresses: never a participant"}
+            for address in commands.cc_add
+            if is_ours(address, self.settings.our_addresses)
+        ]
         if errors:
             return await self._reject(ticket, entry, mail, author, text, errors)
         await self.store.update_fields(ticket.id, _field_changes(commands), author.address, now)
@@ -211,6 +253,33 @@ class Desk:
             errors.append({"line": f"#estado {commands.changes['status']}", "reason": str(error)})
             return None
 
+    async def _customer_proof(self, ticket: TicketRef, mail: ParsedMail, author: Address, signed: bool) -> Proof:
+        """What says a customer's mail is theirs: a signed address, or a reply naming a mail we
+        sent them on this ticket (its Message-ID was only ever in their mailbox)."""
+        if signed:
+            return Proof.SIGNED
+        answered = await self.store.sent_to(ticket.id, (*mail.in_reply_to, *reversed(mail.references)), author.address)
+        return Proof.NONE if answered is None else Proof.REPLY
+
+    def _newcomers(self, mail: ParsedMail, author: Address, known: frozenset[str]) -> Newcomers:
+        copied = copied_people(mail, self.settings.our_addresses, exclude=author.address)
+        return cap_newcomers(copied, known, self.settings.limits.max_new_participants_per_mail)
+
+    def _left_out(self, newcomers: Newcomers) -> dict[str, object]:
+        """What the agents' notification says of copied people who were not added."""
+        left_out = [person.address for person in newcomers.left_out]
+        return {"left_out": left_out[:SHOWN_LEFT_OUT], "left_out_count": len(left_out),
+                "participant_limit": self.settings.limits.max_new_participants_per_mail}  # fmt: skip
+
+    def _left_out_note(self, newcomers: Newcomers) -> str | None:
+        if not newcomers.left_out:
+            return None
+        shown = ", ".join(person.address for person in newcomers.left_out[:SHOWN_LEFT_OUT])
+        more = len(newcomers.left_out) - SHOWN_LEFT_OUT
+        rest = f" and {more} more (all in this message's To/Cc)" if more > 0 else ""
+        limit = self.settings.limits.max_new_participants_per_mail
+        return f"{len(newcomers.left_out)} copied address(es) not added (at most {limit} per mail): {shown}{rest}"
+
     def _agent_reply_status(self) -> Status | None:
         configured = self.settings.tickets.agent_reply_status
         return Status(configured) if configured else None
@@ -267,6 +336,12 @@ class Desk:
 
 def _new_text(mail: ParsedMail) -> str:
     return mail.new_part  # made by the parser worker (workers.read_mail), before the transaction
+
+
+def _role(author: Address, view: TicketView, participants: frozenset[str]) -> Role:
+    if author.address == view.requester.address:
+        return Role.REQUESTER
+    return Role.CC if author.address in participants else Role.OTHER
 
 
 def _field_changes(commands: Commands) -> dict[str, object]:

@@ -3,13 +3,16 @@
 Pure code. Spanish or English, any case, with or without accents. Command lines are taken
 off the text customers see. An agent's unknown or invalid command is an error naming the
 line and the reason; a customer may only use `#prioridad`, `#cerrar` and `#resuelto`, and
-any other `#` line of theirs is just text.
+any other `#` line of theirs is just text. Whether a customer's commands are honoured
+depends on who wrote and what proves it (`judge_customer_commands`): a From header proves
+nothing, a reply to a mail we sent that very person does.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from gateway.fields import PRIORITY_WORDS, TYPE_WORDS, plain
 from gateway.tickets import Status
@@ -63,6 +66,7 @@ class Commands:
     cc_remove: tuple[str, ...] = ()
     errors: tuple[CommandError, ...] = ()
     text: str = ""  # the reply without its command lines
+    used: tuple[str, ...] = ()  # the commands taken (close, solved, priority, …), in order
 
     @property
     def any(self) -> bool:
@@ -77,6 +81,7 @@ def parse_commands(text: str, *, agent: bool, incident_values: tuple[str, ...] =
     errors: list[CommandError] = []
     internal = False
     taken = 0
+    used: list[str] = []
     for index, line in enumerate(lines[:MAX_COMMAND_LINES]):
         stripped = line.strip()
         match = COMMAND_LINE.match(stripped)
@@ -86,6 +91,7 @@ def parse_commands(text: str, *, agent: bool, incident_values: tuple[str, ...] =
         if match is None or (not agent and name not in CUSTOMER_COMMANDS):
             break  # the reply's text begins here
         taken = index + 1
+        used.append(name or match.group(1))
         argument = match.group(2).strip()
         if name is None:
             errors.append(CommandError(stripped, f"unknown command #{match.group(1)}"))
@@ -100,7 +106,58 @@ def parse_commands(text: str, *, agent: bool, incident_values: tuple[str, ...] =
             else:
                 changes[_field(name)] = value
     remaining = "\n".join(lines[taken:]).strip("\n")
-    return Commands(changes, internal, tuple(cc_add), tuple(cc_remove), tuple(errors), remaining)
+    return Commands(changes, internal, tuple(cc_add), tuple(cc_remove), tuple(errors), remaining, tuple(used))
+
+
+class Role(StrEnum):
+    """Who wrote a customer's mail into a ticket."""
+
+    REQUESTER = "requester"
+    CC = "cc"
+    OTHER = "other"  # not on the ticket (let in by unknown_sender_policy = "accept")
+
+
+class Proof(StrEnum):
+    """What, beyond the From header anyone can write, says the mail comes from its author."""
+
+    REPLY = "reply"  # In-Reply-To/References name a mail we sent that address on this ticket
+    SIGNED = "signed"  # sent to a signed address of ours bound to that address
+    NONE = "none"
+
+
+# Who may run which customer command given the proof; absent: none.
+CUSTOMER_RIGHTS: dict[tuple[Role, Proof], frozenset[str]] = {
+    (Role.REQUESTER, Proof.REPLY): CUSTOMER_COMMANDS,
+    (Role.REQUESTER, Proof.SIGNED): CUSTOMER_COMMANDS,
+}
+WHY_NOT = {
+    Proof.NONE: "not a reply to a mail we sent this address, nor sent to a signed address",
+    Role.CC: "only the ticket's requester may use commands",
+    Role.OTHER: "the sender is not the ticket's requester",
+}
+
+
+@dataclass(frozen=True)
+class CustomerCommands:
+    honoured: Commands  # what to apply: the parsed commands, or none and the whole text
+    refused: str = ""  # why the command lines were not honoured; "" when none were refused
+
+
+def judge_customer_commands(text: str, role: Role, proof: Proof) -> CustomerCommands:
+    """A customer's command lines, honoured all together or not at all: a refused mail keeps
+    its command lines as text, so agents read exactly what was asked."""
+    parsed = parse_commands(text, agent=False)
+    if not parsed.used:
+        return CustomerCommands(parsed)
+    allowed = CUSTOMER_RIGHTS.get((role, proof), frozenset())
+    if all(name in allowed for name in parsed.used):
+        return CustomerCommands(parsed)
+    why = WHY_NOT[role] if role is not Role.REQUESTER else WHY_NOT[proof]
+    # The taken lines are the first command lines (blank lines between them are skipped).
+    written = [line.strip() for line in text.splitlines()[:MAX_COMMAND_LINES] if COMMAND_LINE.match(line.strip())]
+    return CustomerCommands(
+        Commands(text=text), f"commands not honoured ({'; '.join(written[: len(parsed.used)])}): {why}"
+    )
 
 
 def _field(name: str) -> str:

@@ -7,7 +7,19 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from gateway.notify import Allowance, Event, MailLimits, People, PlannedMail, RecentMail, allow, keep_only, plan, tally
+from gateway.notify import (
+    Allowance,
+    Event,
+    MailLimits,
+    People,
+    PlannedMail,
+    RecentMail,
+    allow,
+    cap_recipients,
+    keep_only,
+    plan,
+    tally,
+)
 from gateway.outbox import OutboundMail, Outbox
 from gateway.parse import Address
 from gateway.render import Occasion, Renderer
@@ -60,7 +72,7 @@ class Notifier:
         planned = plan(event, people, self.settings.outbound.copy_customer_replies_to_participants)
         queued, tell_agents = 0, False
         newly_muted: list[str] = []
-        for notification in (n for n in planned if n.template not in suppress):
+        for notification in (self._capped(ticket.number, n) for n in planned if n.template not in suppress):
             allowance = await self._allowance(ticket.id, notification)
             newly_muted += allowance.newly_muted
             tell_agents = tell_agents or allowance.tell_agents
@@ -82,6 +94,14 @@ class Notifier:
         for notification in planned:
             await self._queue(None, self.renderer.render(notification, None, mailbox, Occasion(None, extra=extra)))
         return len(planned)
+
+    def _capped(self, number: str, notification: PlannedMail) -> PlannedMail:
+        capped, left_out = cap_recipients(notification, self.settings.limits.max_recipients_per_notification)
+        if left_out:
+            log.warning("ticket %s: %s not sent to %d of its recipients (at most %d per mail): %s", number,
+                        notification.template, len(left_out), self.settings.limits.max_recipients_per_notification,
+                        ", ".join(left_out[:20]))  # fmt: skip
+        return capped
 
     def mailbox_of(self, address: str) -> MailboxSettings:
         return self.settings.mailbox_for(address) or self.settings.mailboxes[0]

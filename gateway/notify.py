@@ -2,7 +2,8 @@
 
 Every rule names an event, the template to render, who it goes to and who is copied.
 `plan` turns an event on a ticket into the mails to write; it never addresses anybody
-their own message, our own mailboxes, or an address that bounced on this ticket.
+their own message, our own mailboxes (in any plus form), or an address that bounced on
+this ticket. `cap_recipients` bounds how many people one mail goes to.
 `allow` bounds them: however the other side answers, no address hears of a ticket more
 than a set number of times an hour, so every loop converges (agents are told once).
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from gateway.parse import Address
+from gateway.tickets import is_ours
 
 
 class Event(StrEnum):
@@ -27,6 +29,9 @@ class Event(StrEnum):
     RUNAWAY_SENDER = "runaway_sender"  # a sender passed the hourly limit of new tickets
     MY_TICKETS = "my_tickets"  # a customer asked for the list of their tickets
     NOTIFICATIONS_MUTED = "notifications_muted"  # an address passed its hourly bound on a ticket
+    # A customer command changed the ticket: confirmed to the requester even when they wrote
+    # it, so a forged From is seen at once by the person it impersonates.
+    COMMANDS_CONFIRMED = "commands_confirmed"
 
 
 class Audience(StrEnum):
@@ -81,6 +86,14 @@ RULES: tuple[Rule, ...] = (
         answers_author=True,
     ),
     Rule(Event.MY_TICKETS, "my_tickets", Audience.AUTHOR, Audience.NOBODY, AUTO_REPLIED, answers_author=True),
+    Rule(
+        Event.COMMANDS_CONFIRMED,
+        "commands_confirmed",
+        Audience.REQUESTER,
+        Audience.NOBODY,
+        AUTO_REPLIED,
+        answers_author=True,
+    ),
     Rule(Event.NOTIFICATIONS_MUTED, MUTED_NOTICE, Audience.AGENTS, Audience.NOBODY, AUTO_GENERATED, for_agents=True),
 )
 
@@ -112,11 +125,11 @@ def plan(event: Event, people: People, copy_participants: bool) -> list[PlannedM
     for rule in RULES:
         if rule.event is not event or (rule.only_if_copying_participants and not copy_participants):
             continue
-        excluded = {*people.ours, *people.unreachable}
+        excluded = set(people.unreachable)
         if not rule.answers_author:
             excluded.add(people.author.address)
-        to = _reachable(_audience(rule.to, people), excluded)
-        cc = _reachable(_audience(rule.cc, people), excluded | {person.address for person in to})
+        to = _reachable(_audience(rule.to, people), excluded, people.ours)
+        cc = _reachable(_audience(rule.cc, people), excluded | {person.address for person in to}, people.ours)
         if not to and cc:  # the requester wrote it: the first CC becomes the addressee
             to, cc = cc[:1], cc[1:]
         if to:
@@ -136,12 +149,22 @@ def _audience(audience: Audience, people: People) -> tuple[Address, ...]:
     return ()
 
 
-def _reachable(candidates: tuple[Address, ...], excluded: set[str]) -> tuple[Address, ...]:
+def _reachable(candidates: tuple[Address, ...], excluded: set[str], ours: frozenset[str]) -> tuple[Address, ...]:
     seen: dict[str, Address] = {}
     for person in candidates:
-        if person.address not in excluded:
+        if person.address not in excluded and not is_ours(person.address, ours):
             seen.setdefault(person.address, person)
     return tuple(seen.values())
+
+
+def cap_recipients(mail: PlannedMail, limit: int) -> tuple[PlannedMail, tuple[str, ...]]:
+    """The mail to at most `limit` people (its addressees first, then CC in order), and the
+    addresses left out: however many participants a ticket gathers, one notification never
+    becomes a bulk mailing."""
+    to = mail.to[:limit]
+    cc = mail.cc[: max(limit - len(to), 0)]
+    left_out = tuple(person.address for person in (*mail.to[limit:], *mail.cc[len(cc) :]))
+    return replace(mail, to=to, cc=cc), left_out
 
 
 # -- bounds on automatic mail ---------------------------------------------------------------

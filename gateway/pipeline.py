@@ -30,8 +30,8 @@ from gateway.route import route_mail
 from gateway.settings import MailboxSettings, Settings
 from gateway.spool import DONE, IGNORED, Spool, SpoolEntry
 from gateway.store import TicketRef, TicketStore
-from gateway.tickets import Status, asks_for_my_tickets, requester_of
-from gateway.tokens import Rating, Signer
+from gateway.tickets import Status, asks_for_my_tickets, is_ours, requester_of, ticket_numbers_in
+from gateway.tokens import Rating, Signer, looks_signed, plus_tag
 from gateway.trust import (
     DnsLookup,
     agent_domains,
@@ -199,6 +199,9 @@ class Pipeline:
             if route.ticket is None:
                 return IGNORED, f"ignored: {verdict}"
             return DONE, await self.desk.keep_automatic(route.ticket, entry, mail, author, verdict)
+        forged = self._unsigned_address(entry, mail, author)
+        if forged is not None:
+            return await self._unsigned(route.ticket, entry, mail, author, forged)
         if route.ticket is None:
             return DONE, await self.desk.open_ticket(entry, mail, author, mailbox)
         return DONE, await self._reply(route.ticket, entry, mail, author, mailbox, dkim_domains)
@@ -218,7 +221,30 @@ class Pipeline:
             return await self.desk.agent_reply(ticket, entry, mail, author, proof)
         if ticket.status == Status.CLOSED:
             return await self.desk.open_ticket(entry, mail, author, mailbox, follow_up_of=ticket)
-        return await self.desk.customer_reply(ticket, entry, mail, author, mailbox)
+        signed = any(self.signer.reply_address_verifies(a, ticket.number, author.address) for a in entry.rcpt_tos)
+        return await self.desk.customer_reply(ticket, entry, mail, author, mailbox, signed)
+
+    def _unsigned_address(self, entry: SpoolEntry, mail: ParsedMail, author: Address) -> str | None:
+        """An address of ours (envelope, To or Cc) whose tag has a signed form we did not sign
+        for this sender or the agents: a forged or mangled rating or reply address."""
+        ours = self.settings.our_addresses
+        bound_to = (author.address, self.settings.agents.notify_address)
+        for address in (*entry.rcpt_tos, *(person.address for person in (*mail.to, *mail.cc))):
+            if looks_signed(address) and is_ours(address, ours) and not self.signer.verifies(address, bound_to):
+                return address
+        return None
+
+    async def _unsigned(
+        self, ticket: TicketRef | None, entry: SpoolEntry, mail: ParsedMail, author: Address, address: str
+    ) -> tuple[str, str]:
+        """Mail to an address we did not sign changes nothing: an internal entry on the ticket
+        it names (or routes to), else it is set aside raw with the reason."""
+        reason = f"sent to <{address}>, whose signature does not verify: nothing honoured"
+        for number in ticket_numbers_in(plus_tag(address), self.store.number_prefix):
+            ticket = ticket or await self.store.ticket_by_number(number)
+        if ticket is None:
+            return IGNORED, f"ignored: {reason}, for no known ticket"
+        return DONE, await self.desk.refuse(ticket, entry, mail, author, reason)
 
     async def _dkim_domains(self, entry: SpoolEntry, mail: ParsedMail) -> frozenset[str]:
         """Agents' domains whose DKIM signature on this mail verifies. It asks DNS, so only

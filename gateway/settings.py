@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.tickets import LABELS, Mailbox, Priority, Status, TicketType
+from gateway.tickets import canonical_address as canonical_address  # the domain's rule, re-exported
 
 ENV_PREFIX = "GATEWAY_"
 CONFIG_PATH_VARIABLE = "GATEWAY_CONFIG"
@@ -86,6 +87,11 @@ class LimitSettings(Section):
     # A runaway sender (a misconfigured ERP, a loop we cannot see): past this many new
     # tickets in an hour its mail is still stored, but acknowledgements stop.
     new_tickets_per_sender_per_hour: int = Field(default=20, gt=0)
+    # One mail copying thousands of addresses must not make our mailbox a spam relay: at
+    # most this many people it copies join the ticket (the rest are listed for agents)...
+    max_new_participants_per_mail: int = Field(default=10, ge=0)
+    # ...and no one notification goes to more than this many recipients.
+    max_recipients_per_notification: int = Field(default=20, gt=0)
 
 
 class NotificationSettings(Section):
@@ -274,11 +280,6 @@ class Settings(BaseSettings):
         """The effective settings as plain data, secrets replaced by asterisks."""
         masked: dict[str, Any] = _mask(self.model_dump(mode="json"), self)
         return masked
-
-
-def canonical_address(address: str) -> str:
-    local, _, domain = address.strip().strip("<>").lower().rpartition("@")
-    return f"{local.split('+', 1)[0]}@{domain}"
 
 
 def _mask(data: Any, model: Any) -> Any:

@@ -18,6 +18,7 @@ from gateway.database import Database, Statement, fill_blob
 from gateway.parse import Address, Attachment, ParsedMail
 from gateway.tickets import NewTicket, format_number
 
+MAX_THREAD_IDS = 200  # In-Reply-To and References looked up at most: an attacker writes them
 TICKET_COLUMNS = (
     "t.id, t.number, t.subject, t.status, t.priority, t.type, t.requester, t.requester_name,"
     " t.mailbox, t.country, t.brand, t.product, t.source, t.created_at, t.updated_at,"
@@ -136,6 +137,18 @@ class TicketStore:
             tuple(wanted),
         )
         return {row["message_id"]: TicketRef(row["id"], row["number"], row["status"]) for row in rows}
+
+    async def sent_to(self, ticket_id: int, message_ids: Iterable[str], address: str) -> str | None:
+        """The first of `message_ids` naming a mail we sent about this ticket to `address`."""
+        wanted = list(dict.fromkeys(message_ids))[:MAX_THREAD_IDS]
+        if not wanted:
+            return None
+        row = await self.database.fetch_one(
+            "SELECT o.message_id FROM outbox o, json_each(o.recipients) r WHERE o.ticket_id = ?"
+            f" AND o.message_id IN ({marks(wanted)}) AND lower(r.value) = ? LIMIT 1",
+            (ticket_id, *wanted, address.lower()),
+        )
+        return None if row is None else str(row["message_id"])
 
     async def ticket_holding_inbound(self, message_id: str) -> TicketRef | None:
         """The ticket that already holds a received mail with this Message-ID."""

@@ -155,29 +155,57 @@ def priority_from_headers(mail: ParsedMail, default: Priority) -> Priority:
     return default
 
 
+def canonical_address(address: str) -> str:
+    """`Local+tag@Domain` as the mailbox it reaches: `local@domain`."""
+    local, _, domain = address.strip().strip("<>").lower().rpartition("@")
+    return f"{local.split('+', 1)[0]}@{domain}"
+
+
+def is_ours(address: str, ours: frozenset[str]) -> bool:
+    """One of our mailboxes in any plus form (`soporte+rate.…@`, `soporte+anything@`)."""
+    return canonical_address(address) in ours
+
+
 def copied_people(mail: ParsedMail, ours: frozenset[str], exclude: str) -> tuple[Address, ...]:
-    """Who a mail copies: its Cc, and To addresses that are not our mailboxes."""
+    """Who a mail copies: its Cc, and To addresses that are not ours in any plus form (a
+    signed address of ours as a participant would mail ourselves, or carry a forged tag)."""
     people: dict[str, Address] = {}
     for person in (*mail.to, *mail.cc):
-        if person.address not in ours and person.address != exclude:
+        if not is_ours(person.address, ours) and person.address != exclude:
             people.setdefault(person.address, person)
     return tuple(people.values())
+
+
+@dataclass(frozen=True)
+class Newcomers:
+    """The people a mail copies, split at the per-mail cap: `added` become participants,
+    `left_out` are only listed for agents (a mail copying thousands must not make us a relay)."""
+
+    added: tuple[Address, ...]
+    left_out: tuple[Address, ...]
+
+
+def cap_newcomers(copied: tuple[Address, ...], known: frozenset[str], limit: int) -> Newcomers:
+    """At most `limit` people not already in `known` join from one mail, in the mail's order."""
+    new = tuple(person for person in copied if person.address not in known)
+    return Newcomers(new[:limit], new[limit:])
 
 
 def open_ticket(
     mail: ParsedMail,
     requester: Address,
     mailbox: Mailbox,
-    ours: frozenset[str],
     fields: CustomerFields,
+    cc: tuple[Address, ...],
     follow_up_of: int | None = None,
 ) -> NewTicket:
-    """A new ticket: the mailbox's defaults, then what the mail's headers and lines say."""
+    """A new ticket: the mailbox's defaults, then what the mail's headers and lines say;
+    `cc` is who it copies, already capped (`cap_newcomers`)."""
     fiscal = fields.fiscal_id
     return NewTicket(
         subject=mail.subject or "(sin asunto)",
         requester=requester,
-        cc=copied_people(mail, ours, exclude=requester.address),
+        cc=cc,
         mailbox=mailbox.address,
         country=fields.country or mailbox.country,
         brand=fields.brand or mailbox.brand,

@@ -7,7 +7,8 @@ received that notification can use it; a rating address
 (once per resolution) and the answer. A return address `soporte.latam+b.<token>.<mac>@…`
 is the envelope sender of one mail we sent (VERP): the token is its Message-ID's first
 part, so a delivery report that comes back to it names the mail, and so its recipients,
-and nothing a stranger writes can. Any other form, or a wrong MAC, is no token.
+and nothing a stranger writes can. Any other form, or a wrong MAC, is no token, and
+`verifies` tells the pipeline so: mail to a plus form of ours we did not sign acts on nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 MAC_LENGTH = 16  # hex characters: 64 bits, plenty against guessing by mail
@@ -25,6 +27,11 @@ RATING_TAG = re.compile(
     r"^rate\.(?P<number>[a-z][a-z0-9]*-\d+)\.(?P<round>\d+)\.(?P<answer>yes|no)\.(?P<mac>[0-9a-f]{16})$",
     re.IGNORECASE,
 )
+
+# The forms of tag we sign or reserve: `rate.…`, a ticket number (reply addresses), `b.…`
+# (bounce addresses), or anything ending in a MAC. Other tags (`ventas+peru@`) are plain
+# sub-addressing (RFC 5233): they route to the mailbox and prove nothing.
+SIGNED_LOOKING = re.compile(r"^(rate|b)\.|^[a-z][a-z0-9]*-\d+(\.|$)|\.[0-9a-f]{16}$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -80,10 +87,28 @@ class Signer:
         token = match["token"].lower()
         return token if hmac.compare_digest(match["mac"].lower(), self._mac("bounce", token)) else None
 
+    def verifies(self, address: str, bound_to: Iterable[str]) -> bool:
+        """A plus tag we signed: a rating, a return address, or a reply address bound to one of `bound_to`."""
+        if self.rating_in(address) is not None or self.bounce_token_in(address) is not None:
+            return True
+        match = REPLY_TAG.match(_tag(address))
+        number = match["number"].upper() if match else ""
+        return bool(number) and any(self.reply_address_verifies(address, number, who) for who in bound_to)
+
 
 def message_token(message_id: str) -> str:
     """The random part our Message-IDs begin with (render.py), which a return address carries."""
     return message_id.partition(".")[0]
+
+
+def looks_signed(address: str) -> bool:
+    """An address whose tag has the form of one we sign: then only a valid MAC lets it act."""
+    return SIGNED_LOOKING.search(_tag(address)) is not None
+
+
+def plus_tag(address: str) -> str:
+    """The part after '+' in the local part, or '' (`soporte+rate.…@x` → `rate.…`)."""
+    return _tag(address)
 
 
 def _tag(address: str) -> str:

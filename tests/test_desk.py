@@ -177,12 +177,17 @@ async def test_customer_reply_reopens_a_resolved_ticket_and_agents_hear(gateway:
 
 async def test_requester_may_raise_priority_and_close_their_ticket(gateway: Gateway, relay: Sink) -> None:
     await opened(gateway, relay)
-    await customer_writes(gateway, "Re: [#TK-000001] factura", "#prioridad baja\n\nYa no es tan urgente.")
+    acknowledgement = last_to(relay, REQUESTER).message["Message-ID"]  # commands need a reply to our mail
+    await customer_writes(gateway, "Re: [#TK-000001] factura", "#prioridad baja\n\nYa no es tan urgente.",
+                          **{"In-Reply-To": acknowledgement})  # fmt: skip
     assert (await ticket(gateway))["priority"] == "low"
-    await customer_writes(gateway, "Re: [#TK-000001] factura", "#cerrar\nListo, gracias.")
+    await customer_writes(gateway, "Re: [#TK-000001] factura", "#cerrar\nListo, gracias.",
+                          References=f"<x@empresa.example> {acknowledgement}")  # fmt: skip
     tk = await ticket(gateway)
     assert tk["status"] == "closed"
     assert tk["messages"][-1]["body"] == "Listo, gracias."
+    confirmation = last_to(relay, REQUESTER)  # the requester hears of the change they made
+    assert "confirmación" in confirmation.message["Subject"] and "Cerrado" in text_of(confirmation)
 
 
 def rating_address(mail: ReceivedMail, answer: str) -> str:
@@ -196,9 +201,9 @@ async def test_a_rating_counts_once_per_resolution_and_a_forged_one_not_at_all(g
     forged = rating_address(last_to(relay, REQUESTER), "No").replace(".no.", ".yes.")  # signed for "no"
     await customer_writes(gateway, "[#TK-000001] Sí me ayudó", "", to=forged)
     tk = await ticket(gateway)
-    assert tk["rating"] is None and tk["status"] == "open"  # an ordinary reply: it reopened
+    assert tk["rating"] is None and tk["status"] == "resolved"  # kept for agents, changes nothing
+    assert tk["messages"][-1]["visibility"] == "internal" and "does not verify" in tk["messages"][-1]["note"]
 
-    await agent_answers(gateway, notice, "#estado resuelto")
     not_helpful = rating_address(last_to(relay, REQUESTER), "No")
     await customer_writes(gateway, "[#TK-000001] No me ayudó", "Sigue lento.", to=not_helpful)
     await customer_writes(gateway, "[#TK-000001] No me ayudó", "Otra vez.", to=not_helpful)  # reused

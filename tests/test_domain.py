@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.commands import parse_commands
+from gateway.commands import Proof, Role, judge_customer_commands, parse_commands
 from gateway.fields import customer_fields, fiscal_id
 from gateway.lifecycle import (
     TransitionError,
@@ -17,7 +17,7 @@ from gateway.lifecycle import (
     customers_are_told,
 )
 from gateway.tickets import Status, asks_for_my_tickets, follow_up_subject
-from gateway.tokens import Signer, message_token
+from gateway.tokens import Signer, looks_signed, message_token
 
 S = Status
 
@@ -121,6 +121,32 @@ def test_customers_may_only_prioritise_and_close() -> None:
     assert other.changes == {} and other.errors == () and other.text.startswith("#estado")
 
 
+# Who may run which customer command given the proof (issue 14 item 4): only the requester,
+# only in a reply to a mail we sent them or through a signed address; all lines or none.
+@pytest.mark.parametrize(
+    ("text", "role", "proof", "changes", "refused"),
+    [
+        ("#cerrar\nGracias", Role.REQUESTER, Proof.REPLY, {"status": "closed"}, ""),
+        ("#resuelto", Role.REQUESTER, Proof.SIGNED, {"status": "resolved"}, ""),
+        ("#prioridad baja\n#cerrar", Role.REQUESTER, Proof.REPLY, {"priority": "low", "status": "closed"}, ""),
+        ("#cerrar\nGracias", Role.REQUESTER, Proof.NONE, {}, "not a reply to a mail we sent"),
+        ("#prioridad urgente", Role.REQUESTER, Proof.NONE, {}, "not a reply to a mail we sent"),
+        ("#resuelto", Role.CC, Proof.REPLY, {}, "only the ticket's requester"),
+        ("#cerrar", Role.CC, Proof.SIGNED, {}, "only the ticket's requester"),
+        ("#cerrar", Role.OTHER, Proof.REPLY, {}, "not the ticket's requester"),
+        ("#cerrar", Role.OTHER, Proof.NONE, {}, "not the ticket's requester"),
+        ("Sin comandos.\n#cerrar", Role.REQUESTER, Proof.NONE, {}, ""),  # past the text: just text
+        ("#estado cerrado", Role.CC, Proof.NONE, {}, ""),  # an agent's command from a customer is text
+    ],
+)  # fmt: skip
+def test_who_may_run_which_customer_command(text: str, role: Role, proof: Proof, changes: dict, refused: str) -> None:
+    judged = judge_customer_commands(text, role, proof)
+    assert judged.honoured.changes == changes
+    assert (refused in judged.refused) if refused else judged.refused == ""
+    if judged.refused:  # the command lines are kept as the text agents read
+        assert judged.honoured.text == text and "#" in judged.refused
+
+
 @pytest.mark.parametrize(
     ("line", "value", "country", "valid"),
     [
@@ -177,6 +203,27 @@ def test_return_addresses_verify_only_untouched() -> None:
     assert Signer(b"other").bounce_token_in(address) is None
     assert signer.bounce_token_in("soporte.latam@estela.example") is None
     assert message_token("0123456789abcdef.tk-000001@estela.example") == "0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("address", "signed_form"),
+    [("s+rate.TK-1.2.yes.0000000000000000@x.example", True), ("s+TK-000001.abc@x.example", True),
+     ("s+tk-1@x.example", True), ("s+b.12.0123456789abcdef@x.example", True), ("s+x.0123456789ABCDEF@x.example", True),
+     ("s+peru@x.example", False), ("s+urgente.ya@x.example", False), ("s@x.example", False)],
+)  # fmt: skip
+def test_which_tags_have_a_signed_form(address: str, signed_form: bool) -> None:
+    assert looks_signed(address) is signed_form
+
+
+def test_a_plus_tag_verifies_only_when_we_signed_it_for_that_reader() -> None:
+    signer = Signer(b"secret")
+    reply = signer.reply_address("soporte@estela.example", "TK-000007", "agentes@estela.example")
+    rating = signer.rating_address("soporte@estela.example", "TK-000007", 2, helpful=True)
+    assert signer.verifies(reply, ["x@cliente.example", "agentes@estela.example"]) and signer.verifies(rating, [])
+    assert not signer.verifies(reply, ["x@cliente.example"])
+    for forged in ("soporte+rate.TK-000007.2.yes.0000000000000000@estela.example",
+                   "soporte+TK-000007.0000000000000000@estela.example", "soporte+hola@estela.example"):  # fmt: skip
+        assert not signer.verifies(forged, ["agentes@estela.example"])
 
 
 @pytest.mark.parametrize(

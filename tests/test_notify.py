@@ -16,6 +16,7 @@ from gateway.notify import (
     PlannedMail,
     RecentMail,
     allow,
+    cap_recipients,
     keep_only,
     plan,
     tally,
@@ -77,7 +78,7 @@ def test_plan(event: Event, author: str, copy: bool, expected: list) -> None:
     assert got == expected
 
 
-ANSWERING_THE_AUTHOR = {Event.TICKET_CREATED, Event.COMMANDS_REJECTED, Event.MY_TICKETS}
+ANSWERING_THE_AUTHOR = {Event.TICKET_CREATED, Event.COMMANDS_REJECTED, Event.MY_TICKETS, Event.COMMANDS_CONFIRMED}
 
 
 @pytest.mark.parametrize("event", [event for event in Event if event not in ANSWERING_THE_AUTHOR])
@@ -104,6 +105,38 @@ def test_our_own_mailboxes_and_bounced_addresses_are_never_recipients() -> None:
             continue
         for mail in plan(event, looping, copy_participants=True):
             assert {p.address for p in (*mail.to, *mail.cc)} & {"soporte.latam@estela.example", CC_ONE.address} == set()
+
+
+def test_a_customer_command_is_confirmed_to_the_requester_who_wrote_it() -> None:
+    [mail] = plan(Event.COMMANDS_CONFIRMED, people(REQUESTER.address), copy_participants=True)
+    assert [p.address for p in mail.to] == [REQUESTER.address] and mail.cc == ()
+
+
+@pytest.mark.parametrize(
+    "ours", ["soporte.latam+rate.tk-000001.2.yes.0000000000000000@estela.example", "Soporte.Latam+x@Estela.Example"]
+)
+def test_our_mailboxes_in_any_plus_form_are_never_recipients(ours: str) -> None:
+    for event in Event:
+        for mail in plan(event, people(cc=(Address("", ours), CC_ONE)), copy_participants=True):
+            assert ours not in {p.address for p in (*mail.to, *mail.cc)}
+
+
+@pytest.mark.parametrize(
+    ("to", "cc", "limit", "kept_to", "kept_cc", "left_out"),
+    [
+        (1, 2, 20, 1, 2, 0),
+        (1, 2000, 20, 1, 19, 1981),
+        (0, 30, 20, 0, 20, 10),
+        (25, 5, 20, 20, 0, 10),
+    ],
+)  # fmt: skip
+def test_cap_recipients(to: int, cc: int, limit: int, kept_to: int, kept_cc: int, left_out: int) -> None:
+    def many(prefix: str, count: int) -> tuple[Address, ...]:
+        return tuple(Address("", f"{prefix}{index}@cliente.example") for index in range(count))
+
+    capped, dropped = cap_recipients(PlannedMail("acknowledgement", many("to", to), many("cc", cc), "", False), limit)
+    assert (len(capped.to), len(capped.cc), len(dropped)) == (kept_to, kept_cc, left_out)
+    assert {p.address for p in (*capped.to, *capped.cc)}.isdisjoint(dropped)
 
 
 def test_without_an_agents_address_agents_get_nothing() -> None:

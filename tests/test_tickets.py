@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.parse import parse_mail
-from gateway.tickets import Priority, copied_people, format_number, priority_from_headers, ticket_numbers_in
+from gateway.parse import Address, parse_mail
+from gateway.tickets import (
+    Priority,
+    cap_newcomers,
+    copied_people,
+    format_number,
+    priority_from_headers,
+    ticket_numbers_in,
+)
 from tests.conftest import make_mail
 
 
@@ -65,3 +72,26 @@ def test_copied_people_are_cc_and_foreign_to_addresses_without_us_or_the_author(
     )
     people = copied_people(mail, frozenset({"soporte.latam@estela.example"}), exclude="ana@cliente.example")
     assert [person.address for person in people] == ["beto@cliente.example", "carla@cliente.example"]
+
+
+@pytest.mark.parametrize(
+    "ours",
+    [
+        "soporte.latam+rate.TK-000001.2.yes.0000000000000000@estela.example",
+        "Soporte.Latam+TK-000001.0123456789abcdef@ESTELA.example",
+        "soporte.latam+anything@estela.example",
+        "ventas+x@estela.example",
+    ],
+)
+def test_no_plus_form_of_our_mailboxes_is_ever_copied(ours: str) -> None:
+    mail = parse_mail(make_mail("x", to=f"soporte.latam@estela.example, {ours}", cc=f"{ours}, ana@cliente.example"))
+    mailboxes = frozenset({"soporte.latam@estela.example", "ventas@estela.example"})
+    people = copied_people(mail, mailboxes, exclude="cliente@empresa.example")
+    assert [person.address for person in people] == ["ana@cliente.example"]
+
+
+def test_one_mail_adds_at_most_the_cap_of_new_people_in_its_order() -> None:
+    copied = tuple(Address("", f"p{index}@cliente.example") for index in range(15))
+    newcomers = cap_newcomers(copied, frozenset({"p0@cliente.example", "p1@cliente.example"}), limit=10)
+    assert [p.address for p in newcomers.added] == [f"p{index}@cliente.example" for index in range(2, 12)]
+    assert [p.address for p in newcomers.left_out] == [f"p{index}@cliente.example" for index in range(12, 15)]
