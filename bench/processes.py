@@ -24,6 +24,9 @@ host = "127.0.0.1"
 port = 0
 max_message_size = {max_size}
 hostname = "mx.bench.example"
+# Every load session comes from 127.0.0.1, as every session from a Postfix in front would.
+max_connections_per_client = 1000
+max_connections = 1000
 [database]
 path = "{db}"
 [logging]
