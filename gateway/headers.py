@@ -45,7 +45,10 @@ _NOT_CHARSETS = frozenset({"unicode-escape", "raw-unicode-escape", "idna", "puny
 # cp1252 leaves five bytes undefined; WHATWG reads them as the C1 controls latin-1 has.
 _CP1252_HIGH = {byte: bytes([byte]).decode("cp1252", "ignore") or chr(byte) for byte in range(0x80, 0xA0)}
 
-ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([qQbB])\?([^?\s]*)\?=")  # RFC 2047 section 2
+# RFC 2047 section 2, read as leniently as mail programs do (Thunderbird, Apple Mail), so
+# that no word a reader would decode reaches them undecoded: encoded text with spaces in
+# it (broken encoders, folding inside a word), and a last word without its closing "?=".
+ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([qQbB])\?(?:([^?]*)\?=|([^?\s]*)$)")
 MESSAGE_ID = re.compile(r"<([^<>\s\x00-\x1f\x7f-\x9f]+)>")
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # in a header value, one line
 _UNSAFE_TEXT = re.compile(r"[\x00\ud800-\udfff]")
@@ -99,12 +102,16 @@ def decode_bytes(data: bytes, label: str | None) -> str:
     """The declared charset (or its superset) when the bytes fit it, else UTF-8 when
     valid, else cp1252, which reads every byte: most mail that lies about its charset is
     UTF-8 or Windows-1252 (Outlook). Never raises; no surrogate or NUL in the result."""
+    return scrub_text(_decoded(data, label))
+
+
+def _decoded(data: bytes, label: str | None) -> str:
     for codec in dict.fromkeys((*codecs_for(label), "utf-8")):
         try:
-            return scrub_text(data.decode(codec))
+            return data.decode(codec)
         except (UnicodeDecodeError, LookupError):
             continue
-    return scrub_text(data.decode("latin-1").translate(_CP1252_HIGH))
+    return data.decode("latin-1").translate(_CP1252_HIGH)
 
 
 def scrub_text(text: str) -> str:
@@ -113,7 +120,8 @@ def scrub_text(text: str) -> str:
 
 
 def one_line(value: str) -> str:
-    """A header value as one line: folding, CR/LF, NUL and other controls become spaces."""
+    """A header value as one line: folding, CR/LF, NUL and other controls (C0, C1) become
+    spaces, and so do U+2028 and U+2029, which split() takes as whitespace."""
     return " ".join(_CONTROLS.sub(lambda found: "\ufffd" if found[0] >= "\ud800" else " ", value).split())
 
 
@@ -136,7 +144,7 @@ def decode_words(text: str) -> str:
     pending: list[tuple[str, bytes]] = []  # (charset, bytes) of adjacent words
     position = 0
     for word in ENCODED_WORD.finditer(text):
-        data = _word_bytes(word[2], word[3])
+        data = _word_bytes(word[2], word[3] if word[3] is not None else word[4])
         between = text[position : word.start()]
         if data is None:
             pieces.append(_flush(pending) + between + word[0])
@@ -168,7 +176,8 @@ def _word_bytes(encoding: str, encoded: str) -> bytes | None:
 
 
 def _flush(pending: list[tuple[str, bytes]]) -> str:
-    text = "".join(decode_bytes(data, charset) for charset, data in pending)
+    # Not scrubbed: header_text's one_line makes a NUL a space, as any control character.
+    text = "".join(_decoded(data, charset) for charset, data in pending)
     pending.clear()
     return text
 
