@@ -54,8 +54,13 @@ _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # in a header valu
 _UNSAFE_TEXT = re.compile(r"[\x00\ud800-\udfff]")
 # An addr-spec as senders write it: a (possibly quoted) local part and a domain, without
 # the characters that separate addresses or start comments; non-ASCII allowed (RFC 6532).
-_ATOMS = r'[^\s@<>()\[\],;:\\"\x00-\x1f\x7f]+'
-_ADDR_SPEC = re.compile(rf'(?:"[^"\x00-\x1f]*"|{_ATOMS})@{_ATOMS}')
+# No Unicode white space (U+00A0, U+2028, U+3000: aiosmtplib refuses such an address) and
+# no C0 or C1 control, quoted or not; RFC 5321 section 4.5.3.1 bounds the lengths.
+_ATOMS = r'[^\s@<>()\[\],;:\\"\x00-\x1f\x7f-\x9f]+'
+_ADDR_SPEC = re.compile(rf'(?:"(?:[^"\s\x00-\x1f\x7f-\x9f]| )*"|{_ATOMS})@{_ATOMS}')
+_ODD_SPACE = re.compile(r"[^\S\x00-\x7f]|[\x80-\x9f]")  # non-ASCII white space, C1 controls
+MAX_LOCAL_PART = 64
+MAX_ADDRESS = 254
 _ATOM_RUN = re.compile(_ATOMS)
 _NAME_JUNK = " \t\"'<>,;:"
 
@@ -209,7 +214,10 @@ def _scanned(source: str) -> list[tuple[str, str]]:
     named_from = 0
     runs = [(run.start(), run.end()) for run in _ATOM_RUN.finditer(source)]
     for (start, end), (next_start, next_end) in itertools.pairwise(runs):
-        joined = next_start == end + 1 and source[end] == "@"
+        # After Unicode white space (`maria<U+00A0>lopez@x`), a run is the tail of an
+        # address that is not a mailbox, not an address of its own: someone else's.
+        glued = start > 0 and source[start - 1].isspace() and not source[start - 1].isascii()
+        joined = next_start == end + 1 and source[end] == "@" and not glued
         address = clean_address(source[start:next_end]) if joined else ""
         if address:
             found.append((source[named_from:start].rsplit(",", 1)[-1].strip(_NAME_JUNK), address))
@@ -220,8 +228,13 @@ def _scanned(source: str) -> list[tuple[str, str]]:
 def clean_address(value: str) -> str:
     """The lower-cased addr-spec, or "" when `value` is not one. A trailing dot is an
     absolute domain name (some MTAs write it), the same mailbox."""
-    address = one_line(raw_text(value)).strip("<> ").rstrip(".").lower()
-    return address if _ADDR_SPEC.fullmatch(address) else ""
+    text = raw_text(value)
+    if _ODD_SPACE.search(text):  # one_line would make it a space: a different mailbox
+        return ""
+    address = one_line(text).strip("<> ").rstrip(".").lower()
+    local = address.rsplit("@", 1)[0]
+    fits = len(address) <= MAX_ADDRESS and len(local) <= MAX_LOCAL_PART
+    return address if fits and _ADDR_SPEC.fullmatch(address) else ""
 
 
 def message_ids(value: object) -> tuple[str, ...]:

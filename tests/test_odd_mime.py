@@ -189,3 +189,20 @@ async def test_odd_mime_through_the_listener_becomes_tickets(gateway: Gateway) -
     bodies = await gateway.pipeline.database.fetch_all("SELECT subject, body FROM messages ORDER BY id")
     expected = [(f"Caso raro {index}", case[3]) for index, case in enumerate(ticketed)]
     assert [(row["subject"], row["body"].strip()) for row in bodies] == expected
+
+
+NOT_MAILBOXES = [
+    "To: maria\u00a0lopez@example.com",  # a no-break space inside (item 1)
+    "To: maria\u2028lopez@example.com",
+    "To: maria\u3000lopez@example.com",
+    'To: "maria\u00a0lopez"@example.com',
+    "To: ma\u0085ria@example.com",  # C1 NEL
+    "To: " + "x" * 65 + "@example.com",  # RFC 5321 section 4.5.3.1.1: 64 octets at most
+    "To: maria@" + "x." * 130 + "example",  # 254 at most
+]
+
+
+@pytest.mark.parametrize("line", NOT_MAILBOXES)
+def test_an_address_that_is_no_mailbox_never_becomes_a_participant(line: str) -> None:
+    mail = parse_mail(b"From: a@b.example\r\n" + line.encode() + b"\r\nSubject: x\r\n\r\nx")
+    assert mail.to == ()
