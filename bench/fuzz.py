@@ -108,19 +108,17 @@ def account(database: Path) -> Accounting:
                 result.failed_by_class[str(error).split(":", 1)[0]] += 1
                 if not str(error).startswith(REASONED_FAILURES):
                     result.unreasoned.append((spool_id, error))
-            elif status == "ignored" and not str(outcome).startswith("ignored: "):
-                result.unaccounted.append((spool_id, status, outcome))
-            elif status == "done" and spool_id not in in_a_ticket and not _reasoned_done(str(outcome)):
-                result.unaccounted.append((spool_id, status, outcome))
-            elif status not in ("done", "ignored", "failed"):
+            elif not _accounted(status, str(outcome), spool_id in in_a_ticket):
                 result.unaccounted.append((spool_id, status, outcome))
         result.outbox.update(dict(connection.execute("SELECT status, count(*) FROM outbox GROUP BY status")))
     return result
 
 
-def _reasoned_done(outcome: str) -> bool:
+def _accounted(status: str, outcome: str, in_a_ticket: bool) -> bool:
+    if status == "ignored":  # a loop, or automatic mail for no ticket
+        return outcome.startswith("ignored: ")
     # A second copy of a mail already taken; a bounce or automatic reply noted on a ticket.
-    return outcome.startswith(("duplicate", "bounce", "auto", "bulk"))
+    return status == "done" and (in_a_ticket or outcome.startswith(("duplicate", "bounce", "auto", "bulk")))
 
 
 class CheckingSink:

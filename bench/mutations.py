@@ -145,7 +145,8 @@ def deep_nesting(rng: random.Random, raw: bytes) -> bytes:
     if rng.random() < 0.5:
         wrapped = b"Content-Type: message/rfc822\r\n\r\n" * (levels - 1) + raw
         return _join([*outer, b"Content-Type: message/rfc822"], wrapped)
-    opening = b"".join(b"--fz%d\r\nContent-Type: multipart/mixed; boundary=fz%d\r\n\r\n" % (i, i + 1) for i in range(levels))
+    level = b"--fz%d\r\nContent-Type: multipart/mixed; boundary=fz%d\r\n\r\n"
+    opening = b"".join(level % (i, i + 1) for i in range(levels))
     closing = b"".join(b"\r\n--fz%d--" % i for i in reversed(range(levels + 1))) if rng.random() < 0.5 else b""
     innermost = b"--fz%d\r\n" % levels + b"\r\n".join(inner) + b"\r\n\r\n" + body + closing
     return _join([*outer, b"Content-Type: multipart/mixed; boundary=fz0"], opening + innermost)
