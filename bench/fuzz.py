@@ -51,6 +51,9 @@ def send_all(port: int, mails: list[FuzzMail]) -> dict[int, str]:
             replies[mail.index] = "250"
         except smtplib.SMTPResponseException as error:
             replies[mail.index] = f"{error.smtp_code} {error.smtp_error!r}"
+        except smtplib.SMTPRecipientsRefused as error:
+            [(code, words)] = error.recipients.values()
+            replies[mail.index] = f"{code} {words!r}"
         except (smtplib.SMTPException, OSError) as error:  # a hang-up: a new session for the next
             replies[mail.index] = f"disconnected: {error}"
             client = None
@@ -142,7 +145,8 @@ async def run_fuzz(args: argparse.Namespace) -> dict[str, Any]:
     sink_port = server.sockets[0].getsockname()[1]
     with tempfile.TemporaryDirectory(prefix="bench-fuzz-") as directory:
         database, log = Path(directory) / "bench.db", Path(directory) / "daemon.log"
-        config = write_config(Path(directory), database, sink_port, 26 * 1024 * 1024)
+        # No flow control (max_backlog 0): it answers 451 to a fast sender, which is not what this measures.
+        config = write_config(Path(directory), database, sink_port, 26 * 1024 * 1024, max_backlog=0)
         with daemon(config, log_to=log) as (process, port, _):
             began = time.perf_counter()
             replies = await asyncio.to_thread(send_all, port, mails)
