@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.corpus import corpus, large_mail
 from bench.drain import run_drain
+from bench.fuzz import run_fuzz
 from bench.load import LoadResult, percentile, send
 from bench.prefill import prefill
 from bench.processes import ROOT, RssSampler, child, daemon, describe_rss, wait_processed, write_config
@@ -31,6 +32,10 @@ RESULTS = ROOT / "bench" / "results"
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "mode", nargs="?", choices=["fuzz"], help="fuzz: --mails mutated real-world mails (bench/fuzz.py)"
+    )
+    parser.add_argument("--seed", type=int, default=24, help="fuzz mode's random seed (24)")
     parser.add_argument("--sessions", type=int, default=50, help="concurrent SMTP sessions (50)")
     parser.add_argument("--mails", type=int, default=3000, help="mails per phase (3000)")
     parser.add_argument("--tickets", type=int, default=0, help="pre-fill the database with this many tickets")
@@ -53,8 +58,8 @@ def main() -> int:
     parser.add_argument("--max-backlog", type=int, default=5000, help="the daemon's [pipeline] max_backlog (5000)")
     parser.add_argument("--json", type=Path, default=None, help="where to save the results (bench/results/)")
     args = parser.parse_args()
-    mode = "large" if args.large else "sustained" if args.sustained else "drain" if args.drain else ""
-    runs = {"large": run_large, "sustained": run_sustained, "drain": run_drain, "": run}
+    mode = args.mode or ("large" if args.large else "sustained" if args.sustained else "drain" if args.drain else "")
+    runs = {"large": run_large, "sustained": run_sustained, "drain": run_drain, "fuzz": run_fuzz, "": run}
     results = asyncio.run(runs[mode](args))
     path = args.json or RESULTS / f"{datetime.now():%Y%m%d-%H%M%S}{'-' + mode if mode else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 POLL_SECONDS = 0.05
@@ -68,7 +69,10 @@ def child(module: str, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], in
 
 
 @contextmanager
-def daemon(config: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Callable[[], dict[str, int]]]]:
+def daemon(
+    config: Path, log_to: Path | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], int, Callable[[], dict[str, int]]]]:
+    """The real daemon on `config`; its log is read (into `log_to`, when given) so its pipe never fills."""
     env = {**os.environ, "GATEWAY_LOGGING__LEVEL": "INFO"}  # the "listening on" line
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "--config", str(config), "serve"], stderr=subprocess.PIPE, cwd=ROOT, env=env
@@ -83,13 +87,24 @@ def daemon(config: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Callabl
             break
     if not port:
         raise SystemExit(f"the daemon did not start (exit {process.wait()})")
-    threading.Thread(target=process.stderr.read, daemon=True).start()  # keep its log pipe empty
+    copier = threading.Thread(target=_copy_log, args=(process.stderr, log_to), daemon=True)
+    copier.start()
 
     try:
         yield process, port, lambda: family_peak_rss(process.pid, children)
     finally:
         process.terminate()
         process.wait(timeout=60)
+        copier.join(timeout=10)
+
+
+def _copy_log(stream: IO[bytes], path: Path | None) -> None:
+    if path is None:
+        stream.read()
+        return
+    with path.open("ab") as file:
+        while chunk := stream.read1(64 * 1024):  # type: ignore[attr-defined]  # a BufferedReader
+            file.write(chunk)
 
 
 def family_peak_rss(pid: int, names: dict[int, str]) -> dict[str, int]:

@@ -45,14 +45,22 @@ _NOT_CHARSETS = frozenset({"unicode-escape", "raw-unicode-escape", "idna", "puny
 # cp1252 leaves five bytes undefined; WHATWG reads them as the C1 controls latin-1 has.
 _CP1252_HIGH = {byte: bytes([byte]).decode("cp1252", "ignore") or chr(byte) for byte in range(0x80, 0xA0)}
 
-ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([qQbB])\?([^?\s]*)\?=")  # RFC 2047 section 2
+# RFC 2047 section 2, read as leniently as mail programs do (Thunderbird, Apple Mail), so
+# that no word a reader would decode reaches them undecoded: encoded text with spaces in
+# it (broken encoders, folding inside a word), and a last word without its closing "?=".
+ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([qQbB])\?(?:([^?]*)\?=|([^?\s]*)$)")
 MESSAGE_ID = re.compile(r"<([^<>\s\x00-\x1f\x7f-\x9f]+)>")
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # in a header value, one line
 _UNSAFE_TEXT = re.compile(r"[\x00\ud800-\udfff]")
 # An addr-spec as senders write it: a (possibly quoted) local part and a domain, without
 # the characters that separate addresses or start comments; non-ASCII allowed (RFC 6532).
-_ATOMS = r'[^\s@<>()\[\],;:\\"\x00-\x1f\x7f]+'
-_ADDR_SPEC = re.compile(rf'(?:"[^"\x00-\x1f]*"|{_ATOMS})@{_ATOMS}')
+# No Unicode white space (U+00A0, U+2028, U+3000: aiosmtplib refuses such an address) and
+# no C0 or C1 control, quoted or not; RFC 5321 section 4.5.3.1 bounds the lengths.
+_ATOMS = r'[^\s@<>()\[\],;:\\"\x00-\x1f\x7f-\x9f]+'
+_ADDR_SPEC = re.compile(rf'(?:"(?:[^"\s\x00-\x1f\x7f-\x9f]| )*"|{_ATOMS})@{_ATOMS}')
+_ODD_SPACE = re.compile(r"[^\S\x00-\x7f]|[\x80-\x9f]")  # non-ASCII white space, C1 controls
+MAX_LOCAL_PART = 64
+MAX_ADDRESS = 254
 _ATOM_RUN = re.compile(_ATOMS)
 _NAME_JUNK = " \t\"'<>,;:"
 
@@ -99,12 +107,16 @@ def decode_bytes(data: bytes, label: str | None) -> str:
     """The declared charset (or its superset) when the bytes fit it, else UTF-8 when
     valid, else cp1252, which reads every byte: most mail that lies about its charset is
     UTF-8 or Windows-1252 (Outlook). Never raises; no surrogate or NUL in the result."""
+    return scrub_text(_decoded(data, label))
+
+
+def _decoded(data: bytes, label: str | None) -> str:
     for codec in dict.fromkeys((*codecs_for(label), "utf-8")):
         try:
-            return scrub_text(data.decode(codec))
+            return data.decode(codec)
         except (UnicodeDecodeError, LookupError):
             continue
-    return scrub_text(data.decode("latin-1").translate(_CP1252_HIGH))
+    return data.decode("latin-1").translate(_CP1252_HIGH)
 
 
 def scrub_text(text: str) -> str:
@@ -113,7 +125,8 @@ def scrub_text(text: str) -> str:
 
 
 def one_line(value: str) -> str:
-    """A header value as one line: folding, CR/LF, NUL and other controls become spaces."""
+    """A header value as one line: folding, CR/LF, NUL and other controls (C0, C1) become
+    spaces, and so do U+2028 and U+2029, which split() takes as whitespace."""
     return " ".join(_CONTROLS.sub(lambda found: "\ufffd" if found[0] >= "\ud800" else " ", value).split())
 
 
@@ -136,7 +149,7 @@ def decode_words(text: str) -> str:
     pending: list[tuple[str, bytes]] = []  # (charset, bytes) of adjacent words
     position = 0
     for word in ENCODED_WORD.finditer(text):
-        data = _word_bytes(word[2], word[3])
+        data = _word_bytes(word[2], word[3] if word[3] is not None else word[4])
         between = text[position : word.start()]
         if data is None:
             pieces.append(_flush(pending) + between + word[0])
@@ -168,7 +181,8 @@ def _word_bytes(encoding: str, encoded: str) -> bytes | None:
 
 
 def _flush(pending: list[tuple[str, bytes]]) -> str:
-    text = "".join(decode_bytes(data, charset) for charset, data in pending)
+    # Not scrubbed: header_text's one_line makes a NUL a space, as any control character.
+    text = "".join(_decoded(data, charset) for charset, data in pending)
     pending.clear()
     return text
 
@@ -222,8 +236,13 @@ def _bounded(source: str, index: int) -> bool:
 def clean_address(value: str) -> str:
     """The lower-cased addr-spec, or "" when `value` is not one. A trailing dot is an
     absolute domain name (some MTAs write it), the same mailbox."""
-    address = one_line(raw_text(value)).strip("<> ").rstrip(".").lower()
-    return address if _ADDR_SPEC.fullmatch(address) else ""
+    text = raw_text(value)
+    if _ODD_SPACE.search(text):  # one_line would make it a space: a different mailbox
+        return ""
+    address = one_line(text).strip("<> ").rstrip(".").lower()
+    local = address.rsplit("@", 1)[0]
+    fits = len(address) <= MAX_ADDRESS and len(local) <= MAX_LOCAL_PART
+    return address if fits and _ADDR_SPEC.fullmatch(address) else ""
 
 
 def message_ids(value: object) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from gateway.parse import ParsedMail
 from gateway.settings import LimitSettings
+from gateway.tree import MAX_PARSED_DEPTH
 
 
 class LimitExceededError(Exception):
@@ -17,7 +18,8 @@ class LimitExceededError(Exception):
 def check_limits(mail: ParsedMail, limits: LimitSettings) -> None:
     checks = (
         ("limits.max_parts", mail.part_count, limits.max_parts, "MIME parts"),
-        ("limits.max_depth", mail.depth, limits.max_depth, "levels of nested multiparts"),
+        # Deeper than the parser reads, the body was not read (tree.py): refused whatever the setting.
+        ("limits.max_depth", mail.depth, min(limits.max_depth, MAX_PARSED_DEPTH), "levels of nested multiparts"),
         ("limits.max_attachments", len(mail.attachments), limits.max_attachments, "attachments"),
         (
             "limits.max_attachment_bytes",
