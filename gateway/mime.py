@@ -53,14 +53,21 @@ def encoded_words(text: str) -> str:
 def unstructured(value: str) -> str:
     """A Subject-like value: as it is when ASCII, else encoded words."""
     value = one_line(value)
-    return value if value.isascii() else encoded_words(value)
+    return encoded_words(value) if _needs_words(value) else value
+
+
+def _needs_words(text: str) -> bool:
+    # Text that holds "=?" could be read as an encoded word by the reader's mail program,
+    # and a sender's `=?utf-8?q?=0D=0A?=`, shown as text, would then become CR LF in it:
+    # RFC 2047 §5 wants such text encoded itself.
+    return not text.isascii() or "=?" in text
 
 
 def mailbox(name: str, address: str) -> str:
     name, address = one_line(name), one_line(address)
     if not name:
         return address
-    if not name.isascii():
+    if _needs_words(name):
         return f"{encoded_words(name)} <{address}>"
     if SPECIALS.search(name):  # "Soto, Carla": the comma must stay inside quotes
         escaped = name.replace("\\", "\\\\").replace('"', '\\"')

@@ -183,6 +183,12 @@ class Pipeline:
             returned = await self._returned_mail(entry)
             if returned is None or returned.ticket_id is None:
                 return IGNORED, f"ignored: {verdict}, not sent back to a return address of ours for a ticket"
+            stored = await self.store.ticket_holding_inbound(mail.message_id)
+            if stored is not None:  # the same report delivered twice
+                return (
+                    DONE,
+                    f"duplicate (Message-ID <{mail.message_id}> already stored), ticket {stored.number} unchanged",
+                )
             return DONE, await self.desk.bounce(entry, mail, verdict, returned.ticket_id, returned.recipients)
         author = requester_of(mail, parse_address(entry.mail_from))
         if author is None:

@@ -104,3 +104,14 @@ async def test_every_notification_has_a_return_address_of_its_own(gateway: Gatew
     senders = [mail.mail_from for mail in relay.received]
     assert len(senders) == len(set(senders)) == 4
     assert all(sender.startswith("soporte.latam+b.") and sender.endswith("@estela.example") for sender in senders)
+
+
+async def test_the_same_report_delivered_twice_is_a_duplicate(gateway: Gateway, relay: Sink) -> None:
+    await open_ticket(gateway, relay)
+    acknowledgement = last_to(relay, REQUESTER)
+    for _ in range(2):
+        await send(gateway, report("jefe@cliente.example"), [acknowledgement.mail_from], sender="")
+    await gateway.drain()
+    first, second = spool_rows(gateway.settings.database.path)[-2:]
+    assert first["status"] == "done" and second["status"] == "done", second["error"]
+    assert second["outcome"].startswith("duplicate")
