@@ -21,6 +21,7 @@ from gateway.classify import Context, classify
 from gateway.clock import Clock, SystemClock
 from gateway.database import Database, is_temporary
 from gateway.limits import check_limits
+from gateway.logs import collapse_repeats
 from gateway.notifier import Notifier
 from gateway.outbox import Outbox, ReturnedMail
 from gateway.parse import Address, ParsedMail, parse_address
@@ -43,6 +44,10 @@ from gateway.trust import (
 from gateway.workers import Parser, discard_spilled
 
 log = logging.getLogger(__name__)
+# Lines that a flood of bad mail or a broken database repeats: at most one a minute each,
+# with a count (logs.py); the one-line "inbound N: failed: reason" stays per mail.
+tracebacks = collapse_repeats(logging.getLogger(__name__ + ".tracebacks"))
+repeats = collapse_repeats(logging.getLogger(__name__ + ".repeats"))
 
 LOOKAHEAD = 4  # mails claimed and parsing while one is applied...
 LOOKAHEAD_BYTES = 8 * 1024 * 1024  # ...unless they are large: then one at a time, for memory
@@ -91,7 +96,7 @@ class Pipeline:
             try:
                 worked = await self.process_next()
             except Exception:  # the database itself failed; keep the daemon up and retry
-                log.exception("pipeline: cannot reach the spool; retrying")
+                repeats.exception("pipeline: cannot reach the spool; retrying")
                 worked = False
             if not worked:
                 await self._wait_for_mail(stopping)
@@ -158,7 +163,8 @@ class Pipeline:
             if is_temporary(error):  # busy, locked or full: the same work succeeds later
                 await self._retry_later(entry, mail, error)
                 return
-            log.warning("inbound %d %s: failed: %s", entry.id, _id_of(mail), error, exc_info=True)
+            log.warning("inbound %d %s: failed: %s", entry.id, _id_of(mail), error)
+            tracebacks.warning("the traceback of a failed mail (%s)", type(error).__name__, exc_info=True)
             await self.spool.mark_failed(entry.id, f"{type(error).__name__}: {error}")
         else:
             log.info("inbound %d %s: %s", entry.id, _id_of(mail), outcome)

@@ -25,11 +25,13 @@ from gateway.children import begin_child, until_stopped
 from gateway.clock import Clock, SystemClock, timestamp
 from gateway.database import Database
 from gateway.delivery import FAILED, SENT, Delivery, RelayConnection
+from gateway.logs import collapse_repeats
 from gateway.outbox import Outbox, OutboxEntry
 from gateway.sentlog import SentLog
 from gateway.settings import OutboundSettings, Settings
 
 log = logging.getLogger(__name__)
+repeats = collapse_repeats(logging.getLogger(__name__ + ".repeats"))  # at most one a minute, counted (logs.py)
 
 BATCH = 50  # due mail taken per look at the outbox
 
@@ -63,7 +65,7 @@ class Relay:
                 try:
                     await self.deliver_due()
                 except Exception:  # the database failed; keep the daemon up and try again
-                    log.exception("outbox: cannot read the outbox; retrying")
+                    repeats.exception("outbox: cannot read the outbox; retrying")
                 await self._wait(stopping)
 
     async def _wait(self, stopping: asyncio.Event) -> None:

@@ -4,6 +4,7 @@ senders, spoofed agents, limits, quoted text and hostile HTML, over real SMTP.""
 from __future__ import annotations
 
 import base64
+import logging
 import smtplib
 import subprocess
 from email.message import EmailMessage
@@ -278,3 +279,27 @@ async def test_agent_hitting_reply_is_authenticated_without_dkim(gateway: Gatewa
     await open_first_ticket(gateway, relay)
     await agent_answers(gateway, last_to(relay, "agentes@estela.example"), "#prioridad baja")
     assert (await gateway.pipeline.queries.show_ticket("TK-000001"))["priority"] == "low"
+
+
+async def test_many_failing_mails_log_a_line_each_and_one_traceback(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A flood of bad mail (issue 24: 50,010 tracebacks, 70 MB of log in three minutes): each
+    mail still gets its one line with the reason; the traceback is written once a minute."""
+    inner = EmailMessage()
+    inner.set_content("fondo")
+    for _ in range(gateway.settings.limits.max_depth + 2):
+        outer = EmailMessage()
+        outer.make_mixed()
+        outer.attach(inner)
+        inner = outer
+    inner["From"], inner["To"] = "c@empresa.example", MAILBOX
+    with caplog.at_level(logging.INFO):
+        for index in range(20):
+            del inner["Subject"]
+            inner["Subject"] = f"muñeca rusa {index}"
+            await send(gateway, crlf(inner.as_bytes()))
+        await gateway.drain()
+    failed = [record for record in caplog.records if "failed: 22 levels of nested multiparts" in record.getMessage()]
+    assert len(failed) == 20 and all(record.exc_info is None for record in failed)
+    assert len([record for record in caplog.records if record.exc_info]) == 1
