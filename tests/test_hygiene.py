@@ -234,16 +234,21 @@ async def test_oversized_header_is_refused_at_data(gateway: Gateway) -> None:
     assert spool_rows(gateway.settings.database.path) == []
 
 
-async def test_too_deep_nesting_is_kept_raw_with_the_reason(gateway: Gateway) -> None:
+def nested(depth: int, subject: str = "muñeca rusa") -> bytes:
+    """A mail of multiparts `depth` deep."""
     inner = EmailMessage()
     inner.set_content("fondo")
-    for _ in range(gateway.settings.limits.max_depth + 2):
+    for _ in range(depth):
         outer = EmailMessage()
         outer.make_mixed()
         outer.attach(inner)
         inner = outer
-    inner["From"], inner["To"], inner["Subject"] = "c@empresa.example", MAILBOX, "muñeca rusa"
-    raw = crlf(inner.as_bytes())
+    inner["From"], inner["To"], inner["Subject"] = "c@empresa.example", MAILBOX, subject
+    return crlf(inner.as_bytes())
+
+
+async def test_too_deep_nesting_is_kept_raw_with_the_reason(gateway: Gateway) -> None:
+    raw = nested(gateway.settings.limits.max_depth + 2)
     await send(gateway, raw)
     await gateway.drain()
     [row] = spool_rows(gateway.settings.database.path)
@@ -286,19 +291,9 @@ async def test_many_failing_mails_log_a_line_each_and_one_traceback(
 ) -> None:
     """A flood of bad mail (issue 24: 50,010 tracebacks, 70 MB of log in three minutes): each
     mail still gets its one line with the reason; the traceback is written once a minute."""
-    inner = EmailMessage()
-    inner.set_content("fondo")
-    for _ in range(gateway.settings.limits.max_depth + 2):
-        outer = EmailMessage()
-        outer.make_mixed()
-        outer.attach(inner)
-        inner = outer
-    inner["From"], inner["To"] = "c@empresa.example", MAILBOX
     with caplog.at_level(logging.INFO):
         for index in range(20):
-            del inner["Subject"]
-            inner["Subject"] = f"muñeca rusa {index}"
-            await send(gateway, crlf(inner.as_bytes()))
+            await send(gateway, nested(gateway.settings.limits.max_depth + 2, f"muñeca rusa {index}"))
         await gateway.drain()
     failed = [record for record in caplog.records if "failed: 22 levels of nested multiparts" in record.getMessage()]
     assert len(failed) == 20 and all(record.exc_info is None for record in failed)
