@@ -297,4 +297,4 @@ async def test_many_failing_mails_log_a_line_each_and_one_traceback(
         await gateway.drain()
     failed = [record for record in caplog.records if "failed: 22 levels of nested multiparts" in record.getMessage()]
     assert len(failed) == 20 and all(record.exc_info is None for record in failed)
-    assert len([record for record in caplog.records if record.exc_info]) == 1
+    assert len([record for record in caplog.records if record.exc_info]) <= 1  # none if one was written this minute
