@@ -56,7 +56,8 @@ async def test_a_help_centre_form_gives_title_and_reason(gateway: Gateway, confi
     assert (second["subject"], second["type"]) == ("Error al timbrar", "question")  # a real subject stays
 
 
-def test_a_bad_date_filter_names_the_format(config_path: Path) -> None:
+async def test_a_bad_date_filter_names_the_format(gateway: Gateway, config_path: Path) -> None:
+    await writes(gateway, "a@cliente.example", "Factura", "Hola")
     result = run_cli(config_path, "tickets", "list", "--created-from", "30/11/2026")
     assert result.returncode == 2
     assert b"YYYY-MM-DD" in result.stderr and b"Traceback" not in result.stderr

@@ -119,3 +119,20 @@ async def test_simple_desk_lists_its_two_cerrado_states_apart(relay: Sink, examp
     lines = listed.stdout.decode().splitlines()
     assert [line.split("  ")[1].strip() for line in lines] == ["Cerrado (closed)", "Cerrado (closed)",
                                                                "Cerrado (resolved)"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("tickets", "complaint"),
+    [
+        ('customer_reply_moves = { closed = "open" }', "never moves a ticket out of closed"),
+        ('agent_reply_moves = { open = "closed" }', "never moves a ticket to closed"),
+        ('agent_reply_status = "in_progress"\nagent_reply_moves = { open = "in_progress" }', "not both"),
+    ],
+)
+def test_a_transition_table_that_cannot_work_is_refused_at_start(tmp_path: Path, tickets: str, complaint: str) -> None:
+    text = (PROJECT / "examples" / "simple.toml").read_text()
+    start = text.index("[tickets]")
+    config = tmp_path / "desk.toml"
+    config.write_text(text[:start] + f"[tickets]\n{tickets}\n" + text[text.index("[labels.es]"):])
+    result = run_cli(config, "check-config")
+    assert result.returncode != 0 and complaint in result.stderr.decode(), result.stderr.decode()
