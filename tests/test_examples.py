@@ -133,6 +133,6 @@ def test_a_transition_table_that_cannot_work_is_refused_at_start(tmp_path: Path,
     text = (PROJECT / "examples" / "simple.toml").read_text()
     start = text.index("[tickets]")
     config = tmp_path / "desk.toml"
-    config.write_text(text[:start] + f"[tickets]\n{tickets}\n" + text[text.index("[labels.es]"):])
+    config.write_text(text[:start] + f"[tickets]\n{tickets}\n" + text[text.index("[labels.es]") :])
     result = run_cli(config, "check-config")
     assert result.returncode != 0 and complaint in result.stderr.decode(), result.stderr.decode()
