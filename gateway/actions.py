@@ -34,6 +34,7 @@ from gateway.store import StoredMessage, TicketRef, TicketStore, TicketView, inb
 from gateway.tickets import (
     Newcomers,
     Status,
+    asks_for_open_only,
     cap_newcomers,
     copied_people,
     follow_up_subject,
@@ -122,7 +123,8 @@ class Desk:
         await self.store.add_message(ticket.id, entry.id, message, now)
         added = await self.store.add_participants(ticket.id, newcomers.added, "cc", now)
         old = Status(view.status)
-        wanted = Status(commands.changes["status"]) if "status" in commands.changes else after_customer_reply(old)
+        asked = commands.changes.get("status")
+        wanted = Status(asked) if asked else after_customer_reply(old, self.settings.tickets.customer_reply_moves)
         fields = {key: value for key, value in commands.changes.items() if key != "status"}
         changed = await self.store.update_fields(ticket.id, fields, author.address, now)
         new = await self._set_status(ticket.id, old, wanted, author.address, now) if wanted else old
@@ -181,7 +183,7 @@ class Desk:
         queued = 0
         if public:
             queued += await self._publish(view, entry, mail, author, commands.text, now)
-            wanted = wanted or after_agent_reply(old, self._agent_reply_status())
+            wanted = wanted or after_agent_reply(old, None, self.settings.tickets.agent_moves)
         else:
             visibility, note = ("internal", "agent note") if commands.internal else ("system", "commands only")
             await self._keep(ticket.id, entry, mail, author, commands.text or text, visibility, note)
@@ -226,11 +228,16 @@ class Desk:
         return f"{verdict.kind} kept on {ticket.number} as a system entry ({verdict.rule}); nothing sent"
 
     async def my_tickets(self, entry: SpoolEntry, mail: ParsedMail, author: Address, mailbox: MailboxSettings) -> str:
-        tickets = await self.queries.list_tickets(TicketFilter(requester=author.address), newest_first=True)
-        answers = await self.queries.last_support_answers(author.address)
+        """The tickets the author takes part in (as requester or copied), or only the
+        unfinished ones for "Mis tickets abiertos"."""
+        only_open = asks_for_open_only(mail.subject)
+        narrow = TicketFilter(participant=author.address, unfinished=only_open)
+        tickets = await self.queries.list_tickets(narrow, newest_first=True)
+        answers = await self.queries.last_support_answers([str(ticket["number"]) for ticket in tickets])
         listing = [{**ticket, "last_answer": answers.get(str(ticket["number"]))} for ticket in tickets]
         await self.notifier.notify_without_ticket(Event.MY_TICKETS, author, mailbox.address, tickets=listing)
-        return f"sent the list of {len(listing)} ticket(s) to <{author.address}>; no ticket created"
+        which = "open ticket(s)" if only_open else "ticket(s)"
+        return f"sent the list of {len(listing)} {which} to <{author.address}>; no ticket created"
 
     async def close_stale(self, ticket_id: int, now: datetime) -> bool:
         """Close a resolved ticket whose time is up (the lifecycle decides); True if closed."""
@@ -280,10 +287,6 @@ class Desk:
         limit = self.settings.limits.max_new_participants_per_mail
         return f"{len(newcomers.left_out)} copied address(es) not added (at most {limit} per mail): {shown}{rest}"
 
-    def _agent_reply_status(self) -> Status | None:
-        configured = self.settings.tickets.agent_reply_status
-        return Status(configured) if configured else None
-
     async def _reject(self, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, author: Address, text: str,
                       errors: list[dict[str, str]]) -> str:  # fmt: skip
         note = "rejected: " + "; ".join(f"{e['line']}: {e['reason']}" for e in errors)
@@ -328,7 +331,11 @@ class Desk:
 
     async def _tell_status(self, ticket_id: int, old: Status, new: Status, author: Address,
                            trigger: str | None) -> int:  # fmt: skip
-        if new is old or not customers_are_told(old, new):
+        if new is old:
+            return 0
+        # Told in the words of the ticket's mailbox: a change they would read as no change is not told.
+        language = self.notifier.mailbox_of((await self.store.ticket_view(ticket_id)).mailbox).language
+        if not customers_are_told(old, new, lambda status: self.settings.label(status, language)):
             return 0
         change_details = {"status": new, "reopened": is_reopening(old, new)}
         return await self.notifier.notify(ticket_id, Event.STATUS_CHANGED, author, trigger, change=change_details)

@@ -44,19 +44,28 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fiscal-id", dest="fiscal_id")
     for name in DATE_FILTERS:
         bound = "from (inclusive)" if name.endswith("from") else "up to (a date: inclusive)"
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="ISO-DATE", help=bound)
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="ISO-DATE", help=bound, type=_date)
 
 
 def _moment(value: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"not a date or time: {value!r}; expected YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+HH:MM]"
+        ) from None
     return moment if moment.tzinfo else moment.astimezone()
 
 
+def _date(value: str) -> str:
+    """A date filter, checked while the arguments are read: a bad one is a usage error
+    naming the format (exit 2), not a traceback; the text is kept ("a date alone")."""
+    _moment(value)
+    return value
+
+
 def ticket_filter(args: argparse.Namespace) -> TicketFilter:
-    values: dict[str, str | None] = {name: getattr(args, name) for name in FILTERS}
+    values: dict[str, Any] = {name: getattr(args, name) for name in FILTERS}
     for name in DATE_FILTERS:
         given = getattr(args, name)
         values[name] = None if given is None else _bound(given, upper=name.endswith("_to"))
@@ -78,10 +87,18 @@ async def run_list(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(tickets, indent=2, ensure_ascii=False))
         return EXIT_OK
     for ticket in tickets:
-        status, priority = settings.label(str(ticket["status"])), settings.label(str(ticket["priority"]))
+        status, priority = status_label(settings, str(ticket["status"])), settings.label(str(ticket["priority"]))
         print(f"{ticket['number']}  {status:<22} {priority:<8} {ticket['requester']!s:<36} {ticket['subject']}")
     print(f"{len(tickets)} ticket(s)", file=sys.stderr)
     return EXIT_OK
+
+
+def status_label(settings: Settings, status: str, language: str = "es") -> str:
+    """A status as the desk labels it, with its key when the desk gives another status the
+    same words (simple.toml: resolved and closed both read "Cerrado")."""
+    label = settings.label(status, language)
+    shared = any(settings.label(other, language) == label for other in Status if other != status)
+    return f"{label} ({status})" if shared else label
 
 
 async def run_show(settings: Settings, args: argparse.Namespace) -> int:
@@ -99,7 +116,8 @@ async def run_show(settings: Settings, args: argparse.Namespace) -> int:
 
 def _print_ticket(settings: Settings, ticket: dict[str, Any]) -> None:
     print(f"{ticket['number']}: {ticket['subject']}")
-    for key in ("status", "priority", "type"):
+    print(f"  status: {status_label(settings, str(ticket['status']))}")
+    for key in ("priority", "type"):
         print(f"  {key}: {settings.label(str(ticket[key]))}")
     for key in ("requester", "cc", "mailbox", "country", "brand", "product", "company", "fiscal_id", "phone",
                 "assignee", "incident", "follow_up_of", "created_at", "first_response_at", "resolved_at",

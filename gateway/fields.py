@@ -2,7 +2,10 @@
 
 Pure code. Labels match whatever the case or accents; a fiscal id is normalised and
 validated for its country (Chile RUT, Peru RUC, Colombia NIT, Mexico RFC); an invalid one
-is kept as written and flagged, never rejected.
+is kept as written and flagged, never rejected. `País:` is stored as its ISO 3166 code.
+Help-centre forms write `Título:` (the customer's own title: the ticket's subject when the
+mail's is empty or the form's fixed one) and `Motivo:` (a reason: the ticket's type when it
+names one, else kept in the message only).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from gateway.countries import country_code
 from gateway.tickets import Priority, TicketType
 
 # The value is the rest of the line, stripped in code: `:\s*(.+?)\s*$` tried every end of
@@ -28,6 +32,11 @@ TEXT_LABELS = {
     "telefono": "phone",
     "phone": "phone",
     "pais": "country",
+    "country": "country",
+    "titulo": "title",
+    "title": "title",
+    "motivo": "reason",
+    "reason": "reason",
     "producto": "product",
     "marca": "brand",
 }
@@ -36,6 +45,13 @@ TYPE_WORDS: dict[str, str] = {
     "incidente": TicketType.INCIDENT, "incidencia": TicketType.INCIDENT, "incident": TicketType.INCIDENT,
     "consulta": TicketType.QUESTION, "pregunta": TicketType.QUESTION, "question": TicketType.QUESTION,
     "sugerencia": TicketType.SUGGESTION, "suggestion": TicketType.SUGGESTION,
+}  # fmt: skip
+# A form's "Motivo:" choices that name a type without being one of its words.
+REASON_TYPES: dict[str, str] = {
+    **TYPE_WORDS,
+    "problema": TicketType.INCIDENT, "error": TicketType.INCIDENT, "falla": TicketType.INCIDENT,
+    "problema tecnico": TicketType.INCIDENT, "reclamo": TicketType.INCIDENT, "duda": TicketType.QUESTION,
+    "problem": TicketType.INCIDENT, "duvida": TicketType.QUESTION, "pedido": TicketType.REQUEST,
 }  # fmt: skip
 PRIORITY_WORDS: dict[str, str] = {
     "baja": Priority.LOW, "bajo": Priority.LOW, "low": Priority.LOW,
@@ -66,6 +82,8 @@ class CustomerFields:
     product: str = ""
     type: TicketType | None = None
     priority: Priority | None = None
+    title: str = ""
+    reason: str = ""
 
 
 def plain(text: str) -> str:
@@ -83,6 +101,8 @@ def fields_from(lines: tuple[tuple[str, str], ...], default_country: str = "") -
     found: dict[str, object] = {}
     for key, value in lines:
         _take(found, key, value, default_country)
+    if found.get("type") is None and "reason" in found:
+        found["type"] = REASON_TYPES.get(plain(str(found["reason"])))
     return CustomerFields(**found)  # type: ignore[arg-type]
 
 
@@ -125,6 +145,8 @@ def _target(key: str) -> str:
 def _take(found: dict[str, object], key: str, value: str, default_country: str) -> None:
     if key in FISCAL_LABELS and "fiscal_id" not in found:
         found["fiscal_id"] = fiscal_id(value, FISCAL_LABELS[key] or default_country)
+    elif TEXT_LABELS.get(key) == "country" and "country" not in found:
+        found["country"] = country_code(value) or value
     elif key in TEXT_LABELS and TEXT_LABELS[key] not in found:
         found[TEXT_LABELS[key]] = value
     elif key == "tipo" or key == "type":
@@ -134,7 +156,9 @@ def _take(found: dict[str, object], key: str, value: str, default_country: str) 
 
 
 def fiscal_id(written: str, country: str) -> FiscalId:
-    """Normalise and validate; try every country when the label does not name one."""
+    """Normalise and validate; try every country when the label does not name one. The
+    sentence's own punctuation ("RUC: 20100070970.") is not part of the id."""
+    written = written.strip().rstrip(".,;:)!?").lstrip("(")
     candidates = [country] if country in VALIDATORS else list(VALIDATORS)
     for candidate in candidates:
         normalised = VALIDATORS[candidate](written)
@@ -177,6 +201,13 @@ def colombia_nit(written: str) -> str | None:
 def mexico_rfc(written: str) -> str | None:
     compact = re.sub(r"[\s-]", "", written).upper()
     return compact if RFC_PATTERN.fullmatch(compact) else None
+
+
+def fiscal_key(written: str) -> str:
+    """What every written form of one id has in common (`76.086.428-5`, `76086428-5`,
+    `760864285`): its letters and digits, upper case, without leading zeros. Searches
+    compare this; `queries.FISCAL_KEY_SQL` computes the same of a stored value."""
+    return re.sub(r"[.\-\s/_]", "", written.strip().rstrip(".,;:)!?")).upper().lstrip("0")
 
 
 VALIDATORS = {"CL": chile_rut, "PE": peru_ruc, "CO": colombia_nit, "MX": mexico_rfc}

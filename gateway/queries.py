@@ -10,8 +10,11 @@ import json
 import sqlite3
 from dataclasses import dataclass, fields
 
+from gateway.countries import country_code
 from gateway.database import Database
+from gateway.fields import fiscal_key
 from gateway.store import attachments_by_message, marks
+from gateway.tickets import Status
 
 TICKET_COLUMNS = (
     "t.id, t.number, t.subject, t.status, t.priority, t.type, t.requester, t.requester_name,"
@@ -28,6 +31,23 @@ EXPORT_COLUMNS = (
     "assignee", "incident", "follow_up_of", "created_at", "updated_at", "first_response_at",
     "resolved_at", "closed_at", "message_count", "rating_helpful", "rating_comment", "rating_at",
 )  # fmt: skip
+
+
+# fields.fiscal_key of a stored id, in SQL: "76.086.428-5" and "76086428-5" are one RUT.
+FISCAL_KEY_SQL = (
+    "ltrim(upper(replace(replace(replace(replace(replace(t.fiscal_id, '.', ''), '-', ''), ' ', ''),"
+    " '/', ''), '_', '')), '0')"
+)
+# Filters that are not "column = value": (clause, how many times the value is bound).
+SPECIAL_FILTERS = {
+    "fiscal_id": (f"{FISCAL_KEY_SQL} = ?", 1),
+    "participant": (
+        "(t.requester = ? COLLATE NOCASE OR EXISTS (SELECT 1 FROM participants p WHERE p.ticket_id = t.id"
+        " AND p.address = ? COLLATE NOCASE))",
+        2,
+    ),
+}
+UNFINISHED = (Status.OPEN, Status.IN_PROGRESS, Status.WAITING_CUSTOMER)
 
 
 @dataclass(frozen=True)
@@ -47,19 +67,31 @@ class TicketFilter:
     created_to: str | None = None
     resolved_from: str | None = None
     resolved_to: str | None = None
+    participant: str | None = None  # the requester or anyone copied on the ticket
+    unfinished: bool = False  # only tickets not yet resolved or closed
 
     def where(self) -> tuple[str, tuple[object, ...]]:
-        clauses, parameters = [], []
+        clauses: list[str] = []
+        parameters: list[object] = []
         for item in fields(self):
             value = getattr(self, item.name)
-            if value is None:
+            if value is None or isinstance(value, bool):
                 continue
             column, _, bound = item.name.rpartition("_")
+            if item.name in SPECIAL_FILTERS:
+                clause, times = SPECIAL_FILTERS[item.name]
+                clauses.append(clause)
+                parameters += [fiscal_key(value) if item.name == "fiscal_id" else value] * times
+                continue
             if bound in ("from", "to"):  # created_from → t.created_at >= ?
                 clauses.append(f"t.{column}_at {'>=' if bound == 'from' else '<'} ?")
             else:
                 clauses.append(f"t.{item.name} = ? COLLATE NOCASE")
-            parameters.append(value)
+            # `--country Perú` finds what `País: PE` stored.
+            parameters.append((country_code(value) or value) if item.name == "country" else value)
+        if self.unfinished:
+            clauses.append(f"t.status IN ({marks(UNFINISHED)})")
+            parameters += UNFINISHED
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(parameters)
 
 
@@ -101,12 +133,15 @@ class TicketQueries:
             rows.append({column: flat.get(column) for column in EXPORT_COLUMNS})
         return rows
 
-    async def last_support_answers(self, requester: str) -> dict[str, str]:
-        """For each ticket of a requester, when support last answered in public."""
+    async def last_support_answers(self, numbers: list[str]) -> dict[str, str]:
+        """For each of these tickets, when support last answered in public."""
+        if not numbers:
+            return {}
         rows = await self.database.fetch_all(
             "SELECT t.number, max(m.created_at) AS at FROM tickets t JOIN messages m ON m.ticket_id = t.id"
-            " WHERE t.requester = ? AND m.direction = 'outbound' AND m.visibility = 'public' GROUP BY t.number",
-            (requester,),
+            f" WHERE t.number IN ({marks(numbers)}) AND m.direction = 'outbound' AND m.visibility = 'public'"
+            " GROUP BY t.number",
+            tuple(numbers),
         )
         return {row["number"]: row["at"] for row in rows}
 

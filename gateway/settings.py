@@ -12,9 +12,10 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateway.lifecycle import DEFAULT_CUSTOMER_REPLY_MOVES, agent_reply_moves, move_problems
 from gateway.tickets import LABELS, Mailbox, Priority, Status, TicketType
 from gateway.tickets import canonical_address as canonical_address  # the domain's rule, re-exported
 
@@ -69,11 +70,31 @@ class TicketSettings(Section):
     close_stale_every_minutes: float = Field(default=10.0, gt=0)
     # Where an agent's public reply moves an open or in-progress ticket; "" leaves it.
     agent_reply_status: Status | Literal[""] = Status.WAITING_CUSTOMER
+    # A desk's own transitions, {from = "to"}: a status not named does not move. The agents'
+    # table, when given, replaces agent_reply_status. Never out of or into "closed".
+    customer_reply_moves: dict[Status, Status] = dict(DEFAULT_CUSTOMER_REPLY_MOVES)
+    agent_reply_moves: dict[Status, Status] | None = None
     incident_values: tuple[str, ...] = DEFAULT_INCIDENT_VALUES
     # A reply carrying a ticket's token from someone who is not its requester, a CC or an
     # agent: "flag" (kept for agents only, who are told; no commands), "accept" (as a
     # participant), or "new_ticket" (opens a ticket of its own).
     unknown_sender_policy: Literal["flag", "accept", "new_ticket"] = "flag"
+
+    @model_validator(mode="after")
+    def _usable_moves(self) -> TicketSettings:
+        if self.agent_reply_moves is not None and "agent_reply_status" in self.model_fields_set:
+            raise ValueError("give agent_reply_moves or agent_reply_status, not both")
+        problems = move_problems(self.customer_reply_moves) + move_problems(self.agent_moves)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def agent_moves(self) -> dict[Status, Status]:
+        """What an agent's public reply does to each status."""
+        if self.agent_reply_moves is not None:
+            return self.agent_reply_moves
+        return agent_reply_moves(Status(self.agent_reply_status) if self.agent_reply_status else None)
 
 
 class LimitSettings(Section):

@@ -174,7 +174,7 @@ def test_customer_field_lines_any_case_and_accents() -> None:
         "> Empresa: citada, no cuenta"
     )
     assert (fields.company, fields.phone, fields.type, fields.priority, fields.country) == (
-        "Andes SpA", "+56 2 1234", "question", "high", "Chile",
+        "Andes SpA", "+56 2 1234", "question", "high", "CL",
     )  # fmt: skip
     assert fiscal_id("no es un id", "").valid is False
 
