@@ -4,6 +4,7 @@ rest named with the command that gives them back byte for byte; an agent's signa
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway import mime
 from gateway.daemon import Gateway
 from gateway.settings import Settings
 from tests.conftest import MAILBOX, ReceivedMail, Sink, crlf, run_cli, send
@@ -20,8 +22,9 @@ CUSTOMER = "María José Pérez <mjperez@distribuidora-andes.example>"
 REQUESTER = "mjperez@distribuidora-andes.example"
 AGENTS = "agentes@estela.example"
 AGENT = "Carla Soto <csoto@estela.example>"
-# Every byte value, CR and LF among them: a copy that is not binary-safe shows.
-PDF = b"%PDF-1.4\r\n" + bytes(range(256)) * 400 + b"\n%%EOF\r\n"
+# Every byte value, CR and LF among them: a copy that is not binary-safe shows. Over 256 KiB,
+# so it is read from the store in more than one piece (database.BLOB_PIECE_BYTES).
+PDF = b"%PDF-1.4\r\n" + bytes(range(256)) * 1200 + b"\n%%EOF\r\n"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes((index * 7 + 3) % 256 for index in range(30_000))
 
 
@@ -55,7 +58,7 @@ def text_of(mail: ReceivedMail) -> str:
 
 @pytest.fixture
 async def small_bound_gateway(settings: Settings) -> AsyncIterator[Gateway]:
-    """Agents' mail carries at most 100 000 bytes of files: the PDF (102 418) stays out."""
+    """Agents' mail carries at most 100 000 bytes of files: the PDF (307 218) stays out."""
     outbound = settings.outbound.model_copy(update={"max_agent_attachment_bytes": 100_000})
     running = Gateway(settings.model_copy(update={"outbound": outbound}))
     await running.start()
@@ -82,7 +85,7 @@ async def test_files_past_the_bound_are_listed_with_the_command_that_gets_them(
     pdf_id = next(file["id"] for file in listing if file["filename"] == "factura 4512.pdf")
     text = text_of(notice)
     assert "Adjuntos que no van en este correo" in text
-    assert f"factura 4512.pdf (100.0 KiB): ticket-gateway attachments get {pdf_id} -o ARCHIVO" in text
+    assert f"factura 4512.pdf (300.0 KiB): ticket-gateway attachments get {pdf_id} -o ARCHIVO" in text
     html = str(notice.message.get_body(("html",)).get_content())
     assert f"ticket-gateway attachments get {pdf_id}" in html
     got = run_cli(config_path, "attachments", "get", str(pdf_id))  # what the agent was told to run
@@ -140,7 +143,8 @@ def agent_reply_with_signature_logo(notice: ReceivedMail) -> bytes:
     )
     html = message.get_payload()[1]
     html.add_related(PNG, maintype="image", subtype="png", cid="<logo.estela@firma>", filename="image001.png")
-    message.add_attachment(PDF, maintype="application", subtype="pdf", filename="parche.pdf")
+    # Apple Mail gives every attachment a Content-ID: one the HTML never shows is a file all the same.
+    message.add_attachment(PDF, maintype="application", subtype="pdf", filename="parche.pdf", cid="<p1@mac>")
     return crlf(message.as_bytes())
 
 
@@ -156,3 +160,13 @@ async def test_an_agents_signature_logo_is_not_sent_on_to_the_customer(
     assert files_of(answer) == {"parche.pdf": PDF}
     stored = json.loads(run_cli(config_path, "attachments", "list", "TK-000001", "--json").stdout)
     assert sorted(f["filename"] for f in stored) == ["image001.png", "parche.pdf"]  # both kept
+
+
+@pytest.mark.parametrize("sizes", [[1], [56, 1, 57], [100, 200, 300, 5], [262_144, 262_144, 7], [0, 57 * 3]])
+def test_base64_lines_from_pieces_of_any_size_are_the_whole_files_encoding(sizes: list[int]) -> None:
+    content = bytes((index * 31 + 7) % 256 for index in range(sum(sizes)))
+    lines, start = mime.Base64Lines(), 0
+    for size in sizes:
+        lines.write(content[start : start + size])
+        start += size
+    assert b"".join(lines.done()) == base64.encodebytes(content).replace(b"\n", b"\r\n")
