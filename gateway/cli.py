@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from gateway import __version__
+from gateway.cli_attachments import add_attachment_commands
 from gateway.cli_queues import add_inbound_commands, add_outbox_commands
 from gateway.cli_read import NoDatabaseError
 from gateway.cli_tickets import add_ticket_commands
@@ -91,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
         required=True, metavar="ACTION"
     )
     add_outbox_commands(outbox, command)
+    attachments = commands.add_parser("attachments", help="the files customers and agents sent").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    add_attachment_commands(attachments, command)
     return parser
 
 

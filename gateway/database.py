@@ -21,7 +21,7 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,7 @@ import aiosqlite
 BUSY_TIMEOUT_MS = 5000
 BEGIN, COMMIT, ROLLBACK = "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"
 FILL_BLOB = "-- fill the blob the statement before inserted"  # not SQL: see fill_blob()
+READ_BLOB = "-- read the blob the statement before selected"  # not SQL: see read_blob()
 BLOB_PIECE_BYTES = 256 * 1024
 NO_LOCK_FILE = -1  # a read-only connection never writes, so it takes no write lock
 
@@ -249,6 +250,13 @@ def fill_blob(table: str, column: str, source: bytes | BinaryIO | Path) -> State
     return (FILL_BLOB, (table, column, source))
 
 
+def read_blob(table: str, column: str, sink: Callable[[bytes], object]) -> Statement:
+    """A statement to follow a SELECT whose first row starts with a rowid of `table`: hands
+    the blob to `sink` in pieces, on the database's thread, through SQLite's blob handle;
+    a SELECT of the value would hold it whole twice, SQLite's copy and ours."""
+    return (READ_BLOB, (table, column, sink))
+
+
 @dataclass(frozen=True)
 class Executed:
     """What one statement gave back."""
@@ -404,6 +412,10 @@ def _execute_all(connection: sqlite3.Connection, lock_file: int, statements: lis
                 _fill_blob(connection, results[-1], *parameters)  # type: ignore[arg-type]
                 results.append(Executed([], None, 0))
                 continue
+            if sql == READ_BLOB:
+                _read_blob(connection, results[-1], *parameters)  # type: ignore[arg-type]
+                results.append(Executed([], None, 0))
+                continue
             if sql == BEGIN:
                 _lock_for_writing(lock_file)
             writing = sql == BEGIN or connection.in_transaction
@@ -432,6 +444,16 @@ def _fill_blob(
     with connection.blobopen(table, column, inserted.lastrowid) as blob:
         for piece in _pieces(source):
             blob.write(piece)
+
+
+def _read_blob(
+    connection: sqlite3.Connection, selected: Executed, table: str, column: str, sink: Callable[[bytes], object]
+) -> None:
+    if not selected.rows:
+        return
+    with connection.blobopen(table, column, selected.rows[0][0], readonly=True) as blob:
+        for piece in iter(lambda: blob.read(BLOB_PIECE_BYTES), b""):
+            sink(piece)
 
 
 def _pieces(source: bytes | BinaryIO | Path) -> Iterator[bytes | memoryview]:

@@ -29,6 +29,7 @@ WORD_BYTES = 42  # UTF-8 bytes per encoded word: 56 base64 characters, 68 with t
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
 SURROGATES = re.compile("[\ud800-\udfff]")
+LINE_BYTES = 57  # encoded, one 76-character base64 line (what base64.encodebytes writes)
 
 
 def one_line(value: str) -> str:
@@ -106,29 +107,55 @@ def quoted_printable(text: str) -> str:
     return encoded.replace("\n", CRLF)
 
 
+class Base64Lines:
+    """A file's base64 body (RFC 2045 §6.8: 76-character lines, CRLF), made from its content
+    in pieces of any size as they are read, so the content itself is never held whole."""
+
+    def __init__(self) -> None:
+        self._lines: list[bytes] = []
+        self._rest = b""
+
+    def write(self, piece: bytes) -> None:
+        data = self._rest + piece
+        whole = len(data) - len(data) % LINE_BYTES
+        self._rest = data[whole:]
+        if whole:
+            self._lines.append(_base64(data[:whole]))
+
+    def done(self) -> tuple[bytes, ...]:
+        if self._rest:
+            self._lines.append(_base64(self._rest))
+            self._rest = b""
+        return tuple(self._lines)
+
+
+Content = bytes | tuple[bytes, ...]  # the raw content, or its base64 lines (Base64Lines.done)
+
+
 def compose(
-    headers: list[tuple[str, str]], text: str, html: str, attachments: Iterable[tuple[str, str, bytes]] = ()
+    headers: list[tuple[str, str]], text: str, html: str, attachments: Iterable[tuple[str, str, Content]] = ()
 ) -> bytes:
     """A complete mail: multipart/alternative text + HTML, in multipart/mixed with any
-    attachments (file name, content type, content)."""
+    attachments (file name, content type, content). Joined once at the end, so a large
+    attachment is copied once more, not at every level of nesting."""
     alternative = _boundary()
     body = _multipart(
         alternative,
         [
-            _part("text/plain; charset=utf-8", "quoted-printable", quoted_printable(text)),
-            _part("text/html; charset=utf-8", "quoted-printable", quoted_printable(html)),
+            [_part("text/plain; charset=utf-8", "quoted-printable", quoted_printable(text)).encode("ascii")],
+            [_part("text/html; charset=utf-8", "quoted-printable", quoted_printable(html)).encode("ascii")],
         ],
     )
     content_type = f'multipart/alternative; boundary="{alternative}"'
     files = list(attachments)
     if files:
         mixed = _boundary()
-        inner = f"Content-Type: {content_type}{CRLF}{CRLF}{body}"
+        inner = [f"Content-Type: {content_type}{CRLF}{CRLF}".encode("ascii"), *body]
         body = _multipart(mixed, [inner, *(_attachment(*item) for item in files)])
         content_type = f'multipart/mixed; boundary="{mixed}"'
     top = header_lines([*headers, ("MIME-Version", "1.0"), ("Content-Type", content_type)])
     # UTF-8 only where an address has no ASCII form (RFC 6532); the body is ASCII always.
-    return (top + CRLF + body).encode("utf-8")
+    return b"".join([top.encode("utf-8"), CRLF.encode("ascii"), *body])
 
 
 def _boundary() -> str:
@@ -139,12 +166,19 @@ def _part(content_type: str, encoding: str, payload: str) -> str:
     return f"Content-Type: {content_type}{CRLF}Content-Transfer-Encoding: {encoding}{CRLF}{CRLF}{payload}"
 
 
-def _multipart(boundary: str, parts: list[str]) -> str:
-    inner = "".join(f"--{boundary}{CRLF}{part}{'' if part.endswith(CRLF) else CRLF}" for part in parts)
-    return f"{inner}--{boundary}--{CRLF}"
+def _multipart(boundary: str, parts: list[list[bytes]]) -> list[bytes]:
+    pieces: list[bytes] = []
+    for part in parts:
+        pieces.append(f"--{boundary}{CRLF}".encode("ascii"))
+        pieces.extend(part)
+        last = next((piece for piece in reversed(part) if piece), b"")
+        if not last.endswith(b"\r\n"):
+            pieces.append(b"\r\n")
+    pieces.append(f"--{boundary}--{CRLF}".encode("ascii"))
+    return pieces
 
 
-def _attachment(filename: str, content_type: str, content: bytes) -> str:
+def _attachment(filename: str, content_type: str, content: Content) -> list[bytes]:
     name = one_line(filename)
     # An ASCII name as it is; any other in RFC 2231 form, which current clients read.
     parameter = f'="{name}"' if name.isascii() and '"' not in name else f"*=utf-8''{quote(name, safe='')}"
@@ -153,4 +187,9 @@ def _attachment(filename: str, content_type: str, content: bytes) -> str:
         ("Content-Disposition", f"attachment; filename{parameter}"),
         ("Content-Transfer-Encoding", "base64"),
     ]
-    return header_lines(headers) + CRLF + base64.encodebytes(content).decode("ascii").replace("\n", CRLF)
+    lines = (_base64(content),) if isinstance(content, bytes) else content
+    return [(header_lines(headers) + CRLF).encode("utf-8"), *lines]
+
+
+def _base64(content: bytes) -> bytes:
+    return base64.encodebytes(content).replace(b"\n", b"\r\n")

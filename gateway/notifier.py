@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+from gateway import mime
 from gateway.notify import (
     Allowance,
     Event,
@@ -22,9 +23,9 @@ from gateway.notify import (
 )
 from gateway.outbox import OutboundMail, Outbox
 from gateway.parse import Address
-from gateway.render import Occasion, Renderer
+from gateway.render import Carried, Occasion, Renderer, fit
 from gateway.settings import MailboxSettings, Settings
-from gateway.store import TicketStore, TicketView
+from gateway.store import MessageView, TicketStore, TicketView
 from gateway.tickets import Status
 from gateway.tokens import Signer, message_token
 
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 MUTE_WINDOW = timedelta(hours=1)  # the bounds of settings.NotificationSettings are per hour
 MUTED_FIELD = "notifications_muted"  # the history entry that says agents were told
 SYSTEM = "system"
+# A customer's mail, told to agents: their notification carries its files.
+CARRIES_FILES = frozenset({Event.TICKET_CREATED, Event.CUSTOMER_REPLY, Event.UNVERIFIED_REPLY})
 
 
 class Notifier:
@@ -72,6 +75,7 @@ class Notifier:
         planned = plan(event, people, self.settings.outbound.copy_customer_replies_to_participants)
         queued, tell_agents = 0, False
         newly_muted: list[str] = []
+        carried: Carried | None = None  # read once, when an agents' mail is really written
         for notification in (self._capped(ticket.number, n) for n in planned if n.template not in suppress):
             allowance = await self._allowance(ticket.id, notification)
             newly_muted += allowance.newly_muted
@@ -80,7 +84,10 @@ class Notifier:
             if bounded is None:
                 continue
             reply_to = self._reply_to(bounded, mailbox, ticket.number)
-            details = Occasion(ticket.message(trigger_message_id), change, reply_to=reply_to, **occasion)
+            trigger = ticket.message(trigger_message_id)
+            if bounded.for_agents and event in CARRIES_FILES and carried is None:
+                carried = await self._carried(trigger)
+            details = Occasion(trigger, change, reply_to=reply_to, carried=carried or Carried(), **occasion)
             await self._queue(ticket.id, self.renderer.render(bounded, ticket, mailbox, details))
             queued += 1
         if tell_agents:
@@ -94,6 +101,20 @@ class Notifier:
         for notification in planned:
             await self._queue(None, self.renderer.render(notification, None, mailbox, Occasion(None, extra=extra)))
         return len(planned)
+
+    async def _carried(self, trigger: MessageView | None) -> Carried:
+        """The customer's files for agents, up to the bound per mail; each read from the
+        store in pieces straight into its base64 lines."""
+        bound = self.settings.outbound.max_agent_attachment_bytes
+        if trigger is None or trigger.direction != "inbound":
+            return Carried(bound=bound)
+        taken, left_out = fit(trigger.files, bound)
+        files: list[tuple[str, str, mime.Content]] = []
+        for file in taken:
+            lines = mime.Base64Lines()
+            if await self.store.read_blob(file.sha256, lines.write):
+                files.append((file.filename, file.content_type, lines.done()))
+        return Carried(tuple(files), tuple(left_out), bound)
 
     def _capped(self, number: str, notification: PlannedMail) -> PlannedMail:
         capped, left_out = cap_recipients(notification, self.settings.limits.max_recipients_per_notification)

@@ -18,13 +18,14 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.generator import BytesGenerator
 from email.message import Message
 from email.parser import HeaderParser
 from io import BytesIO
 from pathlib import Path
+from urllib.parse import unquote
 
 from mailparser.utils import parse_mail_date as mailparser_date
 
@@ -41,6 +42,8 @@ MAX_FILENAME_LENGTH = 200
 STAND_IN_DOMAIN = "no-message-id.ticket-gateway.invalid"  # RFC 2606: never a real domain
 CONTENT_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")  # RFC 2045 section 5.1 tokens
 BODY_TYPES = frozenset({"text/plain", "text/html"})
+CID_URL = re.compile(r"""cid:([^\s"'<>()]+)""", re.IGNORECASE)
+MAX_CONTENT_ID = 998  # RFC 5322's line bound: an id longer than that names nothing we keep
 
 
 class ParseError(Exception):
@@ -67,6 +70,8 @@ class Attachment:
     filename: str
     content_type: str
     content: bytes | SpilledFile
+    content_id: str = ""  # without <>: what an HTML body's cid: URL names (RFC 2392)
+    inline: bool = False  # the HTML shows it by its Content-ID: a signature's logo, not a file sent
 
     @property
     def size(self) -> int:
@@ -158,7 +163,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
         references=message_ids(message.get("References")),
         text=text,
         html=html,
-        attachments=tuple(attachments),
+        attachments=_shown_inline(attachments, html),
         headers=tuple((one_line(key).lower(), header_text(value)) for key, value in message.items()),
         defects=defects,
         has_text_part=bool(text_parts),
@@ -294,7 +299,14 @@ def _attachment(part: Message, payloads: Payloads) -> Attachment:
     else:
         content = payloads.of(part)
         filename = safe_filename(_decoded_filename(part) or "adjunto")
-    return Attachment(filename=filename, content_type=content_type, content=content)
+    content_id = one_line(raw_text(part.get("Content-ID")))[:MAX_CONTENT_ID].strip("<> ")
+    return Attachment(filename=filename, content_type=content_type, content=content, content_id=content_id)
+
+
+def _shown_inline(attachments: list[Attachment], html: str | None) -> tuple[Attachment, ...]:
+    """Mark the parts the HTML shows by Content-ID (RFC 2392 cid: URLs, URL-encoded)."""
+    shown = {unquote(found).lower() for found in CID_URL.findall(html or "")}
+    return tuple(replace(a, inline=True) if a.content_id and a.content_id.lower() in shown else a for a in attachments)
 
 
 def _content_type(part: Message) -> str:

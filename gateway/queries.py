@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from gateway.countries import country_code
 from gateway.database import Database
 from gateway.fields import fiscal_key
-from gateway.store import attachments_by_message, marks
+from gateway.store import attachments_by_message, marks, read_blob_pieces
 from gateway.tickets import Status
+
+ATTACHMENT_COLUMNS = (
+    "a.id, m.message_id AS message, m.direction, m.author AS 'from', coalesce(m.date, m.created_at) AS date,"
+    " a.filename, a.content_type, a.size, a.sha256"
+)
 
 TICKET_COLUMNS = (
     "t.id, t.number, t.subject, t.status, t.priority, t.type, t.requester, t.requester_name,"
@@ -144,6 +150,30 @@ class TicketQueries:
             tuple(numbers),
         )
         return {row["number"]: row["at"] for row in rows}
+
+    async def attachments_of(self, number: str) -> list[dict[str, object]] | None:
+        """Every file of a ticket's messages, oldest first; None: no such ticket."""
+        ticket = await self.database.fetch_one("SELECT id FROM tickets WHERE number = ?", (number,))
+        if ticket is None:
+            return None
+        rows = await self.database.fetch_all(
+            f"SELECT {ATTACHMENT_COLUMNS} FROM attachments a JOIN messages m ON m.id = a.message_row"
+            " WHERE m.ticket_id = ? ORDER BY a.id",
+            (ticket["id"],),
+        )
+        return [dict(row) for row in rows]
+
+    async def attachment(self, attachment_id: int) -> dict[str, object] | None:
+        row = await self.database.fetch_one(
+            f"SELECT {ATTACHMENT_COLUMNS}, t.number AS ticket FROM attachments a"
+            " JOIN messages m ON m.id = a.message_row JOIN tickets t ON t.id = m.ticket_id WHERE a.id = ?",
+            (attachment_id,),
+        )
+        return None if row is None else dict(row)
+
+    async def read_file(self, sha256: str, sink: Callable[[bytes], object]) -> bool:
+        """A stored file's bytes, handed to `sink` in pieces; False: its content is missing."""
+        return await read_blob_pieces(self.database, sha256, sink)
 
     async def _with_people_and_ratings(self, rows: list[sqlite3.Row]) -> list[dict[str, object]]:
         ids = [row["id"] for row in rows]

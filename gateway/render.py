@@ -21,13 +21,39 @@ from gateway.notify import RULES, PlannedMail
 from gateway.outbox import OutboundMail
 from gateway.parse import Address, Attachment
 from gateway.settings import MailboxSettings, Settings
-from gateway.store import MessageView, TicketView
+from gateway.store import MessageView, StoredFile, TicketView
 from gateway.tickets import ticket_token
 
 GATEWAY_NAME = "ticket-gateway"
 MAX_REFERENCES = 20  # enough for any client to thread; bounded so headers stay small
 MAX_PREVIOUS_MESSAGES = 5
+READ_PIECE_BYTES = 57 * 4096  # whole base64 lines: nothing carried over between pieces
 MESSAGE_TOKEN_BYTES = 8  # 16 hex characters: a return address's token (tokens.py)
+
+
+@dataclass(frozen=True)
+class Carried:
+    """The triggering customer mail's files as agents get them: attached (base64 lines, read
+    from the store in pieces) or, past the bound per mail, named with how to fetch them."""
+
+    files: tuple[tuple[str, str, mime.Content], ...] = ()  # file name, content type, content
+    left_out: tuple[StoredFile, ...] = ()
+    bound: int = 0  # settings.outbound.max_agent_attachment_bytes
+
+
+def fit(files: tuple[StoredFile, ...], bound: int) -> tuple[list[StoredFile], list[StoredFile]]:
+    """Which files go in a mail whose attachments total at most `bound` bytes, in their order:
+    a large file left out does not keep the small ones after it out."""
+    taken: list[StoredFile] = []
+    left_out: list[StoredFile] = []
+    room = bound
+    for file in files:
+        if file.size <= room:
+            taken.append(file)
+            room -= file.size
+        else:
+            left_out.append(file)
+    return taken, left_out
 
 
 @dataclass(frozen=True)
@@ -37,6 +63,7 @@ class Occasion:
     trigger: MessageView | None
     change: dict[str, Any] = field(default_factory=dict)  # status, reopened, rating links, …
     attachments: tuple[Attachment, ...] = ()  # forwarded with an agent's reply
+    carried: Carried = Carried()  # the customer's files, in agents' notifications
     reply_to: str | None = None  # default: the mailbox; agents get their signed address
     from_name: str | None = None  # default: the mailbox's name
     extra: dict[str, Any] = field(default_factory=dict)  # errors, ticket lists, …
@@ -98,8 +125,7 @@ class Renderer:
             "X-Loop": f"{GATEWAY_NAME} {mailbox.address}",
             "X-Ticket-Number": ticket.number if ticket else "",
         }
-        attachments = () if planned.for_agents else occasion.attachments
-        files = [(a.filename, a.content_type, a.read()) for a in attachments]
+        files = list(occasion.carried.files) if planned.for_agents else _sent_on(occasion.attachments)
         return OutboundMail(
             template=planned.template,
             message_id=message_id,
@@ -137,6 +163,9 @@ class Renderer:
             "latest": latest,
             "previous": previous,
             "change": occasion.change,
+            # Files too large for the agents' mail: named with the command that gets them.
+            "attachments_left_out": occasion.carried.left_out if planned.for_agents else (),
+            "attachments_bound": occasion.carried.bound,
             "label": lambda key: self.settings.label(str(key), mailbox.language),
         }
 
@@ -157,7 +186,8 @@ def sample_occasion(ticket: TicketView) -> Occasion:
                 "created_at": ticket.created_at, "last_answer": None}]  # fmt: skip
     errors = [{"line": "#estado volando", "reason": "'volando' is not a status"}]
     extra = {"errors": errors, "tickets": listing, "limit": 20, "muted": ["bot@cliente.example"], "ticket_limit": 50}
-    return Occasion(ticket.messages[-1], change, extra=extra)
+    left_out = (StoredFile(7, "respaldo.zip", "application/zip", 31_457_280, "0" * 64),)
+    return Occasion(ticket.messages[-1], change, extra=extra, carried=Carried(left_out=left_out, bound=20 * 2**20))
 
 
 def _sample_ticket() -> TicketView:
@@ -168,6 +198,24 @@ def _sample_ticket() -> TicketView:
         mailbox="", country="", brand="", product="", created_at=message.date, requester=customer,
         cc=(Address("Jorge Núñez", "jorge@cliente.example"),), unreachable=frozenset(), messages=(message,),
     )  # fmt: skip
+
+
+def _sent_on(attachments: tuple[Attachment, ...]) -> list[tuple[str, str, mime.Content]]:
+    """An agent's files for the customer, but the images their HTML showed inline (the
+    signature's logo): the customer gets our text and HTML, where they would be stray files."""
+    files: list[tuple[str, str, mime.Content]] = []
+    for attachment in attachments:
+        if attachment.inline:
+            continue
+        lines = mime.Base64Lines()
+        if isinstance(attachment.content, bytes):
+            lines.write(attachment.content)
+        else:  # spilled by the parser worker: read in pieces, not whole
+            with attachment.content.path.open("rb") as source:
+                for piece in iter(lambda: source.read(READ_PIECE_BYTES), b""):
+                    lines.write(piece)
+        files.append((attachment.filename, attachment.content_type, lines.done()))
+    return files
 
 
 def _threading_headers(ticket: TicketView, trigger: MessageView | None, recipients: tuple[str, ...]) -> dict[str, str]:

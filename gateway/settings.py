@@ -193,6 +193,10 @@ class OutboundSettings(Section):
     templates_dir: Path | None = None
     # Whether other CC participants hear of a customer's reply (agents always do).
     copy_customer_replies_to_participants: bool = True
+    # Agents' notifications carry the customer's files up to this many bytes in all (base64
+    # makes the mail about a third larger); the rest are listed with the command that gets
+    # them. 0: list them all, attach none.
+    max_agent_attachment_bytes: int = Field(default=20 * MIB, ge=0)
 
 
 class AgentSettings(Section):

@@ -14,7 +14,7 @@ from datetime import datetime
 import nh3
 
 from gateway.clock import timestamp
-from gateway.database import Database, Statement, fill_blob
+from gateway.database import Database, Statement, fill_blob, read_blob
 from gateway.parse import Address, Attachment, ParsedMail
 from gateway.tickets import NewTicket, format_number
 
@@ -53,6 +53,17 @@ class StoredMessage:
 
 
 @dataclass(frozen=True)
+class StoredFile:
+    """An attachment as stored: its row (what `attachments get ID` takes) and its blob's digest."""
+
+    id: int
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class MessageView:
     """A message as a notification shows it."""
 
@@ -63,6 +74,7 @@ class MessageView:
     body: str  # the new part: what the author wrote in this mail
     attachment_names: tuple[str, ...]
     visibility: str = "public"
+    files: tuple[StoredFile, ...] = ()  # the attachments themselves, for agents' notifications
 
 
 @dataclass(frozen=True)
@@ -297,7 +309,7 @@ class TicketStore:
                     (ticket_id,),
                 ),
                 (
-                    "SELECT message_row, filename FROM attachments"
+                    "SELECT message_row, id, filename, content_type, size, sha256 FROM attachments"
                     " WHERE message_row IN (SELECT id FROM messages WHERE ticket_id = ?) ORDER BY id",
                     (ticket_id,),
                 ),
@@ -305,9 +317,10 @@ class TicketStore:
         )  # one trip: a view is read for every notification
         assert tickets.rows, f"ticket {ticket_id} vanished inside its transaction"
         row = tickets.rows[0]
-        names: dict[int, list[str]] = {}
-        for attachment in attachments.rows:
-            names.setdefault(attachment["message_row"], []).append(str(attachment["filename"]))
+        files: dict[int, list[StoredFile]] = {}
+        for a in attachments.rows:
+            stored = StoredFile(a["id"], a["filename"], a["content_type"], a["size"], a["sha256"])
+            files.setdefault(a["message_row"], []).append(stored)
         return TicketView(
             id=row["id"], number=row["number"], subject=row["subject"], status=row["status"],
             priority=row["priority"], type=row["type"], mailbox=row["mailbox"], country=row["country"],
@@ -319,8 +332,8 @@ class TicketStore:
                 MessageView(
                     message_id=m["message_id"], direction=m["direction"],
                     author=Address(m["author_name"], m["author"]), date=m["date"], body=m["body"],
-                    attachment_names=tuple(names.get(m["id"], [])),
-                    visibility=m["visibility"],
+                    attachment_names=tuple(f.filename for f in files.get(m["id"], [])),
+                    visibility=m["visibility"], files=tuple(files.get(m["id"], [])),
                 )
                 for m in messages.rows
             ),
@@ -363,6 +376,9 @@ class TicketStore:
         row = await self.database.fetch_one("SELECT content FROM blobs WHERE sha256 = ?", (sha256,))
         return None if row is None else row["content"]
 
+    async def read_blob(self, sha256: str, sink: Callable[[bytes], object]) -> bool:
+        return await read_blob_pieces(self.database, sha256, sink)
+
     async def secret(self, generate: Callable[[], str]) -> str:
         """The database's own signing secret, made once when the config gives none."""
         await self.database.write("INSERT OR IGNORE INTO meta (name, value) VALUES ('secret', ?)", (generate(),))
@@ -400,15 +416,23 @@ async def attachments_by_message(database: Database, message_rows: list[int]) ->
     if not message_rows:
         return {}
     rows = await database.fetch_all(
-        "SELECT message_row, filename, content_type, size, sha256 FROM attachments"
+        "SELECT message_row, id, filename, content_type, size, sha256 FROM attachments"
         f" WHERE message_row IN ({marks(message_rows)}) ORDER BY id",
         tuple(message_rows),
     )
     result: dict[int, list[dict[str, object]]] = {}
     for row in rows:
-        entry = {key: row[key] for key in ("filename", "content_type", "size", "sha256")}
+        entry = {key: row[key] for key in ("id", "filename", "content_type", "size", "sha256")}
         result.setdefault(row["message_row"], []).append(entry)
     return result
+
+
+async def read_blob_pieces(database: Database, sha256: str, sink: Callable[[bytes], object]) -> bool:
+    """Hand a stored file to `sink` in pieces, never whole in memory; False: no such blob."""
+    selected, _ = await database.execute_all(
+        [("SELECT rowid FROM blobs WHERE sha256 = ?", (sha256,)), read_blob("blobs", "content", sink)]
+    )
+    return bool(selected.rows)
 
 
 def _safe_html(html: str | None) -> str | None:

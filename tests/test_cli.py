@@ -45,7 +45,7 @@ def test_tickets_show_json_has_messages_and_attachments(config_path: Path) -> No
     assert set(message) >= MESSAGE_KEYS
     assert message["from"] == "amunoz@logistica-sur.example"
     [attachment] = message["attachments"]
-    assert set(attachment) == {"filename", "content_type", "size", "sha256"}
+    assert set(attachment) == {"id", "filename", "content_type", "size", "sha256"}  # id: attachments get ID
     assert len(attachment["sha256"]) == 64
 
 
