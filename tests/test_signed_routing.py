@@ -14,6 +14,7 @@ import pytest
 from gateway.daemon import Gateway
 from gateway.route import NEW, Clue, Evidence, Route, decide
 from gateway.store import TicketRef
+from gateway.tokens import SignedTag, Signer
 from tests.conftest import MAILBOX, Sink, make_mail, send
 from tests.test_desk import (
     AGENT,
@@ -38,6 +39,7 @@ SUBJECTS = {
     "removed": NO_SUBJECT,
     "naming another ticket": "Re: [#TK-000002] Impresora bloqueada",
 }
+REWRITTEN = {key: subject for key, subject in SUBJECTS.items() if key != "as the link made it"}
 RECIPIENTS = ["signed address only", "plain mailbox too"]
 
 
@@ -127,7 +129,7 @@ async def test_a_rating_link_records_the_rating_whatever_the_subject(
 
 @pytest.mark.parametrize("threading", ["none", "another ticket's thread"])
 @pytest.mark.parametrize("recipients", RECIPIENTS)
-@pytest.mark.parametrize("subject", [s for s in SUBJECTS.values() if "No me" not in s])
+@pytest.mark.parametrize("subject", REWRITTEN.values(), ids=REWRITTEN.keys())
 async def test_an_agent_reply_address_acts_on_its_ticket_whatever_the_subject_or_thread(
     gateway: Gateway, relay: Sink, subject: str, recipients: str, threading: str
 ) -> None:
@@ -146,7 +148,7 @@ async def test_an_agent_reply_address_acts_on_its_ticket_whatever_the_subject_or
 
 
 @pytest.mark.parametrize("recipients", RECIPIENTS)
-@pytest.mark.parametrize("subject", [s for s in SUBJECTS.values() if "No me" not in s])
+@pytest.mark.parametrize("subject", REWRITTEN.values(), ids=REWRITTEN.keys())
 async def test_a_reply_to_our_return_address_lands_on_that_mails_ticket(
     gateway: Gateway, relay: Sink, subject: str, recipients: str
 ) -> None:
@@ -177,3 +179,26 @@ async def test_an_out_of_office_answer_to_our_return_address_is_kept_on_its_tick
     assert tk["messages"][-1]["visibility"] == "system" and "Vuelvo el lunes." in tk["messages"][-1]["body"]
     assert relay.received[before:] == []  # never answered
     await untouched_second_ticket(gateway)
+
+
+async def test_a_rating_whose_subject_reads_my_tickets_is_still_a_rating(gateway: Gateway, relay: Sink) -> None:
+    await two_tickets(gateway, relay)
+    await agent_answers(gateway, relay.handler.to(AGENTS)[0], "#estado resuelto")
+    helpful = rating_address(last_to(relay, REQUESTER), "Sí")
+    await send(gateway, mail_to(helpful, "Mis tickets", "Gracias.", FROM_REQUESTER), [helpful])
+    await gateway.drain()
+    assert (await ticket(gateway))["rating"]["helpful"] is True
+
+
+def test_signed_tag_names_what_a_verified_address_names() -> None:
+    signer = Signer(b"secret")
+    reply = signer.reply_address(MAILBOX, "TK-000007", bound_to=AGENTS)
+    assert signer.signed_tag(reply, ["x@cliente.example", AGENTS]) == SignedTag("reply", number="TK-000007")
+    assert signer.signed_tag(reply.upper(), [AGENTS]) == SignedTag("reply", number="TK-000007")  # MTAs change case
+    assert signer.signed_tag(reply, ["x@cliente.example"]) is None  # bound to someone else
+    rating = signer.rating_address(MAILBOX, "TK-000007", 2, helpful=False)
+    assert signer.signed_tag(rating, []) == SignedTag("rating", number="TK-000007")
+    returned = signer.bounce_address(MAILBOX, "0123456789abcdef")
+    assert signer.signed_tag(returned, []) == SignedTag("return", token="0123456789abcdef")
+    for forged in (rating.replace(".no.", ".yes."), Signer(b"other").bounce_address(MAILBOX, "0123456789abcdef")):
+        assert signer.signed_tag(forged, [AGENTS]) is None
