@@ -27,12 +27,12 @@ from gateway.outbox import Outbox, ReturnedMail
 from gateway.parse import Address, ParsedMail, parse_address
 from gateway.queries import TicketQueries
 from gateway.render import GATEWAY_NAME, Renderer
-from gateway.route import route_mail
+from gateway.route import Clue, route_mail
 from gateway.settings import MailboxSettings, Settings
 from gateway.spool import DONE, IGNORED, Spool, SpoolEntry
 from gateway.store import TicketRef, TicketStore
 from gateway.tickets import Status, asks_for_my_tickets, is_ours, requester_of, ticket_numbers_in
-from gateway.tokens import Rating, Signer, looks_signed, plus_tag
+from gateway.tokens import Rating, SignedTag, Signer, looks_signed, plus_tag
 from gateway.trust import (
     DnsLookup,
     agent_domains,
@@ -201,9 +201,10 @@ class Pipeline:
             raise UnprocessableMailError("no sender address: neither a From header nor an envelope sender")
         mailbox = self._mailbox_of(entry, mail)
         automatic = verdict.kind in ("auto_reply", "bulk")
-        if asks_for_my_tickets(mail.subject) and not automatic:
+        signed = await self._signed_clues(entry, author.address)
+        if asks_for_my_tickets(mail.subject) and not automatic and not signed:
             return DONE, await self.desk.my_tickets(entry, mail, author, mailbox)
-        route = await route_mail(mail, self.store)
+        route = await route_mail(mail, self.store, signed)
         if route.kind == "duplicate":
             assert route.ticket is not None
             return DONE, f"duplicate ({route.reason}), ticket {route.ticket.number} unchanged"
@@ -270,7 +271,8 @@ class Pipeline:
         wanted = dkim_claims(mail.headers, agent_domains(self.settings.agents, sender))
         if not wanted or classify(mail, entry.mail_from, self.context).kind != "normal":
             return frozenset()
-        route = await route_mail(mail, self.store)  # read again, in the transaction, by _apply
+        signed = await self._signed_clues(entry, sender)
+        route = await route_mail(mail, self.store, signed)  # read again, in the transaction, by _apply
         if (
             route.kind != "reply"
             or route.ticket is None
@@ -287,6 +289,27 @@ class Pipeline:
         except TimeoutError:
             log.warning("inbound %d %s: DKIM not verified within %ss", entry.id, _id_of(mail), seconds)
             return frozenset()
+
+    async def _signed_clues(self, entry: SpoolEntry, author: str) -> tuple[Clue, ...]:
+        """The tickets named by envelope recipients that are signed addresses of ours (a
+        reply address counts when bound to the author or the agents' address, as the
+        notifier binds it). Only the envelope: the To and Cc headers are the sender's word."""
+        bound_to = (author, self.settings.agents.notify_address)
+        clues = []
+        for recipient in entry.rcpt_tos:
+            tag = self.signer.signed_tag(recipient, bound_to)
+            ticket = await self._ticket_of(tag) if tag is not None else None
+            if tag is not None and ticket is not None:
+                clues.append(Clue(ticket, f"signed {tag.kind} address <{recipient}>"))
+        return tuple(clues)
+
+    async def _ticket_of(self, tag: SignedTag) -> TicketRef | None:
+        if tag.kind != "return":
+            return await self.store.ticket_by_number(tag.number)
+        returned = await self.outbox.sent_with_token(tag.token)  # None once the outbox is pruned
+        if returned is None or returned.ticket_id is None:
+            return None
+        return await self.store.ticket_by_id(returned.ticket_id)
 
     async def _returned_mail(self, entry: SpoolEntry) -> ReturnedMail | None:
         """The mail of ours a report came back for, known by the signed return address it

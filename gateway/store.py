@@ -138,6 +138,10 @@ class TicketStore:
         row = await self.database.fetch_one("SELECT id, number, status FROM tickets WHERE number = ?", (number,))
         return None if row is None else TicketRef(row["id"], row["number"], row["status"])
 
+    async def ticket_by_id(self, ticket_id: int) -> TicketRef | None:
+        row = await self.database.fetch_one("SELECT id, number, status FROM tickets WHERE id = ?", (ticket_id,))
+        return None if row is None else TicketRef(row["id"], row["number"], row["status"])
+
     async def tickets_by_message_ids(self, message_ids: Iterable[str]) -> dict[str, TicketRef]:
         """For each known Message-ID among `message_ids`, the ticket it belongs to."""
         wanted = list(message_ids)

@@ -18,6 +18,7 @@ import hmac
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 MAC_LENGTH = 16  # hex characters: 64 bits, plenty against guessing by mail
 # Case-insensitive: some MTAs change the case of local parts.
@@ -39,6 +40,16 @@ class Rating:
     number: str
     resolution: int
     helpful: bool
+
+
+@dataclass(frozen=True)
+class SignedTag:
+    """What a verified signed address names: a ticket number (reply and rating addresses),
+    or the token of one mail we sent (a return address; the outbox knows its ticket)."""
+
+    kind: Literal["reply", "rating", "return"]
+    number: str = ""
+    token: str = ""
 
 
 class Signer:
@@ -89,11 +100,22 @@ class Signer:
 
     def verifies(self, address: str, bound_to: Iterable[str]) -> bool:
         """A plus tag we signed: a rating, a return address, or a reply address bound to one of `bound_to`."""
-        if self.rating_in(address) is not None or self.bounce_token_in(address) is not None:
-            return True
+        return self.signed_tag(address, bound_to) is not None
+
+    def signed_tag(self, address: str, bound_to: Iterable[str]) -> SignedTag | None:
+        """What `address` names if we signed it (a reply address only when bound to one of
+        `bound_to`), else None: the ticket a mail to it belongs to, whatever its headers say."""
+        rating = self.rating_in(address)
+        if rating is not None:
+            return SignedTag("rating", number=rating.number)
+        token = self.bounce_token_in(address)
+        if token is not None:
+            return SignedTag("return", token=token)
         match = REPLY_TAG.match(_tag(address))
         number = match["number"].upper() if match else ""
-        return bool(number) and any(self.reply_address_verifies(address, number, who) for who in bound_to)
+        if number and any(self.reply_address_verifies(address, number, who) for who in bound_to):
+            return SignedTag("reply", number=number)
+        return None
 
 
 def message_token(message_id: str) -> str:
