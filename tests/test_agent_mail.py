@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.daemon import Gateway
+from gateway.notify import customer_did, entry_kind, rating_told
 from tests.conftest import MAILBOX, Sink, make_mail, send, write_config
 from tests.test_desk import (
     AGENT,
@@ -161,3 +162,47 @@ async def test_a_rejected_reply_is_never_shown_as_conversation(gateway: Gateway,
     assert "Asignado a: nadie" in told
     marked = "[Respuesta rechazada: NO se envió al cliente]\nCarla Soto"
     assert told.replace("\r\n", "\n").count(marked) == 2 and "Texto que nunca se envió." in told
+
+
+# -- the pure decisions behind them ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changed", "reopened", "did"),
+    [
+        ({"status": "resolved"}, False, ({"what": "resolved"},)),
+        ({"status": "closed", "priority": "low"}, False, ({"what": "closed"}, {"what": "priority", "value": "low"})),
+        ({}, True, ({"what": "reopened"},)),
+        ({"status": "resolved"}, True, ({"what": "resolved"},)),  # the command says it; not "reopened" too
+        ({}, False, ()),
+    ],
+)
+def test_customer_did(changed: dict[str, str], reopened: bool, did: tuple[dict[str, str], ...]) -> None:
+    assert customer_did(changed, reopened) == did
+
+
+@pytest.mark.parametrize(
+    ("visibility", "note", "kind"),
+    [
+        ("public", None, "message"),
+        ("internal", "rejected: #estado volando: 'volando' is not a status", "rejected"),
+        ("internal", "agent note", "note"),
+        ("internal", None, "note"),
+        ("system", "rating: helpful", "system"),
+    ],
+)
+def test_entry_kind(visibility: str, note: str | None, kind: str) -> None:
+    assert entry_kind(visibility, note) == kind
+
+
+@pytest.mark.parametrize(
+    ("comment", "shown"),
+    [
+        ("  El pedido nunca llegó\n", "El pedido nunca llegó"),
+        ("a\nb\n\nc\nd\ne\nf", "a b c d e …"),
+        ("x" * 400, "x" * 300 + "…"),
+        ("", ""),
+    ],
+)
+def test_rating_told_quotes_the_start_of_the_comment(comment: str, shown: str) -> None:
+    assert rating_told(False, comment, recorded=True) == {"helpful": False, "comment": shown, "recorded": True}

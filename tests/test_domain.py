@@ -127,7 +127,7 @@ def test_a_customers_commands_are_the_top_lines_only() -> None:
         ("#asignar pedro@x.example", "pedro@x.example"),
         ("#asignar <Pedro@X.example>", "pedro@x.example"),
         ("#asignar Pedro Pérez <pedro@x.example>", "pedro@x.example"),
-        ("#assign \"Pérez, Pedro\" <pedro@x.example>", "pedro@x.example"),
+        ('#assign "Pérez, Pedro" <pedro@x.example>', "pedro@x.example"),
     ],
 )
 def test_assign_takes_an_address_in_any_written_form(line: str, assignee: str) -> None:
