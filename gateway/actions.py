@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from gateway.classify import Verdict
 from gateway.clock import Clock, timestamp
-from gateway.commands import Commands, Proof, Role, judge_customer_commands, parse_commands
+from gateway.commands import CommandError, Commands, Proof, Role, judge_customer_commands, parse_commands
 from gateway.fields import fields_from
 from gateway.lifecycle import (
     TransitionError,
@@ -25,7 +25,7 @@ from gateway.lifecycle import (
     is_reopening,
 )
 from gateway.notifier import Notifier
-from gateway.notify import Event
+from gateway.notify import Event, customer_did, rating_told
 from gateway.parse import Address, ParsedMail
 from gateway.queries import TicketFilter, TicketQueries
 from gateway.settings import MailboxSettings, Settings
@@ -128,14 +128,15 @@ class Desk:
         fields = {key: value for key, value in commands.changes.items() if key != "status"}
         changed = await self.store.update_fields(ticket.id, fields, author.address, now)
         new = await self._set_status(ticket.id, old, wanted, author.address, now) if wanted else old
-        queued = await self.notifier.notify(
-            ticket.id, Event.CUSTOMER_REPLY, author, mail.message_id,
-            change={"status": new, "reopened": is_reopening(old, new)}, extra=self._left_out(newcomers),
-        )  # fmt: skip
-        queued += await self._tell_status(ticket.id, old, new, author, mail.message_id)
         confirmed = {key: commands.changes[key] for key in changed if key in commands.changes}
         if "status" in commands.changes and new is not old:
             confirmed["status"] = new
+        did = customer_did(confirmed, is_reopening(old, new))  # named in the agents' notification
+        queued = await self.notifier.notify(
+            ticket.id, Event.CUSTOMER_REPLY, author, mail.message_id,
+            change={"status": new, "reopened": is_reopening(old, new), "did": did}, extra=self._left_out(newcomers),
+        )  # fmt: skip
+        queued += await self._tell_status(ticket.id, old, new, author, mail.message_id)
         if confirmed:  # to the requester even though they wrote it: a forgery shows at once
             queued += await self.notifier.notify(
                 ticket.id, Event.COMMANDS_CONFIRMED, author, mail.message_id, change=confirmed
@@ -163,17 +164,18 @@ class Desk:
             log.warning("inbound %d: mail from agent <%s> on %s is not authenticated", entry.id, author.address,
                         ticket.number)  # fmt: skip
             await self._keep(ticket.id, entry, mail, author, text, "internal", note)
-            return f"unauthenticated agent mail on {ticket.number}: kept as internal note, nothing changed"
+            # Told, so nothing an agent writes vanishes: the notice goes to the From address,
+            # so a forger's mail reaches the agent it names, never the customer.
+            queued = await self.notifier.notify(ticket.id, Event.AGENT_UNVERIFIED, author, mail.message_id)
+            return f"unauthenticated agent mail on {ticket.number}: kept as internal note, the agent told ({queued})"
         commands = parse_commands(text, agent=True, incident_values=self.settings.tickets.incident_values)
         view = await self.store.ticket_view(ticket.id)
         old = Status(view.status)
-        errors = [{"line": e.line, "reason": e.reason} for e in commands.errors]
+        errors = [error.as_dict() for error in commands.errors]
         wanted = self._status_asked(commands, old, errors)
-        errors += [
-            {"line": f"#cc +{address}", "reason": "one of our own addresses: never a participant"}
-            for address in commands.cc_add
-            if is_ours(address, self.settings.our_addresses)
-        ]
+        ours = [address for address in commands.cc_add if is_ours(address, self.settings.our_addresses)]
+        why = "one of our own addresses: never a participant"
+        errors += [CommandError(_written_line(text, a), why, "our_address", a).as_dict() for a in ours]
         if errors:
             return await self._reject(ticket, entry, mail, author, text, errors)
         await self.store.update_fields(ticket.id, _field_changes(commands), author.address, now)
@@ -202,7 +204,10 @@ class Desk:
         verdict = "helpful" if rating.helpful else "not helpful"
         note = f"rating: {verdict}" if recorded else f"rating ignored: resolution {rating.resolution} already rated"
         await self._keep(ticket.id, entry, mail, author, comment, "system", note)
-        return f"{note} on {ticket.number}"
+        # Agents hear of it either way (a refused second rating too); bounded like all our mail.
+        told = rating_told(rating.helpful, comment, bool(recorded))
+        queued = await self.notifier.notify(ticket.id, Event.RATED, author, mail.message_id, change={"rating": told})
+        return f"{note} on {ticket.number}, {queued} notification(s)"
 
     async def bounce(self, entry: SpoolEntry, mail: ParsedMail, verdict: Verdict, ticket_id: int,
                      recipients: tuple[str, ...]) -> str:  # fmt: skip
@@ -251,13 +256,14 @@ class Desk:
 
     # -- steps ------------------------------------------------------------------------------
 
-    def _status_asked(self, commands: Commands, old: Status, errors: list[dict[str, str]]) -> Status | None:
+    def _status_asked(self, commands: Commands, old: Status, errors: list[dict[str, object]]) -> Status | None:
         if "status" not in commands.changes:
             return None
         try:
             return change(old, Status(commands.changes["status"]))
         except TransitionError as error:
-            errors.append({"line": f"#estado {commands.changes['status']}", "reason": str(error)})
+            line = commands.written.get("status", f"#estado {commands.changes['status']}")
+            errors.append(CommandError(line, str(error), "closed_never_reopens", str(old)).as_dict())
             return None
 
     async def _customer_proof(self, ticket: TicketRef, mail: ParsedMail, author: Address, signed: bool) -> Proof:
@@ -288,7 +294,7 @@ class Desk:
         return f"{len(newcomers.left_out)} copied address(es) not added (at most {limit} per mail): {shown}{rest}"
 
     async def _reject(self, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, author: Address, text: str,
-                      errors: list[dict[str, str]]) -> str:  # fmt: skip
+                      errors: list[dict[str, object]]) -> str:  # fmt: skip
         note = "rejected: " + "; ".join(f"{e['line']}: {e['reason']}" for e in errors)
         await self._keep(ticket.id, entry, mail, author, text, "internal", note)
         await self.notifier.notify(
@@ -349,6 +355,12 @@ def _role(author: Address, view: TicketView, participants: frozenset[str]) -> Ro
     if author.address == view.requester.address:
         return Role.REQUESTER
     return Role.CC if author.address in participants else Role.OTHER
+
+
+def _written_line(text: str, address: str) -> str:
+    """The agent's own #cc line naming `address`, to quote back to them."""
+    lines = (line.strip() for line in text.splitlines())
+    return next((line for line in lines if line.startswith("#") and address in line.lower()), f"#cc +{address}")
 
 
 def _field_changes(commands: Commands) -> dict[str, object]:

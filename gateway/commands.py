@@ -1,9 +1,12 @@
-"""Command lines at the top of a reply (`#estado resuelto`, `#nota`, `#cc +a@x.example`).
+"""Command lines in a reply (`#estado resuelto`, `#nota`, `#cc +a@x.example`).
 
 Pure code. Spanish or English, any case, with or without accents. Command lines are taken
-off the text customers see. An agent's unknown or invalid command is an error naming the
-line and the reason; a customer may only use `#prioridad`, `#cerrar` and `#resuelto`, and
-any other `#` line of theirs is just text. Whether a customer's commands are honoured
+off the text customers see. An agent's command line counts wherever it stands in the new
+text (agents write "Hola," first and the command below it, and a command must never reach
+the customer as text); an unknown or invalid one is an error quoting the line, with a code
+the templates word in the mailbox's language. A customer's commands are the lines at the
+top only, and they may only use `#prioridad`, `#cerrar` and `#resuelto`: any other `#` line
+of theirs is just text. Whether a customer's commands are honoured
 depends on who wrote and what proves it (`judge_customer_commands`): a From header proves
 nothing, a reply to a mail we sent that very person does.
 """
@@ -11,7 +14,7 @@ nothing, a reply to a mail we sent that very person does.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from gateway.fields import PRIORITY_WORDS, TYPE_WORDS, plain
@@ -47,15 +50,28 @@ COMMAND_LINE = re.compile(r"^#([^\W\d_][\w-]*)\s*(.*)$")
 # local@domain with a dot inside the domain; the dot is checked in code, as a pattern
 # `[^@]+\.[^@]+$` tries every dot against the rest (10 s for "a@" and 20,000 dots).
 ADDRESS = re.compile(r"[^@\s<>]+@([^@\s<>]+)")
-# Commands are a few lines at the top of a reply: past this many lines the rest is text,
-# so the work done while the ticket is written is bounded whatever the mail's size.
+# A customer's commands are a few lines at the top: past this many lines the rest is text.
+# An agent's are looked for in every line (one regex match each: linear in the text), and
+# past this many command lines the rest is an error, so the work stays bounded.
 MAX_COMMAND_LINES = 50
+# "#asignar Pedro Pérez <pedro@x.example>" or "#asignar <pedro@x.example>": the address inside.
+ANGLE_ADDRESS = re.compile(r"<([^<>\s]*)>\s*$")
 
 
 @dataclass(frozen=True)
 class CommandError:
-    line: str
+    """A bad command line: `reason` in English (notes, logs); `code` and `value` are what the
+    templates word in the mailbox's language (templates/*/_command_error.txt)."""
+
+    line: str  # as the agent wrote it
     reason: str
+    code: str = "invalid"  # unknown_command, bad_value, not_address, needs_value, cc_needs_sign, …
+    value: str = ""  # the word or argument at fault
+    options: tuple[str, ...] = ()  # what would have been accepted
+
+    def as_dict(self) -> dict[str, object]:
+        return {"line": self.line, "reason": self.reason, "code": self.code, "value": self.value,
+                "options": list(self.options)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,7 @@ class Commands:
     errors: tuple[CommandError, ...] = ()
     text: str = ""  # the reply without its command lines
     used: tuple[str, ...] = ()  # the commands taken (close, solved, priority, …), in order
+    written: dict[str, str] = field(default_factory=dict)  # field changed → the line as written
 
     @property
     def any(self) -> bool:
@@ -76,37 +93,49 @@ class Commands:
 def parse_commands(text: str, *, agent: bool, incident_values: tuple[str, ...] = ()) -> Commands:
     lines = text.splitlines()
     changes: dict[str, str] = {}
+    written: dict[str, str] = {}
     cc_add: list[str] = []
     cc_remove: list[str] = []
     errors: list[CommandError] = []
     internal = False
-    taken = 0
+    taken: set[int] = set()
     used: list[str] = []
-    for index, line in enumerate(lines[:MAX_COMMAND_LINES]):
+    for index, line in enumerate(lines if agent else lines[:MAX_COMMAND_LINES]):
         stripped = line.strip()
-        match = COMMAND_LINE.match(stripped)
         if not stripped:
             continue
+        match = COMMAND_LINE.match(stripped)
         name = ALIASES.get(plain(match.group(1))) if match else None
         if match is None or (not agent and name not in CUSTOMER_COMMANDS):
-            break  # the reply's text begins here
-        taken = index + 1
+            if agent:
+                continue  # text; a command may still follow it
+            break  # a customer's text begins here
+        taken.add(index)
+        if len(taken) > MAX_COMMAND_LINES:
+            errors.append(CommandError(stripped, f"more than {MAX_COMMAND_LINES} command lines", "too_many",
+                                       str(MAX_COMMAND_LINES)))  # fmt: skip
+            break
         used.append(name or match.group(1))
         argument = match.group(2).strip()
         if name is None:
-            errors.append(CommandError(stripped, f"unknown command #{match.group(1)}"))
+            errors.append(CommandError(stripped, f"unknown command #{match.group(1)}", "unknown_command",
+                                       match.group(1), tuple(sorted({f"#{a}" for a in ALIASES}))))  # fmt: skip
         elif name == "note":
             internal = True
         elif name == "cc":
             _cc(stripped, argument, cc_add, cc_remove, errors)
         else:
-            value, reason = _value(name, match.group(1), argument, incident_values)
-            if reason:
-                errors.append(CommandError(stripped, reason))
+            value, error = _value(name, match.group(1), argument, incident_values)
+            if error:
+                errors.append(replace(error, line=stripped))
             else:
                 changes[_field(name)] = value
-    remaining = "\n".join(lines[taken:]).strip("\n")
-    return Commands(changes, internal, tuple(cc_add), tuple(cc_remove), tuple(errors), remaining, tuple(used))
+                written[_field(name)] = stripped
+    if not agent:  # the top lines only: the text is what follows the last one taken
+        taken = set(range(max(taken) + 1)) if taken else set()
+    remaining = "\n".join(line for index, line in enumerate(lines) if index not in taken).strip("\n")
+    return Commands(changes, internal, tuple(cc_add), tuple(cc_remove), tuple(errors), remaining, tuple(used),
+                    written)  # fmt: skip
 
 
 class Role(StrEnum):
@@ -164,29 +193,41 @@ def _field(name: str) -> str:
     return {"assign": "assignee", "close": "status", "solved": "status"}.get(name, name)
 
 
-def _value(name: str, typed: str, argument: str, incident_values: tuple[str, ...]) -> tuple[str, str]:
-    """(value, "") or ("", why it is not valid); `typed` is the command word as written."""
+def _value(name: str, typed: str, argument: str, incident_values: tuple[str, ...]) -> tuple[str, CommandError | None]:
+    """(value, None) or ("", why it is not valid); `typed` is the command word as written."""
     word = plain(argument)
     if name == "close":
-        return Status.CLOSED, ""
+        return Status.CLOSED, None
     if name == "solved":
-        return Status.RESOLVED, ""
+        return Status.RESOLVED, None
     tables: dict[str, dict[str, str]] = {"status": STATUS_WORDS, "priority": PRIORITY_WORDS, "type": TYPE_WORDS}
     if name in tables:
         table = tables[name]
         if word in table:
-            return table[word], ""
-        return "", f"'{argument}' is not a {name} (#{typed}); use one of: {', '.join(sorted(table))}"
+            return table[word], None
+        reason = f"'{argument}' is not a {name} (#{typed}); use one of: {', '.join(sorted(table))}"
+        return "", CommandError("", reason, f"bad_{name}", argument, tuple(sorted(table)))
     if name == "assign":
-        return (word, "") if is_address(word) else ("", f"'{argument}' is not an email address")
+        address = assignee_address(argument)
+        if address is None:
+            return "", CommandError("", f"'{argument}' is not an email address", "not_address", argument)
+        return address, None
     if name == "incident":
         chosen = next((value for value in incident_values if plain(value) == word), None)
         if chosen is None:
-            return "", f"'{argument}' is not an incident status; use one of: {', '.join(incident_values)}"
-        return chosen, ""
+            reason = f"'{argument}' is not an incident status; use one of: {', '.join(incident_values)}"
+            return "", CommandError("", reason, "bad_incident", argument, incident_values)
+        return chosen, None
     if not argument:  # country, brand, product
-        return "", f"#{typed} needs a value"
-    return argument, ""
+        return "", CommandError("", f"#{typed} needs a value", "needs_value", f"#{typed}")
+    return argument, None
+
+
+def assignee_address(argument: str) -> str | None:
+    """The address in "pedro@x", "<pedro@x>" or "Pedro Pérez <pedro@x>", lower case; None if none."""
+    angle = ANGLE_ADDRESS.search(argument)
+    candidate = (angle.group(1) if angle else argument).strip().lower()
+    return candidate if is_address(candidate) else None
 
 
 def is_address(text: str) -> bool:
@@ -196,11 +237,11 @@ def is_address(text: str) -> bool:
 
 def _cc(line: str, argument: str, add: list[str], remove: list[str], errors: list[CommandError]) -> None:
     if not argument:
-        errors.append(CommandError(line, "#cc needs +address or -address"))
+        errors.append(CommandError(line, "#cc needs +address or -address", "cc_needs_sign"))
     for item in argument.split():
         sign, address = (item[0], item[1:]) if item[0] in "+-" else ("+", item)
         address = address.strip("<>,;").lower()
         if not is_address(address):
-            errors.append(CommandError(line, f"'{item}' is not an email address"))
+            errors.append(CommandError(line, f"'{item}' is not an email address", "not_address", item))
         else:
             (add if sign == "+" else remove).append(address)

@@ -11,7 +11,7 @@ than a set number of times an hour, so every loop converges (agents are told onc
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -32,6 +32,10 @@ class Event(StrEnum):
     # A customer command changed the ticket: confirmed to the requester even when they wrote
     # it, so a forged From is seen at once by the person it impersonates.
     COMMANDS_CONFIRMED = "commands_confirmed"
+    RATED = "rated"  # a customer rated a resolution (or tried to rate it a second time)
+    # An agent's mail with no proof (fresh, not a reply to a notification): kept as an internal
+    # note, and the agent told so, and how to answer instead; nothing else hears of it.
+    AGENT_UNVERIFIED = "agent_unverified"
 
 
 class Audience(StrEnum):
@@ -46,6 +50,8 @@ class Audience(StrEnum):
 AUTO_REPLIED = "auto-replied"
 AUTO_GENERATED = "auto-generated"
 MUTED_NOTICE = "notifications_muted"  # the template of the notice to agents: bounded on its own
+RATING_COMMENT_LINES = 5  # a rating's comment as the notice's headline quotes it
+RATING_COMMENT_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,16 @@ RULES: tuple[Rule, ...] = (
         Audience.REQUESTER,
         Audience.NOBODY,
         AUTO_REPLIED,
+        answers_author=True,
+    ),
+    Rule(Event.RATED, "agent_rating", Audience.AGENTS, Audience.NOBODY, AUTO_GENERATED, for_agents=True),
+    Rule(
+        Event.AGENT_UNVERIFIED,
+        "agent_unverified",
+        Audience.AUTHOR,
+        Audience.NOBODY,
+        AUTO_REPLIED,
+        for_agents=True,
         answers_author=True,
     ),
     Rule(Event.NOTIFICATIONS_MUTED, MUTED_NOTICE, Audience.AGENTS, Audience.NOBODY, AUTO_GENERATED, for_agents=True),
@@ -165,6 +181,48 @@ def cap_recipients(mail: PlannedMail, limit: int) -> tuple[PlannedMail, tuple[st
     cc = mail.cc[: max(limit - len(to), 0)]
     left_out = tuple(person.address for person in (*mail.to[limit:], *mail.cc[len(cc) :]))
     return replace(mail, to=to, cc=cc), left_out
+
+
+# -- what agents are told happened -----------------------------------------------------------
+
+
+def customer_did(changed: Mapping[str, object], reopened: bool) -> tuple[dict[str, str], ...]:
+    """What a customer's mail did to the ticket, for the agents' notification to name
+    ("María marcó el ticket como resuelto"), in the order agents read it: `changed` is what
+    their commands changed (status, priority), `reopened` a reply that reopened it."""
+    did: list[dict[str, str]] = []
+    status = str(changed.get("status", ""))
+    if status in ("resolved", "closed"):
+        did.append({"what": status})
+    if changed.get("priority"):
+        did.append({"what": "priority", "value": str(changed["priority"])})
+    if reopened and not status:
+        did.append({"what": "reopened"})
+    return tuple(did)
+
+
+def rating_told(helpful: bool, comment: str, recorded: bool) -> dict[str, object]:
+    """What the agents' rating notice says: the answer, the comment (its first lines: the
+    whole of it is in the ticket), and whether it counted (a second rating of one resolution
+    does not)."""
+    lines = [line.strip() for line in comment.strip().splitlines() if line.strip()]
+    shown = " ".join(lines[:RATING_COMMENT_LINES])
+    if len(shown) > RATING_COMMENT_CHARS:
+        shown = shown[:RATING_COMMENT_CHARS].rstrip() + "…"
+    elif len(lines) > RATING_COMMENT_LINES:
+        shown += " …"
+    return {"helpful": helpful, "comment": shown, "recorded": recorded}
+
+
+def entry_kind(visibility: str, note: str | None) -> str:
+    """How an agent's notification shows a conversation entry: "message" (what the customer
+    and the agents wrote to each other), or a marked "note", "rejected" reply or "system"
+    entry, never passed off as conversation."""
+    if visibility == "public":
+        return "message"
+    if visibility == "internal" and (note or "").startswith("rejected:"):
+        return "rejected"
+    return "note" if visibility == "internal" else "system"
 
 
 # -- bounds on automatic mail ---------------------------------------------------------------

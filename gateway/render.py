@@ -17,7 +17,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined,
 
 from gateway import mime
 from gateway.clock import Clock
-from gateway.notify import RULES, PlannedMail
+from gateway.notify import RULES, PlannedMail, entry_kind
 from gateway.outbox import OutboundMail
 from gateway.parse import Address, Attachment
 from gateway.settings import MailboxSettings, Settings
@@ -167,6 +167,8 @@ class Renderer:
             "attachments_left_out": occasion.carried.left_out if planned.for_agents else (),
             "attachments_bound": occasion.carried.bound,
             "label": lambda key: self.settings.label(str(key), mailbox.language),
+            "for_agents": planned.for_agents,  # agents' copies show the whole ticket (notify.entry_kind)
+            "kind": lambda message: entry_kind(message.visibility, message.note),
         }
 
 

@@ -75,6 +75,7 @@ class MessageView:
     attachment_names: tuple[str, ...]
     visibility: str = "public"
     files: tuple[StoredFile, ...] = ()  # the attachments themselves, for agents' notifications
+    note: str | None = None  # why it is internal or system (an agent's notification marks it)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,10 @@ class TicketView:
     resolved_at: str | None = None
     first_response_at: str | None = None
     follow_up_of: str | None = None  # the number of the closed ticket this one follows
+    fiscal_id: str | None = None
+    fiscal_id_valid: bool | None = None  # None: not checked (no id, or a country without a check)
+    company: str = ""
+    phone: str = ""
 
     def message(self, message_id: str | None) -> MessageView | None:
         return next((m for m in self.messages if message_id and m.message_id == message_id), None)
@@ -309,7 +314,7 @@ class TicketStore:
                 ),
                 (
                     "SELECT id, message_id, direction, author, author_name, coalesce(date, created_at) AS date,"
-                    " coalesce(new_part, body) AS body, visibility FROM messages WHERE ticket_id = ? ORDER BY id",
+                    " coalesce(new_part, body) AS body, visibility, note FROM messages WHERE ticket_id = ? ORDER BY id",
                     (ticket_id,),
                 ),
                 (
@@ -337,13 +342,15 @@ class TicketStore:
                     message_id=m["message_id"], direction=m["direction"],
                     author=Address(m["author_name"], m["author"]), date=m["date"], body=m["body"],
                     attachment_names=tuple(f.filename for f in files.get(m["id"], [])),
-                    visibility=m["visibility"], files=tuple(files.get(m["id"], [])),
+                    visibility=m["visibility"], files=tuple(files.get(m["id"], [])), note=m["note"],
                 )
                 for m in messages.rows
             ),
             assignee=row["assignee"], incident=row["incident"], resolutions=row["resolutions"],
             resolved_at=row["resolved_at"], first_response_at=row["first_response_at"],
-            follow_up_of=row["follow_up_number"],
+            follow_up_of=row["follow_up_number"], fiscal_id=row["fiscal_id"],
+            fiscal_id_valid=None if row["fiscal_id_valid"] is None else bool(row["fiscal_id_valid"]),
+            company=row["company"], phone=row["phone"],
         )  # fmt: skip
 
     async def tickets_opened_since(self, requester: str, since: datetime) -> int:

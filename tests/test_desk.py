@@ -138,7 +138,8 @@ async def test_forged_agent_mail_changes_nothing(gateway: Gateway, relay: Sink) 
     await gateway.drain()
     tk = await ticket(gateway)
     assert tk["status"] == "open" and "attacker@attacker.example" not in tk["cc"]
-    assert relay.received[before:] == []  # the customer heard nothing
+    [told] = relay.received[before:]  # the customer heard nothing; the agent it names is told
+    assert told.rcpt_tos == ["csoto@estela.example"] and "nota interna" in text_of(told)
     assert tk["messages"][-1]["visibility"] == "internal"
 
 

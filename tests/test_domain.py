@@ -109,9 +109,46 @@ def test_bad_agent_commands_name_the_line_and_why(text: str, reason: str) -> Non
     assert error.line == text and reason in error.reason
 
 
-def test_commands_stop_at_the_first_line_of_text() -> None:
-    parsed = parse_commands("#prioridad alta\nHola\n#estado cerrado", agent=True)
-    assert parsed.changes == {"priority": "high"} and parsed.text == "Hola\n#estado cerrado"
+def test_an_agents_commands_count_anywhere_in_the_new_text() -> None:
+    parsed = parse_commands("Hola,\n\n#estado resuelto\nYa quedó.\n#prioridad alta", agent=True)
+    assert parsed.changes == {"status": "resolved", "priority": "high"}
+    assert parsed.text == "Hola,\n\nYa quedó." and "#" not in parsed.text
+    assert parsed.written == {"status": "#estado resuelto", "priority": "#prioridad alta"}
+
+
+def test_a_customers_commands_are_the_top_lines_only() -> None:
+    parsed = parse_commands("Hola,\n#cerrar", agent=False)
+    assert parsed.changes == {} and parsed.text == "Hola,\n#cerrar"
+
+
+@pytest.mark.parametrize(
+    ("line", "assignee"),
+    [
+        ("#asignar pedro@x.example", "pedro@x.example"),
+        ("#asignar <Pedro@X.example>", "pedro@x.example"),
+        ("#asignar Pedro Pérez <pedro@x.example>", "pedro@x.example"),
+        ('#assign "Pérez, Pedro" <pedro@x.example>', "pedro@x.example"),
+    ],
+)
+def test_assign_takes_an_address_in_any_written_form(line: str, assignee: str) -> None:
+    parsed = parse_commands(line, agent=True)
+    assert parsed.errors == () and parsed.changes == {"assignee": assignee}
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "value"),
+    [
+        ("#estado volando", "bad_status", "volando"),
+        ("#Prioridad Altísima", "bad_priority", "Altísima"),
+        ("#estdo resuelto", "unknown_command", "estdo"),
+        ("#asignar Pedro Pérez", "not_address", "Pedro Pérez"),
+        ("#cc", "cc_needs_sign", ""),
+        ("#marca", "needs_value", "#marca"),
+    ],
+)
+def test_command_errors_carry_a_code_for_the_mailbox_language(line: str, code: str, value: str) -> None:
+    [error] = parse_commands(f"Hola,\n  {line}\nGracias", agent=True).errors
+    assert (error.line, error.code, error.value) == (line, code, value)
 
 
 def test_customers_may_only_prioritise_and_close() -> None:

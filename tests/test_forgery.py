@@ -219,7 +219,8 @@ async def test_agents_cannot_copy_an_address_of_ours(gateway: Gateway, relay: Si
     notice = await opened(gateway, relay)
     await agent_answers(gateway, notice, "#cc +soporte.latam+x@estela.example\n\nLos copio.")
     assert (await ticket(gateway))["cc"] == [CC]
-    assert "own addresses" in text_of(last_to(relay, "csoto@estela.example"))
+    told = text_of(last_to(relay, "csoto@estela.example"))  # in the mailbox's language, quoting the line
+    assert "#cc +soporte.latam+x@estela.example" in told and "es una dirección nuestra" in told
 
 
 async def test_plain_sub_addressing_still_routes_but_never_becomes_a_participant(gateway: Gateway,
