@@ -16,13 +16,15 @@ from gateway.clock import Clock, timestamp
 from gateway.commands import Commands, Proof, Role, judge_customer_commands, parse_commands
 from gateway.fields import fields_from
 from gateway.lifecycle import (
+    News,
     TransitionError,
     after_agent_reply,
     after_customer_reply,
     auto_close_due,
     change,
-    customers_are_told,
+    incident_news,
     is_reopening,
+    status_news,
 )
 from gateway.notifier import Notifier
 from gateway.notify import Event
@@ -174,7 +176,8 @@ class Desk:
         ]
         if errors:
             return await self._reject(ticket, entry, mail, author, text, errors)
-        await self.store.update_fields(ticket.id, _field_changes(commands), author.address, now)
+        changed = await self.store.update_fields(ticket.id, _field_changes(commands), author.address, now)
+        incident = incident_news(view.incident, commands.changes.get("incident")) if "incident" in changed else None
         await self.store.add_participants(ticket.id, (Address("", a) for a in commands.cc_add), "cc", now)
         await self.store.remove_participants(ticket.id, commands.cc_remove)
         public = bool(commands.text.strip()) and not commands.internal
@@ -186,7 +189,9 @@ class Desk:
             visibility, note = ("internal", "agent note") if commands.internal else ("system", "commands only")
             await self._keep(ticket.id, entry, mail, author, commands.text or text, visibility, note)
         new = await self._set_status(ticket.id, old, wanted, author.address, now) if wanted else old
-        queued += await self._tell_status(ticket.id, old, new, author, mail.message_id)
+        queued += await self._tell_status(
+            ticket.id, old, new, author, mail.message_id, replied=public, incident=incident
+        )
         kind = "public reply" if public else ("internal note" if commands.internal else "commands")
         return f"agent {kind} on {ticket.number} ({proof}), {len(commands.changes)} change(s), {queued} notification(s)"
 
@@ -326,11 +331,14 @@ class Desk:
         await self.store.update_fields(ticket_id, changes, by, now)
         return new
 
-    async def _tell_status(self, ticket_id: int, old: Status, new: Status, author: Address,
-                           trigger: str | None) -> int:  # fmt: skip
-        if new is old or not customers_are_told(old, new):
+    async def _tell_status(self, ticket_id: int, old: Status, new: Status, author: Address, trigger: str | None,
+                           *, replied: bool = False, incident: str | None = None) -> int:  # fmt: skip
+        """One mail to the customer naming what changed (lifecycle decides what is news);
+        `replied`: the same mail already sent them support's reply."""
+        news = status_news(old, new, replied=replied)
+        if news is None and incident is None:
             return 0
-        change_details = {"status": new, "reopened": is_reopening(old, new)}
+        change_details = {"status": new, "news": news, "reopened": news is News.REOPENED, "incident": incident}
         return await self.notifier.notify(ticket_id, Event.STATUS_CHANGED, author, trigger, change=change_details)
 
 
