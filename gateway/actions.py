@@ -34,8 +34,11 @@ from gateway.settings import MailboxSettings, Settings
 from gateway.spool import SpoolEntry
 from gateway.store import StoredMessage, TicketRef, TicketStore, TicketView, inbound_message
 from gateway.tickets import (
+    Followed,
     Newcomers,
+    Priority,
     Status,
+    TicketType,
     cap_newcomers,
     copied_people,
     follow_up_subject,
@@ -68,12 +71,10 @@ class Desk:
         text = _new_text(mail)
         fields = fields_from(mail.field_lines, default_country=mailbox.country)
         newcomers = self._newcomers(mail, author, frozenset())
-        new = open_ticket(
-            mail, author, mailbox.as_mailbox(), fields, newcomers.added,
-            follow_up_of=follow_up_of.id if follow_up_of else None,
-        )  # fmt: skip
-        if follow_up_of is not None:
-            new = replace(new, subject=follow_up_subject(mail.subject, self.store.number_prefix))
+        follows = await self._followed(follow_up_of) if follow_up_of else None
+        new = open_ticket(mail, author, mailbox.as_mailbox(), fields, newcomers.added, follows)
+        if follows is not None:
+            new = replace(new, subject=follow_up_subject(mail.subject, self.store.number_prefix, follows.subject))
         recent = await self.store.tickets_opened_since(author.address, now - timedelta(hours=1))
         ticket = await self.store.create_ticket(new, now)
         note = self._left_out_note(newcomers)
@@ -88,11 +89,11 @@ class Desk:
             queued += await self.notifier.notify(
                 ticket.id, Event.RUNAWAY_SENDER, author, mail.message_id, extra={"limit": limit}
             )
-        follows = f", follow-up of closed {follow_up_of.number}" if follow_up_of else ""
+        following = f", follow-up of closed {follow_up_of.number}" if follow_up_of else ""
         flagged = ", fiscal id flagged invalid" if new.fiscal_id_valid is False else ""
         muted = f", no acknowledgement: over {limit} new tickets in an hour" if over_limit else ""
         capped = f", {len(newcomers.left_out)} copied address(es) not added" if newcomers.left_out else ""
-        return (f"new ticket {ticket.number} in {mailbox.address}{follows}{flagged}{muted}{capped},"
+        return (f"new ticket {ticket.number} in {mailbox.address}{following}{flagged}{muted}{capped},"
                 f" {queued} notification(s)")  # fmt: skip
 
     async def customer_reply(
@@ -129,7 +130,7 @@ class Desk:
         changed = await self.store.update_fields(ticket.id, fields, author.address, now)
         new = await self._set_status(ticket.id, old, wanted, author.address, now) if wanted else old
         queued = await self.notifier.notify(
-            ticket.id, Event.CUSTOMER_REPLY, author, mail.message_id,
+            ticket.id, Event.CUSTOMER_REPLY, author, mail.message_id, addressed=addressed_by(mail),
             change={"status": new, "reopened": is_reopening(old, new)}, extra=self._left_out(newcomers),
         )  # fmt: skip
         queued += await self._tell_status(ticket.id, old, new, author, mail.message_id)
@@ -249,6 +250,19 @@ class Desk:
 
     # -- steps ------------------------------------------------------------------------------
 
+    async def _followed(self, ref: TicketRef) -> Followed:
+        """The closed ticket's context, for its follow-up: fields and the people still mailable."""
+        view = await self.store.ticket_view(ref.id)
+        shown = await self.queries.show_ticket(ref.number) or {}
+        valid = shown.get("fiscal_id_valid")
+        people = tuple(p for p in (view.requester, *view.cc) if p.address not in view.unreachable)
+        return Followed(
+            id=view.id, subject=view.subject, type=TicketType(view.type), priority=Priority(view.priority),
+            country=view.country, brand=view.brand, product=view.product, company=str(shown.get("company") or ""),
+            phone=str(shown.get("phone") or ""), fiscal_id=str(shown["fiscal_id"]) if shown.get("fiscal_id") else None,
+            fiscal_id_valid=None if valid is None else bool(valid), people=people,
+        )  # fmt: skip
+
     def _status_asked(self, commands: Commands, old: Status, errors: list[dict[str, str]]) -> Status | None:
         if "status" not in commands.changes:
             return None
@@ -313,8 +327,9 @@ class Desk:
         mailbox_name = self.notifier.mailbox_of(view.mailbox).name
         from_name = f"{author.name} · {mailbox_name}" if author.name and mailbox_name else (author.name or None)
         return await self.notifier.notify(
-            view.id, Event.AGENT_REPLY, author, mail.message_id, attachments=mail.attachments, from_name=from_name
-        )
+            view.id, Event.AGENT_REPLY, author, mail.message_id, addressed=addressed_by(mail),
+            attachments=mail.attachments, from_name=from_name,
+        )  # fmt: skip
 
     async def _keep(self, ticket_id: int, entry: SpoolEntry, mail: ParsedMail, author: Address, text: str,
                     visibility: str, note: str) -> None:  # fmt: skip
@@ -344,6 +359,11 @@ class Desk:
 
 def _new_text(mail: ParsedMail) -> str:
     return mail.new_part  # made by the parser worker (workers.read_mail), before the transaction
+
+
+def addressed_by(mail: ParsedMail) -> frozenset[str]:
+    """Who a mail went to directly (To and Cc): they need no copy of its words from us."""
+    return frozenset(person.address.lower() for person in (*mail.to, *mail.cc))
 
 
 def _role(author: Address, view: TicketView, participants: frozenset[str]) -> Role:
