@@ -219,7 +219,7 @@ class MailboxSettings(Section):
         try:
             ZoneInfo(value.strip())
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"not a time zone: {value!r} (an IANA name such as \"America/Santiago\")") from None
+            raise ValueError(f'not a time zone: {value!r} (an IANA name such as "America/Santiago")') from None
         return value.strip()
 
     @property

@@ -51,7 +51,8 @@ def moment(value: str | datetime | None) -> datetime | None:
 
 
 def when(value: str | datetime | None, language: str, zone: tzinfo) -> str:
-    """"lun. 30 nov. 2026, 10:25" in the mailbox's zone; text that is no time comes back as it was."""
+    """The time as the mailbox's readers write it ("lun. 30 nov. 2026, 10:25"), in its zone; text
+    that is no time comes back as it was."""
     found = moment(value)
     if found is None:
         return str(value or "")
@@ -64,7 +65,7 @@ def when(value: str | datetime | None, language: str, zone: tzinfo) -> str:
 
 
 def day(value: str | datetime | None, language: str, zone: tzinfo) -> str:
-    """"30 nov. 2026": a date alone, for lists."""
+    """A date alone ("30 nov. 2026"), for lists."""
     found = moment(value)
     if found is None:
         return str(value or "")

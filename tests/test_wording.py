@@ -12,11 +12,11 @@ from gateway.lifecycle import News, incident_news, status_news
 from gateway.notify import Event, People, plan
 from gateway.parse import Address
 from gateway.settings import MailboxSettings
-from gateway.tickets import Status as S
-from gateway.tickets import follow_up_subject
+from gateway.tickets import Status, follow_up_subject
 from gateway.wording import day, greeting_name, when
 
 SANTIAGO = ZoneInfo("America/Santiago")
+S = Status
 
 
 @pytest.mark.parametrize(
@@ -24,7 +24,7 @@ SANTIAGO = ZoneInfo("America/Santiago")
     [
         ("2026-11-30T13:25:46.000+00:00", "es", SANTIAGO, "lun. 30 nov. 2026, 10:25"),  # summer: UTC-3
         ("2026-07-01T13:25:00.000+00:00", "es", SANTIAGO, "mié. 1 jul. 2026, 09:25"),  # winter: UTC-4
-        ("2026-09-07T02:05:00+00:00", "es", SANTIAGO, "dom. 6 sept. 2026, 23:05"),  # the day before, locally (DST began)
+        ("2026-09-07T02:05:00+00:00", "es", SANTIAGO, "dom. 6 sept. 2026, 23:05"),  # the day before (DST began)
         ("2026-11-30T13:25:46.000+00:00", "en", UTC, "Mon, 30 Nov 2026, 13:25"),
         ("2026-11-30T13:25:46.000+00:00", "pt", ZoneInfo("America/Sao_Paulo"), "seg., 30 de nov. de 2026, 10:25"),
         ("2026-11-30T13:25:46", "es", UTC, "lun. 30 nov. 2026, 13:25"),  # naive: stored times are UTC
