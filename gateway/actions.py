@@ -16,13 +16,16 @@ from gateway.clock import Clock, timestamp
 from gateway.commands import CommandError, Commands, Proof, Role, judge_customer_commands, parse_commands
 from gateway.fields import fields_from
 from gateway.lifecycle import (
+    News,
     TransitionError,
     after_agent_reply,
     after_customer_reply,
     auto_close_due,
     change,
     customers_are_told,
+    incident_news,
     is_reopening,
+    status_news,
 )
 from gateway.notifier import Notifier
 from gateway.notify import Event, customer_did, rating_told
@@ -32,8 +35,11 @@ from gateway.settings import MailboxSettings, Settings
 from gateway.spool import SpoolEntry
 from gateway.store import StoredMessage, TicketRef, TicketStore, TicketView, inbound_message
 from gateway.tickets import (
+    Followed,
     Newcomers,
+    Priority,
     Status,
+    TicketType,
     asks_for_open_only,
     cap_newcomers,
     copied_people,
@@ -67,12 +73,10 @@ class Desk:
         text = _new_text(mail)
         fields = fields_from(mail.field_lines, default_country=mailbox.country)
         newcomers = self._newcomers(mail, author, frozenset())
-        new = open_ticket(
-            mail, author, mailbox.as_mailbox(), fields, newcomers.added,
-            follow_up_of=follow_up_of.id if follow_up_of else None,
-        )  # fmt: skip
-        if follow_up_of is not None:
-            new = replace(new, subject=follow_up_subject(mail.subject, self.store.number_prefix))
+        follows = await self._followed(follow_up_of) if follow_up_of else None
+        new = open_ticket(mail, author, mailbox.as_mailbox(), fields, newcomers.added, follows)
+        if follows is not None:
+            new = replace(new, subject=follow_up_subject(mail.subject, self.store.number_prefix, follows.subject))
         recent = await self.store.tickets_opened_since(author.address, now - timedelta(hours=1))
         ticket = await self.store.create_ticket(new, now)
         note = self._left_out_note(newcomers)
@@ -87,11 +91,11 @@ class Desk:
             queued += await self.notifier.notify(
                 ticket.id, Event.RUNAWAY_SENDER, author, mail.message_id, extra={"limit": limit}
             )
-        follows = f", follow-up of closed {follow_up_of.number}" if follow_up_of else ""
+        following = f", follow-up of closed {follow_up_of.number}" if follow_up_of else ""
         flagged = ", fiscal id flagged invalid" if new.fiscal_id_valid is False else ""
         muted = f", no acknowledgement: over {limit} new tickets in an hour" if over_limit else ""
         capped = f", {len(newcomers.left_out)} copied address(es) not added" if newcomers.left_out else ""
-        return (f"new ticket {ticket.number} in {mailbox.address}{follows}{flagged}{muted}{capped},"
+        return (f"new ticket {ticket.number} in {mailbox.address}{following}{flagged}{muted}{capped},"
                 f" {queued} notification(s)")  # fmt: skip
 
     async def customer_reply(
@@ -133,7 +137,7 @@ class Desk:
             confirmed["status"] = new
         did = customer_did(confirmed, is_reopening(old, new))  # named in the agents' notification
         queued = await self.notifier.notify(
-            ticket.id, Event.CUSTOMER_REPLY, author, mail.message_id,
+            ticket.id, Event.CUSTOMER_REPLY, author, mail.message_id, addressed=addressed_by(mail),
             change={"status": new, "reopened": is_reopening(old, new), "did": did}, extra=self._left_out(newcomers),
         )  # fmt: skip
         queued += await self._tell_status(ticket.id, old, new, author, mail.message_id)
@@ -178,7 +182,8 @@ class Desk:
         errors += [CommandError(_written_line(text, a), why, "our_address", a).as_dict() for a in ours]
         if errors:
             return await self._reject(ticket, entry, mail, author, text, errors)
-        await self.store.update_fields(ticket.id, _field_changes(commands), author.address, now)
+        changed = await self.store.update_fields(ticket.id, _field_changes(commands), author.address, now)
+        incident = incident_news(view.incident, commands.changes.get("incident")) if "incident" in changed else None
         await self.store.add_participants(ticket.id, (Address("", a) for a in commands.cc_add), "cc", now)
         await self.store.remove_participants(ticket.id, commands.cc_remove)
         public = bool(commands.text.strip()) and not commands.internal
@@ -190,7 +195,9 @@ class Desk:
             visibility, note = ("internal", "agent note") if commands.internal else ("system", "commands only")
             await self._keep(ticket.id, entry, mail, author, commands.text or text, visibility, note)
         new = await self._set_status(ticket.id, old, wanted, author.address, now) if wanted else old
-        queued += await self._tell_status(ticket.id, old, new, author, mail.message_id)
+        queued += await self._tell_status(
+            ticket.id, old, new, author, mail.message_id, replied=public, incident=incident
+        )
         kind = "public reply" if public else ("internal note" if commands.internal else "commands")
         return f"agent {kind} on {ticket.number} ({proof}), {len(commands.changes)} change(s), {queued} notification(s)"
 
@@ -256,6 +263,19 @@ class Desk:
 
     # -- steps ------------------------------------------------------------------------------
 
+    async def _followed(self, ref: TicketRef) -> Followed:
+        """The closed ticket's context, for its follow-up: fields and the people still mailable."""
+        view = await self.store.ticket_view(ref.id)
+        shown = await self.queries.show_ticket(ref.number) or {}
+        valid = shown.get("fiscal_id_valid")
+        people = tuple(p for p in (view.requester, *view.cc) if p.address not in view.unreachable)
+        return Followed(
+            id=view.id, subject=view.subject, type=TicketType(view.type), priority=Priority(view.priority),
+            country=view.country, brand=view.brand, product=view.product, company=str(shown.get("company") or ""),
+            phone=str(shown.get("phone") or ""), fiscal_id=str(shown["fiscal_id"]) if shown.get("fiscal_id") else None,
+            fiscal_id_valid=None if valid is None else bool(valid), people=people,
+        )  # fmt: skip
+
     def _status_asked(self, commands: Commands, old: Status, errors: list[dict[str, object]]) -> Status | None:
         if "status" not in commands.changes:
             return None
@@ -317,8 +337,9 @@ class Desk:
         mailbox_name = self.notifier.mailbox_of(view.mailbox).name
         from_name = f"{author.name} · {mailbox_name}" if author.name and mailbox_name else (author.name or None)
         return await self.notifier.notify(
-            view.id, Event.AGENT_REPLY, author, mail.message_id, attachments=mail.attachments, from_name=from_name
-        )
+            view.id, Event.AGENT_REPLY, author, mail.message_id, addressed=addressed_by(mail),
+            attachments=mail.attachments, from_name=from_name,
+        )  # fmt: skip
 
     async def _keep(self, ticket_id: int, entry: SpoolEntry, mail: ParsedMail, author: Address, text: str,
                     visibility: str, note: str) -> None:  # fmt: skip
@@ -335,20 +356,28 @@ class Desk:
         await self.store.update_fields(ticket_id, changes, by, now)
         return new
 
-    async def _tell_status(self, ticket_id: int, old: Status, new: Status, author: Address,
-                           trigger: str | None) -> int:  # fmt: skip
-        if new is old:
-            return 0
+    async def _tell_status(self, ticket_id: int, old: Status, new: Status, author: Address, trigger: str | None,
+                           *, replied: bool = False, incident: str | None = None) -> int:  # fmt: skip
+        """One mail to the customer naming what changed (lifecycle decides what is news);
+        `replied`: the same mail already sent them support's reply."""
+        news = status_news(old, new, replied=replied)
         # Told in the words of the ticket's mailbox: a change they would read as no change is not told.
         language = self.notifier.mailbox_of((await self.store.ticket_view(ticket_id)).mailbox).language
-        if not customers_are_told(old, new, lambda status: self.settings.label(status, language)):
+        if news is not None and not customers_are_told(old, new, lambda s: self.settings.label(s, language)):
+            news = None
+        if news is None and incident is None:
             return 0
-        change_details = {"status": new, "reopened": is_reopening(old, new)}
+        change_details = {"status": new, "news": news, "reopened": news is News.REOPENED, "incident": incident}
         return await self.notifier.notify(ticket_id, Event.STATUS_CHANGED, author, trigger, change=change_details)
 
 
 def _new_text(mail: ParsedMail) -> str:
     return mail.new_part  # made by the parser worker (workers.read_mail), before the transaction
+
+
+def addressed_by(mail: ParsedMail) -> frozenset[str]:
+    """Who a mail went to directly (To and Cc): they need no copy of its words from us."""
+    return frozenset(person.address.lower() for person in (*mail.to, *mail.cc))
 
 
 def _role(author: Address, view: TicketView, participants: frozenset[str]) -> Role:

@@ -11,19 +11,29 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import TypeAlias
 
 from gateway.tickets import Status
 
 ACTIVE = frozenset({Status.OPEN, Status.IN_PROGRESS})
 REOPENED_BY_CUSTOMER = frozenset({Status.WAITING_CUSTOMER, Status.RESOLVED})
-# The changes customers are told of: resolution, closing, and a reopening.
+# The changes customers are told of: resolution, closing, a reopening, and that we wait for them.
 TOLD_TO_CUSTOMERS = frozenset({Status.RESOLVED, Status.CLOSED})
 
 
 # A desk's transition table: the status a reply moves a ticket from → to; absent: no move.
 Moves: TypeAlias = Mapping[Status, Status]
 DEFAULT_CUSTOMER_REPLY_MOVES: Moves = {status: Status.OPEN for status in REOPENED_BY_CUSTOMER}
+
+
+class News(StrEnum):
+    """What a status change means to a customer: each has its own words (status_changed)."""
+
+    REOPENED = "reopened"  # a resolved ticket is being worked on again
+    WAITING = "waiting"  # we need something from them to go on
+    RESOLVED = "resolved"  # with the rating question
+    CLOSED = "closed"  # a new mail opens a follow-up
 
 
 class TransitionError(Exception):
@@ -75,7 +85,24 @@ def change(current: Status, wanted: Status) -> Status | None:
 
 
 def is_reopening(old: Status, new: Status) -> bool:
-    return old is Status.RESOLVED and new not in TOLD_TO_CUSTOMERS
+    """Back to work on a resolved ticket (waiting for the customer is not "reopened")."""
+    return old is Status.RESOLVED and new in ACTIVE
+
+
+def status_news(old: Status, new: Status, *, replied: bool = False) -> News | None:
+    """What the customer is told of a status change, or None for nothing.
+
+    `replied`: the same mail sent the customer support's public reply; that reply is what
+    asks them for what is needed, so "waiting for your reply" adds no second mail."""
+    if new is old:
+        return None
+    if new is Status.RESOLVED:
+        return News.RESOLVED
+    if new is Status.CLOSED:
+        return News.CLOSED
+    if new is Status.WAITING_CUSTOMER:
+        return None if replied else News.WAITING
+    return News.REOPENED if is_reopening(old, new) else None
 
 
 def customers_are_told(old: Status, new: Status, reads: Callable[[Status], str] | None = None) -> bool:
@@ -84,7 +111,12 @@ def customers_are_told(old: Status, new: Status, reads: Callable[[Status], str] 
     its customers once, at resolution, not again at auto-close."""
     if reads is not None and reads(old) == reads(new):
         return False
-    return new in TOLD_TO_CUSTOMERS or is_reopening(old, new)
+    return status_news(old, new) is not None
+
+
+def incident_news(old: str | None, new: str | None) -> str | None:
+    """The incident sub-status a customer is told of ("Incidencia en progreso"), if it changed."""
+    return new if new and new != old else None
 
 
 def auto_close_due(current: Status, resolved_at: datetime | None, now: datetime, hours: float) -> bool:

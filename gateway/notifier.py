@@ -61,14 +61,16 @@ class Notifier:
         author: Address,
         trigger_message_id: str | None = None,
         suppress: frozenset[str] = frozenset(),
+        addressed: frozenset[str] = frozenset(),
         **occasion: Any,
     ) -> int:
         """Queue the mail `event` causes, but for templates in `suppress` and recipients past
-        their hourly bound (notify.allow); `occasion` fills `Occasion` (change, attachments,
-        extra…). Returns how many mails were queued."""
+        their hourly bound (notify.allow); `addressed`: the triggering mail's To and Cc (they
+        have its words already); `occasion` fills `Occasion` (change, attachments, extra…).
+        Returns how many mails were queued."""
         ticket = await self.store.ticket_view(ticket_id)
         mailbox = self.mailbox_of(ticket.mailbox)
-        people = self._people(author, ticket.requester, ticket.cc, ticket.unreachable)
+        people = replace(self._people(author, ticket.requester, ticket.cc, ticket.unreachable), addressed=addressed)
         change = dict(occasion.pop("change", {}))
         if change.get("status") == Status.RESOLVED:
             change.update(self._rating_links(mailbox.address, ticket))

@@ -64,6 +64,9 @@ class Rule:
     for_agents: bool = False
     only_if_copying_participants: bool = False
     answers_author: bool = False  # an acknowledgement is for the author; it is not their mail back
+    # The mail passes on the triggering mail's own words: whoever that mail already went to
+    # (its To and Cc) read them there and gets no second copy.
+    relays_trigger: bool = False
 
 
 RULES: tuple[Rule, ...] = (
@@ -77,8 +80,9 @@ RULES: tuple[Rule, ...] = (
         Audience.CC,
         AUTO_GENERATED,
         only_if_copying_participants=True,
+        relays_trigger=True,
     ),
-    Rule(Event.AGENT_REPLY, "agent_reply", Audience.REQUESTER, Audience.CC, AUTO_GENERATED),
+    Rule(Event.AGENT_REPLY, "agent_reply", Audience.REQUESTER, Audience.CC, AUTO_GENERATED, relays_trigger=True),
     Rule(Event.STATUS_CHANGED, "status_changed", Audience.REQUESTER, Audience.CC, AUTO_GENERATED),
     Rule(Event.UNVERIFIED_REPLY, "customer_reply", Audience.AGENTS, Audience.NOBODY, AUTO_GENERATED, for_agents=True),
     Rule(Event.RUNAWAY_SENDER, "runaway_sender", Audience.AGENTS, Audience.NOBODY, AUTO_GENERATED, for_agents=True),
@@ -124,6 +128,10 @@ class People:
     agents: tuple[Address, ...]
     ours: frozenset[str]  # our own mailboxes: never a recipient
     unreachable: frozenset[str] = frozenset()  # bounced on this ticket
+    # The To and Cc of the triggering mail, lower case: they received its words directly.
+    # A header proves nothing: at worst a participant's forged Cc spares someone a copy of
+    # that participant's own words, never of ours (acknowledgements, status mail).
+    addressed: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -144,6 +152,8 @@ def plan(event: Event, people: People, copy_participants: bool) -> list[PlannedM
         excluded = set(people.unreachable)
         if not rule.answers_author:
             excluded.add(people.author.address)
+        if rule.relays_trigger:
+            excluded |= people.addressed  # addresses are lower case (parse.Address)
         to = _reachable(_audience(rule.to, people), excluded, people.ours)
         cc = _reachable(_audience(rule.cc, people), excluded | {person.address for person in to}, people.ours)
         if not to and cc:  # the requester wrote it: the first CC becomes the addressee

@@ -23,6 +23,7 @@ from gateway.parse import Address, Attachment
 from gateway.settings import MailboxSettings, Settings
 from gateway.store import MessageView, StoredFile, TicketView
 from gateway.tickets import ticket_token
+from gateway.wording import day, greeting_name, when
 
 GATEWAY_NAME = "ticket-gateway"
 MAX_REFERENCES = 20  # enough for any client to thread; bounded so headers stay small
@@ -154,6 +155,9 @@ class Renderer:
         shown = [m for m in (ticket.messages if ticket else ()) if planned.for_agents or m.visibility == "public"]
         latest = occasion.trigger if occasion.trigger in shown else (shown[-1] if shown else None)
         previous = [m for m in reversed(shown) if m is not latest][:MAX_PREVIOUS_MESSAGES]
+        # What support last said in public: what a "waiting for your reply" mail asks about.
+        asked = next((m for m in reversed(shown) if m.direction == "outbound" and m.visibility == "public"), None)
+        language, zone = mailbox.language, mailbox.zone
         return {
             **occasion.extra,
             "ticket": ticket,
@@ -169,6 +173,11 @@ class Renderer:
             "label": lambda key: self.settings.label(str(key), mailbox.language),
             "for_agents": planned.for_agents,  # agents' copies show the whole ticket (notify.entry_kind)
             "kind": lambda message: entry_kind(message.visibility, message.note),
+            # Dates as the mailbox's readers write them, in its zone (wording.py).
+            "when": lambda value: when(value, language, zone),
+            "day": lambda value: day(value, language, zone),
+            "greet": greeting_name(planned.to[0]),  # "" for a bare address: "Hola," alone
+            "asked": asked,
         }
 
 

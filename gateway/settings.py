@@ -11,6 +11,7 @@ import tomllib
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -233,6 +234,22 @@ class MailboxSettings(Section):
     default_type: TicketType = TicketType.REQUEST
     default_priority: Priority = Priority.MEDIUM
     language: Literal["es", "en", "pt"] = "es"
+    # The IANA zone (zoneinfo) of the dates in this mailbox's mail, e.g. "America/Santiago".
+    # UTC by default: a wrong guess would shift every time a customer reads.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _is_a_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f'not a time zone: {value!r} (an IANA name such as "America/Santiago")') from None
+        return value.strip()
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @field_validator("address")
     @classmethod

@@ -191,35 +191,63 @@ def cap_newcomers(copied: tuple[Address, ...], known: frozenset[str], limit: int
     return Newcomers(new[:limit], new[limit:])
 
 
+@dataclass(frozen=True)
+class Followed:
+    """A closed ticket a new mail follows up: the context its follow-up starts from."""
+
+    id: int
+    subject: str
+    type: TicketType
+    priority: Priority
+    country: str
+    brand: str
+    product: str
+    company: str
+    phone: str
+    fiscal_id: str | None
+    fiscal_id_valid: bool | None
+    people: tuple[Address, ...]  # its requester and CC who can still be mailed
+
+
 def open_ticket(
     mail: ParsedMail,
     requester: Address,
     mailbox: Mailbox,
     fields: CustomerFields,
     cc: tuple[Address, ...],
-    follow_up_of: int | None = None,
+    follows: Followed | None = None,
 ) -> NewTicket:
-    """A new ticket: the mailbox's defaults, then what the mail's headers and lines say;
-    `cc` is who it copies, already capped (`cap_newcomers`)."""
+    """A new ticket: the mailbox's defaults, then the closed ticket it follows up (if any),
+    then what the mail's headers and lines say; `cc` is who it copies, already capped
+    (`cap_newcomers`); a follow-up also keeps the closed ticket's people."""
+    base = follows or _defaults(mailbox)
     fiscal = fields.fiscal_id
+    if follows is not None:
+        cc = tuple({p.address: p for p in (*follows.people, *cc) if p.address != requester.address}.values())
     return NewTicket(
         subject=ticket_subject(mail.subject, fields.title),
         requester=requester,
         cc=cc,
         mailbox=mailbox.address,
-        country=fields.country or mailbox.country,
-        brand=fields.brand or mailbox.brand,
-        product=fields.product or mailbox.product,
-        type=TicketType(fields.type) if fields.type else mailbox.default_type,
-        priority=Priority(fields.priority)
-        if fields.priority
-        else priority_from_headers(mail, mailbox.default_priority),
-        fiscal_id=fiscal.value if fiscal else None,
-        fiscal_id_valid=fiscal.valid if fiscal else None,
-        company=fields.company,
-        phone=fields.phone,
-        follow_up_of=follow_up_of,
+        country=fields.country or base.country,
+        brand=fields.brand or base.brand,
+        product=fields.product or base.product,
+        type=TicketType(fields.type) if fields.type else base.type,
+        priority=Priority(fields.priority) if fields.priority else priority_from_headers(mail, base.priority),
+        fiscal_id=fiscal.value if fiscal else base.fiscal_id,
+        fiscal_id_valid=fiscal.valid if fiscal else base.fiscal_id_valid,
+        company=fields.company or base.company,
+        phone=fields.phone or base.phone,
+        follow_up_of=follows.id if follows else None,
     )
+
+
+def _defaults(mailbox: Mailbox) -> Followed:
+    return Followed(
+        id=0, subject="", type=mailbox.default_type, priority=mailbox.default_priority, country=mailbox.country,
+        brand=mailbox.brand, product=mailbox.product, company="", phone="", fiscal_id=None, fiscal_id_valid=None,
+        people=(),
+    )  # fmt: skip
 
 
 MY_TICKETS_SUBJECTS = frozenset({"mis tickets", "#mis-tickets", "my tickets", "meus tickets", "#my-tickets"})
@@ -263,10 +291,16 @@ def ticket_subject(subject: str, title: str) -> str:
     return title.strip() if title.strip() and said in GENERIC_SUBJECTS else (subject or "(sin asunto)")
 
 
-def follow_up_subject(subject: str, prefix: str) -> str:
-    """A closed ticket's reply, as the subject of its follow-up: no Re:, no old token."""
+def follow_up_subject(subject: str, prefix: str, previous: str = "") -> str:
+    """A closed ticket's reply, as the subject of its follow-up: no Re:, no old token, and
+    none of what our own subjects add after the ticket's subject (" · Cerrado",
+    " · confirmación de cambio"): a reply to our mail is the closed ticket's subject again."""
     token = re.compile(rf"\[?#?\s*(?<![A-Za-z0-9]){re.escape(prefix)}-\d+\s*\]?", re.IGNORECASE)
-    return " ".join(PREFIXES.sub("", token.sub("", subject)).split()) or subject
+    cleaned = " ".join(PREFIXES.sub("", token.sub("", subject)).split())
+    before = " ".join(previous.split())
+    if before and (cleaned.casefold() == before.casefold() or cleaned.casefold().startswith(f"{before} · ".casefold())):
+        return before
+    return cleaned or before or subject
 
 
 def requester_of(mail: ParsedMail, envelope_sender: str | None) -> Address | None:

@@ -87,7 +87,9 @@ async def test_customer_reply_reaches_agents_and_cc_never_its_author(gateway: Ga
     await gateway.drain()
     relay.received.clear()
 
-    await send(gateway, sample("03-reply-gmail-es-token.eml"))
+    # Without its Cc line: a colleague the reply went to directly gets no copy from us (test_customer_mail).
+    reply = sample("03-reply-gmail-es-token.eml").replace(b"Cc: jnunez@distribuidora-andes.example\r\n", b"")
+    await send(gateway, reply)
     await gateway.drain()
     assert relay.handler.to(REQUESTER) == []  # the author is never sent their own message
     agents = only(relay.handler.to(AGENTS))
