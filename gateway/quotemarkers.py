@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  (Cyrillic and typographic letters are the markers themselves)
 """The words mail clients put above quoted history, per language and client: one table.
 
 Pure data for gateway.quotes. Each entry names the language or client it comes from, so

@@ -71,7 +71,7 @@ def is_forward_subject(subject: str) -> bool:
 def classify(lines: list[str]) -> list[Kind]:
     """Tag every line; an attribution's wrapped lines are all tagged ATTRIBUTION."""
     kinds = [Kind.EMPTY if not line.strip() else Kind.QUOTED if QUOTED.match(line) else Kind.TEXT for line in lines]
-    labels = [_label(line) if kind is Kind.TEXT else None for line, kind in zip(lines, kinds)]
+    labels = [_label(line) if kind is Kind.TEXT else None for line, kind in zip(lines, kinds, strict=True)]
     index = 0
     while index < len(lines):
         if kinds[index] is Kind.TEXT:
@@ -110,7 +110,7 @@ def _label(line: str) -> str | None:
 
 
 def _header_block(labels: list[str | None], index: int) -> bool:
-    """"From:" with "Sent:"/"Date:" below it, or three labels of different kinds in a row."""
+    """ "From:" with "Sent:"/"Date:" below it, or three labels of different kinds in a row."""
     if labels[index] not in ("from", "sent"):
         return False
     window = set(labels[index + 1 : index + 1 + HEADER_WINDOW])
@@ -142,7 +142,7 @@ def _attribution_span(lines: list[str], kinds: list[Kind], index: int) -> int:
 
 
 def _is_attribution(line: str, opens: bool) -> bool:
-    """"On Fri, … Ana <a@x> wrote:", "---- Ana escribió ----", "2026-11-24 16:32 GMT-03:00 Ana <a@x>:"."""
+    """ "On Fri, … Ana <a@x> wrote:", "---- Ana escribió ----", "2026-11-24 16:32 GMT-03:00 Ana <a@x>:"."""
     if line.startswith("--") and line.endswith("--"):
         return VERB.search(line) is not None  # Zoho, Android: the dashes make it one
     if not line.endswith(":") and VERB_END.search(line) is None:

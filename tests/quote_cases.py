@@ -1,3 +1,4 @@
+# ruff: noqa: E501, RUF001  (mail text as clients write it: long lines, Cyrillic letters)
 """A table of replies and forwards as real clients write them, with the exact new part.
 
 Written for this project (issue 23): one case per client, language and class of reply.

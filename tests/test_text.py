@@ -4,7 +4,6 @@ size and done in the parser worker, never in the pipeline's write transaction.""
 from __future__ import annotations
 
 import ast
-import re
 from pathlib import Path
 
 import pytest
@@ -74,7 +73,7 @@ HOSTILE = 200_000  # each took from seconds to hours before; now each is one pas
         ("'wrote' then spaces", lambda: new_part("wrote" + " " * HOSTILE + "x")),
         ("attribution then spaces", lambda: new_part("On 12 wrote" + " " * HOSTILE + "x")),
         ("unclosed div tags", lambda: new_part("", "<div " * (HOSTILE // 5), has_text_part=False)),
-        ("many class= in one tag", lambda: new_part("", "<div " + "class=" * (HOSTILE // 6) + ">", has_text_part=False)),
+        ("many class= in one tag", lambda: new_part("", "<div " + "class=" * (HOSTILE // 6) + ">", False)),
         ("attribution openers", lambda: new_part("On 12, Ana\n" * (HOSTILE // 11))),
         ("header labels", lambda: new_part("De: Ana\nPara: x\n" * (HOSTILE // 17))),
         ("many links", lambda: new_part("", '<a href="http://x.example/">' * (HOSTILE // 27), has_text_part=False)),
@@ -122,7 +121,8 @@ def test_the_new_part_is_a_stretch_of_the_mail_and_never_empty(lines: list[str],
 
 
 HTML_ATOMS = ["<div", "<DIV", "<hr", "<blockquote", "</blockquote>", ">", '"', "class=", "gmail_quote", "id=",
-              "divRplyFwdMsg", "stopSpelling", "<a href=", "http://x", "</a>", " ", "x", "<", "=", "<br>", "<td>"]  # fmt: skip
+              "divRplyFwdMsg", "stopSpelling", "<a href=", "http://x", "</a>", " ", "x", "<", "=", "<br>",
+              "<td>"]  # fmt: skip
 
 
 @settings(max_examples=500, deadline=None)
