@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from email.message import EmailMessage
+
 import pytest
 
+from gateway.daemon import Gateway
 from gateway.htmltext import html_to_text
 from gateway.quotes import new_part
+from tests.conftest import MAILBOX, crlf, make_mail, send
 from tests.quote_cases import CASES, Case
+from tests.test_inbound import ticket
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
@@ -33,3 +38,38 @@ def test_new_part(case: Case) -> None:
 )
 def test_html_only_mail_reads_right(html: str, text: str) -> None:
     assert html_to_text(html) == text
+
+
+FORWARD = (
+    "Les reenvío el error que nos llegó.\n\n"
+    "De: Facturación Proveedor <facturas@proveedor.example>\n"
+    "Enviado: lunes, 23 de noviembre de 2026 9:10\n"
+    "Para: Ana Soto <ana@cliente.example>\n"
+    "Asunto: Error en factura 4512\n\n"
+    "La factura 4512 fue rechazada por el SII: folio fuera de rango.\n"
+)
+
+
+async def test_a_forward_opens_a_ticket_that_keeps_the_forwarded_message(gateway: Gateway) -> None:
+    await send(gateway, make_mail("RV: Error en factura 4512", FORWARD, sender="Ana Soto <ana@cliente.example>"))
+    await gateway.drain()
+    [message] = (await ticket(gateway, "TK-000001"))["messages"]
+    assert message["body"] == FORWARD.strip()  # the note and the supplier's mail below it
+
+
+async def test_an_html_only_reply_keeps_only_what_the_customer_wrote(gateway: Gateway) -> None:
+    await send(gateway, make_mail("Falla al emitir", sender="Ana Soto <ana@cliente.example>"))
+    await gateway.drain()
+    reply = EmailMessage()
+    reply["From"], reply["To"], reply["Subject"] = "Ana Soto <ana@cliente.example>", MAILBOX, "RE: [#TK-000001] Falla"
+    reply["Message-ID"] = "<html-reply@cliente.example>"
+    reply.set_content(
+        "<div>Ya probamos con el <b>XML</b> nuevo y sigue igual.</div><div>Ana</div>"
+        '<div style="border:none;border-top:solid #E1E1E1 1.0pt"><p><b>De:</b> Soporte<br><b>Enviado:</b> lunes<br>'
+        "<b>Para:</b> Ana<br><b>Asunto:</b> Falla</p></div><p>Hola Ana, ¿nos envía el XML?</p>",
+        subtype="html",
+    )
+    await send(gateway, crlf(reply.as_bytes()))
+    await gateway.drain()
+    messages = (await ticket(gateway, "TK-000001"))["messages"]
+    assert messages[-1]["body"] == "Ya probamos con el XML nuevo y sigue igual.\nAna"
