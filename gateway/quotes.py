@@ -110,11 +110,12 @@ def _label(line: str) -> str | None:
 
 
 def _header_block(labels: list[str | None], index: int) -> bool:
-    """ "From:" with "Sent:"/"Date:" below it, or three labels of different kinds in a row."""
-    if labels[index] not in ("from", "sent"):
+    """"From:" with "Sent:"/"Date:", or with "To:" and "Subject:", within a few lines below
+    (a customer's own "Fecha: / Asunto:" lines, without a "De:", are not history)."""
+    if labels[index] != "from":
         return False
     window = set(labels[index + 1 : index + 1 + HEADER_WINDOW])
-    return (labels[index] == "from" and "sent" in window) or len((window | {labels[index]}) - {None}) >= 3
+    return "sent" in window or {"to", "subject"} <= window
 
 
 def _attribution_span(lines: list[str], kinds: list[Kind], index: int) -> int:
