@@ -1,120 +1,236 @@
-"""The new part of a reply: the text without the quoted history a mail client appends.
+"""The new part of a mail: what the sender wrote, without the quoted history clients append.
 
-Pure code. Cuts at the first quote header of Gmail, Outlook (desktop and web), Apple Mail
-and iPhone, Thunderbird, in Spanish, English and Portuguese, or at a `>`-quoted block;
-for HTML-only replies, drops Gmail's quote container, Outlook's reply header block and
-blockquotes before the HTML becomes text. The full body is always kept elsewhere.
-(mail-parser-reply was measured on the shared samples and took the customer's signature
-and Gmail's Spanish header for one block, so the patterns live here.)
+Pure code, linear in the mail's size: every line is tagged once (text, empty, quoted,
+attribution, splitter), each test reading at most a few short lines (`SHORT` characters),
+and the new part is chosen from the tags:
+- top-posting: the text above the first splitter (an Outlook header block, an "original
+  message" line, an HTML quote container, an attribution not followed by `>` lines), or
+  above the quoted block that ends the mail (a signature below it does not count);
+- bottom-posting: the text below the one quoted block the mail starts with;
+- inline answers (text between several quoted blocks) and anything unclear: everything.
+  A new part is never empty when the mail has unquoted text.
+A forward (its subject's first prefix, or a "forwarded message" separator) keeps what was
+forwarded: quote removal is for replies. HTML-only mail gets the same rules, on its text
+with blockquotes as `>` lines and quote containers as splitters (gateway.htmltext).
+The markers per language and client are one table, gateway.quotemarkers. The full body is
+always kept elsewhere.
 """
 
 from __future__ import annotations
 
 import re
+from enum import Enum
 
-from gateway.htmltext import html_to_text
+from gateway import quotemarkers as markers
+from gateway.htmltext import QUOTE_CONTAINER, html_to_text
 
-# `(?:\s*:)?\s*$`, not `\s*:?\s*$`: two adjacent `\s*` can split a run of spaces in n ways,
-# and a line of "wrote" then 20,000 spaces then a letter took seconds.
-_WROTE = r"(escribió|escribio|wrote|escreveu|a écrit)(?:\s*:)?\s*$"
-# "El vie, 20 nov 2026 a las 11:40, Ana <ana@x> escribió:" (Gmail, Apple Mail, Thunderbird,
-# also "On … wrote:" and "Em … escreveu:"); clients wrap it over two lines at times.
-ATTRIBUTION = re.compile(rf"^\s*(El|On|Em|Le|Am)\b.{{4,300}}{_WROTE}", re.IGNORECASE)
-ATTRIBUTION_START = re.compile(r"^\s*(El|On|Em|Le|Am)\b.*\d", re.IGNORECASE)
-WROTE_END = re.compile(_WROTE, re.IGNORECASE)
-SEPARATORS = re.compile(
-    r"^\s*(-{2,}\s*(Mensaje original|Original Message|Mensagem original|Message d'origine)\s*-{2,}"
-    r"|_{20,}"
-    r"|-{2,}\s*(Forwarded message|Mensaje reenviado|Mensagem encaminhada)\s*-{2,})\s*$",
-    re.IGNORECASE,
-)
-# Outlook's header block: "De:/From:" then, within a few lines, "Enviado:/Sent:/Date:".
-HEADER_FROM = re.compile(r"^\s*\*?(De|From|Von)\s*:\*?\s", re.IGNORECASE)
-HEADER_SENT = re.compile(r"^\s*\*?(Enviado|Enviado el|Enviada em|Sent|Date|Fecha|Data|Gesendet)\s*:", re.IGNORECASE)
-HEADER_WINDOW = 4
-QUOTED = re.compile(r"^\s*>")
-
-# Where a quote container starts: the first `<div`, `<hr` or `<blockquote` tag (case
-# insensitive) whose attributes, up to the next `>`, mark it as Gmail's quote container,
-# Outlook web's and desktop's reply header, old Outlook's `stopSpelling` rule, or Apple
-# Mail's and Thunderbird's cited blockquote. Everything from there on is history.
-QUOTE_TAG = re.compile(r"<(?:(div)|(hr)|(blockquote))", re.IGNORECASE)
-QUOTE_KINDS = ("div", "hr", "blockquote")  # by the group that matched
-QUOTE_ATTRIBUTES = {
-    "div": re.compile(r"id=\"?(appendonsend|divRplyFwdMsg)\b", re.IGNORECASE),
-    "hr": re.compile(r"id=\"?stopSpelling", re.IGNORECASE),
-    "blockquote": re.compile(r"type=\"?cite", re.IGNORECASE),
-}
+SHORT = 400  # longer lines are never markers: every pattern reads at most this much
+WRAP = 3  # an attribution wrapped by the client spans at most three lines
+HEADER_WINDOW = 5  # an Outlook header block's labels follow within five lines
+VERB = re.compile(markers.verb_pattern(), re.IGNORECASE)
+VERB_END = re.compile(markers.verb_pattern() + r"\s*:?$", re.IGNORECASE)
+OPENER = re.compile(r"(?:" + "|".join(re.escape(o) for o in markers.ATTRIBUTION_OPENERS) + r")\b", re.IGNORECASE)
+TIME = re.compile(r"\d{1,2}[:.]\d{2}")
+QUOTED = re.compile(r"\s*>")
+# "iPhoneOn Nov 20": an opener glued to the word before it (Apple Mail's "Sent from my iPhone").
+GLUED = re.compile(r"(?<=[a-z0-9)])(?=(?:On|El|Em|Le|Am|Il|Op|Den|W dniu|Vào) )")
+PREFIX = re.compile(r"\s*(?:\[[^\]]{0,40}\]\s*)*([^\W\d_]{1,8})\s*(?:\[\d{1,4}\])?\s*:")
 
 
-def new_part(text: str, html: str | None = None, has_text_part: bool = True) -> str:
+class Kind(Enum):
+    EMPTY = "empty"
+    TEXT = "text"
+    QUOTED = "quoted"
+    ATTRIBUTION = "attribution"  # "On … wrote:" (and its wrapped continuation lines)
+    SPLITTER = "splitter"  # history follows, unmarked: header block, separator, container
+    FORWARD = "forward"  # "---------- Forwarded message ---------"
+
+
+def new_part(text: str, html: str | None = None, has_text_part: bool = True, subject: str = "") -> str:
     """What the sender wrote in this mail, without what they quoted."""
-    if not has_text_part and html:
-        return _strip_trailing_quotes(html_to_text(html[: html_quote_start(html)]))
-    lines = text.splitlines()
-    cut = _first_quote_line(lines)
-    return _strip_trailing_quotes("\n".join(lines[:cut]))
+    from_html = not has_text_part and bool(html)
+    if from_html and html:
+        text = html_to_text(html, mark_quotes=True)
+    lines = _unglued(text.splitlines())
+    kinds = classify(lines)
+    if is_forward_subject(subject) or _first_splitter_kind(kinds) is Kind.FORWARD:
+        start, end = _forwarded(lines, kinds)
+    else:
+        start, end = _reply(lines, kinds)
+    kept = [line for line in lines[start:end] if line.strip() != QUOTE_CONTAINER]
+    result = "\n".join(kept).strip("\n").rstrip()
+    return re.sub(r"\n{3,}", "\n\n", result) if from_html else result
 
 
-def _first_quote_line(lines: list[str]) -> int:
-    # A `>` line starts the history when every line after it is quoted or blank, that is
-    # when it lies in the quoted-or-blank tail: found once, from the end (asking "is the
-    # rest quoted?" at every quoted line took minutes for 16,000 quoted lines).
-    tail = len(lines)
-    while tail and (QUOTED.match(lines[tail - 1]) or not lines[tail - 1].strip()):
-        tail -= 1
-    for index, line in enumerate(lines):
-        if ATTRIBUTION.match(line) or SEPARATORS.match(line):
-            return index
-        if ATTRIBUTION_START.match(line) and index + 1 < len(lines) and WROTE_END.search(lines[index + 1]):
-            return index
-        window = lines[index + 1 : index + 1 + HEADER_WINDOW]
-        if HEADER_FROM.match(line) and any(HEADER_SENT.match(following) for following in window):
-            return index
-        if index >= tail and QUOTED.match(line):
-            return index
-    return len(lines)
+def is_forward_subject(subject: str) -> bool:
+    """Whether the subject's first prefix is a forward's ("RV: x", "Fwd: x"; not "RE: FW: x")."""
+    prefix = PREFIX.match(subject[:SHORT])
+    return bool(prefix) and prefix is not None and prefix.group(1).lower() in markers.FORWARD_PREFIXES
 
 
-def html_quote_start(html: str) -> int:
-    """Where the quoted history of an HTML reply begins (`len(html)` when it has none).
+def classify(lines: list[str]) -> list[Kind]:
+    """Tag every line; an attribution's wrapped lines are all tagged ATTRIBUTION."""
+    kinds = [Kind.EMPTY if not line.strip() else Kind.QUOTED if QUOTED.match(line) else Kind.TEXT for line in lines]
+    labels = [_label(line) if kind is Kind.TEXT else None for line, kind in zip(lines, kinds, strict=True)]
+    index = 0
+    while index < len(lines):
+        if kinds[index] is Kind.TEXT:
+            separator = _separator(lines[index])
+            if separator is not None:
+                kinds[index] = separator
+            elif _header_block(labels, index):
+                kinds[index] = Kind.SPLITTER
+            else:
+                span = _attribution_span(lines, kinds, index)
+                for covered in range(index, index + span):
+                    kinds[covered] = Kind.ATTRIBUTION
+                index += max(span - 1, 0)
+        index += 1
+    return kinds
 
-    One pass: the text between two `>` is one region; a later quote tag in the same region
-    sees only a suffix of what the first one sees, so only the first tag of each kind in a
-    region is examined, and each region is read a bounded number of times."""
-    examined: dict[str, int] = {}  # kind -> end of the region last examined for it
-    region_end = -1
-    for tag in QUOTE_TAG.finditer(html):
-        if tag.start() >= region_end:
-            found = html.find(">", tag.end())
-            region_end = found if found >= 0 else len(html)
-        kind = QUOTE_KINDS[(tag.lastindex or 1) - 1]
-        if examined.get(kind) == region_end:
+
+def _separator(line: str) -> Kind | None:
+    stripped = line.strip()
+    if len(stripped) > SHORT:
+        return None
+    if stripped == QUOTE_CONTAINER or (len(stripped) >= 20 and not stripped.strip("_")):
+        return Kind.SPLITTER  # an HTML quote container; Outlook's line of underscores
+    phrase = stripped.strip("-_=*> \t").rstrip(":").strip().lower()
+    if phrase in markers.FORWARD_SEPARATORS:
+        return Kind.FORWARD
+    return Kind.SPLITTER if phrase in markers.REPLY_SEPARATORS else None
+
+
+def _label(line: str) -> str | None:
+    """The header label a line starts with ("De:", "*Von:*", "Envoyé :"), as its kind."""
+    colon = line.find(":", 0, 40)
+    if colon < 0:
+        return None
+    return markers.LABEL_KINDS.get(line[:colon].strip(" \t*").lower())
+
+
+def _header_block(labels: list[str | None], index: int) -> bool:
+    """"From:" with "Sent:"/"Date:", or with "To:" and "Subject:", within a few lines below
+    (a customer's own "Fecha: / Asunto:" lines, without a "De:", are not history)."""
+    if labels[index] != "from":
+        return False
+    window = set(labels[index + 1 : index + 1 + HEADER_WINDOW])
+    return "sent" in window or {"to", "subject"} <= window
+
+
+def _attribution_span(lines: list[str], kinds: list[Kind], index: int) -> int:
+    """How many lines from `index` make one attribution (0 when none): the line alone, or
+    wrapped over two or three lines when the first of them opens like one."""
+    first = lines[index].strip()
+    if len(first) > SHORT:
+        return 0
+    if _is_attribution(first, opens=True):
+        return 1
+    if not (OPENER.match(first) or any(c.isdigit() for c in first)):
+        return 0
+    joined = first
+    for span in range(2, WRAP + 1):
+        at = index + span - 1
+        if at >= len(lines) or kinds[at] is not Kind.TEXT or len(lines[at]) > SHORT:
+            return 0
+        below = lines[at].strip()
+        if (OPENER.match(below) or TIME.search(below)) and _is_attribution(below, opens=True):
+            return 0  # the line below is a whole attribution on its own: this one is text
+        joined = f"{joined} {lines[at].strip()}"
+        if _is_attribution(joined, opens=True):
+            return span
+    return 0
+
+
+def _is_attribution(line: str, opens: bool) -> bool:
+    """ "On Fri, … Ana <a@x> wrote:", "---- Ana escribió ----", "2026-11-24 16:32 GMT-03:00 Ana <a@x>:"."""
+    if line.startswith("--") and line.endswith("--"):
+        return VERB.search(line) is not None  # Zoho, Android: the dashes make it one
+    if not line.endswith(":") and VERB_END.search(line) is None:
+        return False
+    dated = "@" in line or any(c.isdigit() for c in line) or (opens and OPENER.match(line) is not None)
+    if VERB.search(line) is not None:
+        return dated and (line.endswith(":") or VERB_END.search(line) is not None)
+    # Gmail in some locales, Yandex, mail.ru: a date, a time, a name and an address, then ":".
+    return "@" in line and TIME.search(line) is not None and line.rstrip(":").rstrip().endswith(">")
+
+
+def _unglued(lines: list[str]) -> list[str]:
+    """Split "Sent from my iPhoneOn Nov 20, … wrote:" into its two lines."""
+    result: list[str] = []
+    for line in lines:
+        lowered = line[:SHORT].lstrip().lower()
+        glued = GLUED.search(line, 0, SHORT) if lowered.startswith(markers.SENT_FROM) else None
+        if glued is None:
+            result.append(line)
+        else:
+            result.extend((line[: glued.start()], line[glued.start() :]))
+    return result
+
+
+def _first_splitter_kind(kinds: list[Kind]) -> Kind | None:
+    return next((kind for kind in kinds if kind in (Kind.SPLITTER, Kind.FORWARD)), None)
+
+
+def _blocks(kinds: list[Kind], end: int) -> list[tuple[bool, int]]:
+    """(quoted?, first line) of each run of text or quote before `end`; an attribution
+    followed by `>` lines opens their quoted block, empty lines belong to the run before."""
+    blocks: list[tuple[bool, int]] = []
+    for index in range(end):
+        kind = kinds[index]
+        if kind is Kind.EMPTY:
             continue
-        examined[kind] = region_end
-        attributes = html[tag.end() : region_end]
-        if QUOTE_ATTRIBUTES[kind].search(attributes) or (kind == "div" and _gmail_quote_class(attributes)):
-            return tag.start()
-    return len(html)
+        quoted = kind in (Kind.QUOTED, Kind.ATTRIBUTION)
+        if not blocks or blocks[-1][0] != quoted:
+            blocks.append((quoted, index))
+    return blocks
 
 
-def _gmail_quote_class(attributes: str) -> bool:
-    """`class="?[^">]*gmail_quote` somewhere in `attributes`, without backtracking: the
-    attributes split at `"` into pieces; a hit is `class=` then `gmail_quote` in one piece,
-    or a piece ending in `class=` and the next one holding `gmail_quote`."""
-    previous = ""
-    for piece in attributes.lower().split('"'):
-        hit = piece.rfind("gmail_quote")
-        if hit >= 0:
-            at = piece.find("class=")
-            if (at >= 0 and at + len("class=") <= hit) or previous.endswith("class="):
-                return True
-        previous = piece
-    return False
+def _soft_end(kinds: list[Kind]) -> int:
+    """The first line of unmarked history: a splitter, or an attribution whose quote has no `>`."""
+    index = 0
+    while index < len(kinds):
+        kind = kinds[index]
+        if kind in (Kind.SPLITTER, Kind.FORWARD):
+            return index
+        if kind is Kind.ATTRIBUTION:
+            after = index
+            while after < len(kinds) and kinds[after] is Kind.ATTRIBUTION:
+                after += 1
+            while after < len(kinds) and kinds[after] is Kind.EMPTY:
+                after += 1
+            if after == len(kinds) or kinds[after] is not Kind.QUOTED:
+                return index
+            index = after
+        index += 1
+    return len(kinds)
 
 
-def _strip_trailing_quotes(text: str) -> str:
-    lines = text.rstrip().splitlines()
-    while lines and (QUOTED.match(lines[-1]) or not lines[-1].strip()):
-        lines.pop()
-    return "\n".join(lines).strip("\n")
+def _reply(lines: list[str], kinds: list[Kind]) -> tuple[int, int]:
+    end = _soft_end(kinds)
+    blocks = _blocks(kinds, end)
+    if not any(not quoted for quoted, _ in blocks):
+        return 0, len(lines)  # nothing unquoted above the history: keep it all
+    quoted_blocks = [at for at, (quoted, _) in enumerate(blocks) if quoted]
+    if not quoted_blocks:
+        return 0, end
+    last = quoted_blocks[-1]
+    tail = last == len(blocks) - 1 or _is_signature(lines[blocks[last + 1][1]])
+    if tail and any(not quoted for quoted, _ in blocks[:last]):
+        return 0, blocks[last][1]  # top-posted above a quoted tail (maybe signed below it)
+    if quoted_blocks == [0]:
+        return blocks[1][1], end  # bottom-posted below the one quoted block
+    return 0, end  # answers between quotes
+
+
+def _forwarded(lines: list[str], kinds: list[Kind]) -> tuple[int, int]:
+    """All of a forward, but for a quoted tail of a reply it was sent in."""
+    blocks = _blocks(kinds, len(kinds))
+    tail = blocks[-1][1] if blocks else 0
+    if blocks[-1:] and kinds[tail] is Kind.ATTRIBUTION and any(not quoted for quoted, _ in blocks[:-1]):
+        return 0, tail
+    return 0, len(lines)
+
+
+def _is_signature(line: str) -> bool:
+    return line.rstrip() in ("--", "-- ")

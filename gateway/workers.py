@@ -115,7 +115,7 @@ def read_mail(raw: bytes) -> ParsedMail:
     and its field lines. All of it linear in the mail's size, and here, where parsing is,
     never in the pipeline's transaction while the database is locked for writing."""
     mail = parse_mail(raw)
-    text = new_part(mail.text, mail.html, mail.has_text_part)
+    text = new_part(mail.text, mail.html, mail.has_text_part, subject=mail.subject)
     if text == mail.text:
         text = mail.text  # one object: pickled once on its way back from a worker
     return dataclasses.replace(mail, new_part=text, field_lines=field_lines(text))

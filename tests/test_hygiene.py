@@ -55,7 +55,7 @@ def test_classification_of_real_world_shapes(source: Path, name: str, envelope: 
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("outlook-web-html-reply-es.eml", "Ya probamos y sigue igual.\n\nSaludos, Andrés"),
+        ("outlook-web-html-reply-es.eml", "Ya probamos y sigue igual.\nSaludos, Andrés"),  # two <div>s: two lines
         ("apple-mail-reply-pt.eml", "Funcionou, obrigado!\n\nEnviado do meu iPhone"),
         ("thunderbird-reply-en.eml", "Still failing on the Santiago branch.\n\nPeter"),
     ],
