@@ -110,7 +110,7 @@ def _label(line: str) -> str | None:
 
 
 def _header_block(labels: list[str | None], index: int) -> bool:
-    """"From:" with "Sent:"/"Date:", or with "To:" and "Subject:", within a few lines below
+    """ "From:" with "Sent:"/"Date:", or with "To:" and "Subject:", within a few lines below
     (a customer's own "Fecha: / Asunto:" lines, without a "De:", are not history)."""
     if labels[index] != "from":
         return False

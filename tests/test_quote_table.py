@@ -30,8 +30,10 @@ def test_new_part(case: Case) -> None:
         ('<a href="javascript:alert(1)">aquí</a>', "aquí"),
         ("<ul><li>uno</li><li>dos</li></ul>", "- uno\n- dos"),
         ("<ol><li>uno</li><li>dos</li></ol>", "1. uno\n2. dos"),
-        ("<table><tr><th>Producto</th><th>Cant.</th></tr><tr><td>Papel</td><td>3</td></tr></table>",
-         "Producto | Cant.\nPapel | 3"),
+        (
+            "<table><tr><th>Producto</th><th>Cant.</th></tr><tr><td>Papel</td><td>3</td></tr></table>",
+            "Producto | Cant.\nPapel | 3",
+        ),
         ("<div>uno</div><div>dos</div><div><br></div><div>tres</div>", "uno\ndos\n\ntres"),
         ("<p>uno<br>dos</p><p>tres</p>", "uno\ndos\n\ntres"),
     ],
