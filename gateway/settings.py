@@ -233,6 +233,8 @@ class MailboxSettings(Section):
     default_type: TicketType = TicketType.REQUEST
     default_priority: Priority = Priority.MEDIUM
     language: Literal["es", "en", "pt"] = "es"
+    # "Mis tickets" lists colleagues' tickets too: only by the same valid fiscal id.
+    company_tickets_visible: bool = False
 
     @field_validator("address")
     @classmethod
