@@ -41,6 +41,7 @@ from gateway.tickets import (
     Status,
     TicketType,
     asks_for_open_only,
+    by_company,
     cap_newcomers,
     copied_people,
     follow_up_subject,
@@ -245,9 +246,16 @@ class Desk:
         only_open = asks_for_open_only(mail.subject)
         narrow = TicketFilter(participant=author.address, unfinished=only_open)
         tickets = await self.queries.list_tickets(narrow, newest_first=True)
+        if mailbox.company_tickets_visible:  # colleagues' too, by the same valid fiscal id only
+            known = {ticket["number"] for ticket in tickets}
+            colleagues = await self.queries.company_tickets(author.address, only_open)
+            tickets = sorted([*tickets, *(t for t in colleagues if t["number"] not in known)],
+                             key=lambda t: str(t["number"]), reverse=True)  # fmt: skip
         answers = await self.queries.last_support_answers([str(ticket["number"]) for ticket in tickets])
         listing = [{**ticket, "last_answer": answers.get(str(ticket["number"]))} for ticket in tickets]
-        await self.notifier.notify_without_ticket(Event.MY_TICKETS, author, mailbox.address, tickets=listing)
+        await self.notifier.notify_without_ticket(
+            Event.MY_TICKETS, author, mailbox.address, tickets=listing, companies=by_company(listing)
+        )
         which = "open ticket(s)" if only_open else "ticket(s)"
         return f"sent the list of {len(listing)} {which} to <{author.address}>; no ticket created"
 

@@ -89,7 +89,8 @@ class Notifier:
             trigger = ticket.message(trigger_message_id)
             if bounded.for_agents and event in CARRIES_FILES and carried is None:
                 carried = await self._carried(trigger)
-            details = Occasion(trigger, change, reply_to=reply_to, carried=carried or Carried(), **occasion)
+            details = Occasion(trigger, change, reply_to=reply_to, carried=carried or Carried(),
+                               open_address=self._open_address(bounded, mailbox), **occasion)  # fmt: skip
             await self._queue(ticket.id, self.renderer.render(bounded, ticket, mailbox, details))
             queued += 1
         if tell_agents:
@@ -101,7 +102,8 @@ class Notifier:
         mailbox = self.mailbox_of(mailbox_address)
         planned = plan(event, self._people(author, author, (), frozenset()), copy_participants=False)
         for notification in planned:
-            await self._queue(None, self.renderer.render(notification, None, mailbox, Occasion(None, extra=extra)))
+            details = Occasion(None, extra=extra, open_address=self._open_address(notification, mailbox))
+            await self._queue(None, self.renderer.render(notification, None, mailbox, details))
         return len(planned)
 
     async def _carried(self, trigger: MessageView | None) -> Carried:
@@ -148,6 +150,13 @@ class Notifier:
             return self.signer.reply_address(mailbox.address, number, bound_to=notification.to[0].address)
         return None
 
+    def _open_address(self, notification: PlannedMail, mailbox: MailboxSettings) -> str:
+        """In every agents' mail: the address that opens a ticket for a customer, bound to the
+        address this mail goes to (the agents' list, or the one agent it answers)."""
+        if not notification.for_agents:
+            return ""
+        return self.signer.open_address(mailbox.address, bound_to=notification.to[0].address)
+
     def _rating_links(self, mailbox: str, ticket: TicketView) -> dict[str, str]:
         """Signed addresses for "helpful" / "not helpful"; the templates word the mailto links."""
         return {
@@ -182,7 +191,8 @@ class Notifier:
         extra = {"muted": muted, "limit": self.limits.per_recipient, "ticket_limit": self.limits.per_ticket}
         for notice in planned:
             reply_to = self._reply_to(notice, mailbox, ticket.number)
-            details = Occasion(ticket.message(trigger_message_id), reply_to=reply_to, extra=extra)
+            details = Occasion(ticket.message(trigger_message_id), reply_to=reply_to, extra=extra,
+                               open_address=self._open_address(notice, mailbox))  # fmt: skip
             await self._queue(ticket.id, self.renderer.render(notice, ticket, mailbox, details))
         return len(planned)
 

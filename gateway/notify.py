@@ -36,6 +36,9 @@ class Event(StrEnum):
     # An agent's mail with no proof (fresh, not a reply to a notification): kept as an internal
     # note, and the agent told so, and how to answer instead; nothing else hears of it.
     AGENT_UNVERIFIED = "agent_unverified"
+    # Mail to an agent's open address that opened nothing (a bad signature, no customer named,
+    # a forward of our own mail): the agent who wrote is told why.
+    OPEN_REFUSED = "open_refused"
 
 
 class Audience(StrEnum):
@@ -114,6 +117,7 @@ RULES: tuple[Rule, ...] = (
         for_agents=True,
         answers_author=True,
     ),
+    Rule(Event.OPEN_REFUSED, "open_refused", Audience.AUTHOR, Audience.NOBODY, AUTO_REPLIED, True, answers_author=True),
     Rule(Event.NOTIFICATIONS_MUTED, MUTED_NOTICE, Audience.AGENTS, Audience.NOBODY, AUTO_GENERATED, for_agents=True),
 )
 

@@ -20,9 +20,11 @@ from gateway.actions import Desk
 from gateway.classify import Context, classify
 from gateway.clock import Clock, SystemClock
 from gateway.database import Database, is_temporary
+from gateway.forwards import Request, attached_message, request_in
 from gateway.limits import check_limits
 from gateway.logs import collapse_repeats
 from gateway.notifier import Notifier
+from gateway.opening import open_for_customer, refuse_opening
 from gateway.outbox import Outbox, ReturnedMail
 from gateway.parse import Address, ParsedMail, parse_address
 from gateway.queries import TicketQueries
@@ -32,7 +34,7 @@ from gateway.settings import MailboxSettings, Settings
 from gateway.spool import DONE, IGNORED, Spool, SpoolEntry
 from gateway.store import TicketRef, TicketStore
 from gateway.tickets import Status, asks_for_my_tickets, is_ours, requester_of, ticket_numbers_in
-from gateway.tokens import Rating, SignedTag, Signer, looks_signed, plus_tag
+from gateway.tokens import Rating, SignedTag, Signer, is_open_form, looks_signed, plus_tag
 from gateway.trust import (
     DnsLookup,
     agent_domains,
@@ -156,8 +158,9 @@ class Pipeline:
             mail = await (parsing or await self._start_parsing(entry))
             check_limits(mail, self.settings.limits)
             dkim_domains = await self._dkim_domains(entry, mail)
+            request = self._request(entry, mail)  # text work, so outside the transaction
             async with self.database.transaction():
-                status, outcome = await self._apply(entry, mail, dkim_domains)
+                status, outcome = await self._apply(entry, mail, dkim_domains, request)
                 self.spool.mark_done(entry.id, outcome, status)
         except Exception as error:  # one broad except per unit of work: keep it, say why
             if is_temporary(error):  # busy, locked or full: the same work succeeds later
@@ -180,8 +183,10 @@ class Pipeline:
         log.warning("inbound %d %s: temporary error, will retry: %s", entry.id, _id_of(mail), error)
         await self.spool.requeue(entry.id)
 
-    async def _apply(self, entry: SpoolEntry, mail: ParsedMail, dkim_domains: frozenset[str]) -> tuple[str, str]:
-        """What the mail does, as (spool status, outcome)."""
+    async def _apply(
+        self, entry: SpoolEntry, mail: ParsedMail, dkim_domains: frozenset[str], request: Request | None = None
+    ) -> tuple[str, str]:
+        """What the mail does, as (spool status, outcome); `request`: what it asks of an open address."""
         verdict = classify(mail, entry.mail_from, self.context)
         if verdict.kind == "loop":
             return IGNORED, f"ignored: {verdict}"
@@ -202,9 +207,10 @@ class Pipeline:
         mailbox = self._mailbox_of(entry, mail)
         automatic = verdict.kind in ("auto_reply", "bulk")
         signed = await self._signed_clues(entry, author.address)
-        if asks_for_my_tickets(mail.subject) and not automatic and not signed:
+        opening = self._opening(entry, author.address)
+        if asks_for_my_tickets(mail.subject) and not automatic and not signed and not opening:
             return DONE, await self.desk.my_tickets(entry, mail, author, mailbox)
-        route = await route_mail(mail, self.store, signed)
+        route = await route_mail(mail, self.store, signed, opening)
         if route.kind == "duplicate":
             assert route.ticket is not None
             return DONE, f"duplicate ({route.reason}), ticket {route.ticket.number} unchanged"
@@ -215,6 +221,8 @@ class Pipeline:
         forged = self._unsigned_address(entry, mail, author)
         if forged is not None:
             return await self._unsigned(route.ticket, entry, mail, author, forged)
+        if route.kind == "open":
+            return await self._open(entry, mail, author, mailbox, request)
         if route.ticket is None:
             return DONE, await self.desk.open_ticket(entry, mail, author, mailbox)
         return DONE, await self._reply(route.ticket, entry, mail, author, mailbox, dkim_domains)
@@ -253,11 +261,39 @@ class Pipeline:
         """Mail to an address we did not sign changes nothing: an internal entry on the ticket
         it names (or routes to), else it is set aside raw with the reason."""
         reason = f"sent to <{address}>, whose signature does not verify: nothing honoured"
+        if is_open_form(address) and self.settings.agents.is_agent(author.address):
+            return DONE, await refuse_opening(self.desk, author, self._mailbox_of(entry, mail), mail, reason)
         for number in ticket_numbers_in(plus_tag(address), self.store.number_prefix):
             ticket = ticket or await self.store.ticket_by_number(number)
         if ticket is None:
             return IGNORED, f"ignored: {reason}, for no known ticket"
         return DONE, await self.desk.refuse(ticket, entry, mail, author, reason)
+
+    def _opening(self, entry: SpoolEntry, author: str) -> str:
+        """An envelope recipient that is an open address we signed for the author or the
+        agents' address (as the notifier binds it), or "". Only the envelope, as for replies."""
+        bound_to = (author, self.settings.agents.notify_address)
+        verified = (r for r in entry.rcpt_tos if is_open_form(r) and self.signer.open_address_verifies(r, bound_to))
+        return next(verified, "")
+
+    def _request(self, entry: SpoolEntry, mail: ParsedMail) -> Request | None:
+        """What a mail to an open address asks for (forwards.py); None for any other mail."""
+        if not any(is_open_form(recipient) for recipient in entry.rcpt_tos):
+            return None
+        attached = attached_message(mail)
+        inner = attached.content if attached else None
+        raw = inner.path.read_bytes() if inner is not None and not isinstance(inner, bytes) else inner
+        return request_in(mail, raw)
+
+    async def _open(
+        self, entry: SpoolEntry, mail: ParsedMail, author: Address, mailbox: MailboxSettings, request: Request | None
+    ) -> tuple[str, str]:
+        """A ticket an agent opens for a customer. The open address is the agent's proof, as a
+        signed reply address is (trust.agent_proof): it went only to who received that
+        notification; a From that is not an agent's is not honoured, and not answered."""
+        if not self.settings.agents.is_agent(author.address):
+            return IGNORED, f"ignored: open address used by <{author.address}>, who is not an agent"
+        return DONE, await open_for_customer(self.desk, entry, mail, author, mailbox, request)
 
     async def _dkim_domains(self, entry: SpoolEntry, mail: ParsedMail) -> frozenset[str]:
         """Agents' domains whose DKIM signature on this mail verifies. It asks DNS, so only
@@ -304,6 +340,8 @@ class Pipeline:
         return tuple(clues)
 
     async def _ticket_of(self, tag: SignedTag) -> TicketRef | None:
+        if tag.kind == "open":  # names no ticket: route.decide opens one
+            return None
         if tag.kind != "return":
             return await self.store.ticket_by_number(tag.number)
         returned = await self.outbox.sent_with_token(tag.token)  # None once the outbox is pruned

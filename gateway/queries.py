@@ -115,6 +115,20 @@ class TicketQueries:
         )
         return await self._with_people_and_ratings(rows)
 
+    async def company_tickets(self, participant: str, unfinished: bool) -> list[dict[str, object]]:
+        """Tickets carrying a valid fiscal id that one of `participant`'s own tickets carries
+        validly too: their colleagues' at the same company. An unvalidated id, or the e-mail
+        domain, never makes anyone a colleague (anyone can write any RUT, or use gmail)."""
+        own = f"SELECT {FISCAL_KEY_SQL} {FROM_TICKETS}{TicketFilter(participant=participant).where()[0]}"
+        where = f" WHERE t.fiscal_id_valid = 1 AND {FISCAL_KEY_SQL} IN ({own} AND t.fiscal_id_valid = 1)"
+        if unfinished:
+            where += f" AND t.status IN ({marks(UNFINISHED)})"
+        parameters = (participant, participant, *(UNFINISHED if unfinished else ()))
+        rows = await self.database.fetch_all(
+            f"SELECT {TICKET_COLUMNS} {FROM_TICKETS}{where} ORDER BY t.id DESC", parameters
+        )
+        return await self._with_people_and_ratings(rows)
+
     async def show_ticket(self, number: str) -> dict[str, object] | None:
         row = await self.database.fetch_one(f"SELECT {TICKET_COLUMNS} {FROM_TICKETS} WHERE t.number = ?", (number,))
         if row is None:

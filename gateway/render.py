@@ -66,6 +66,7 @@ class Occasion:
     attachments: tuple[Attachment, ...] = ()  # forwarded with an agent's reply
     carried: Carried = Carried()  # the customer's files, in agents' notifications
     reply_to: str | None = None  # default: the mailbox; agents get their signed address
+    open_address: str = ""  # agents' mail: their signed address for opening tickets for customers
     from_name: str | None = None  # default: the mailbox's name
     extra: dict[str, Any] = field(default_factory=dict)  # errors, ticket lists, …
 
@@ -171,6 +172,7 @@ class Renderer:
             "attachments_left_out": occasion.carried.left_out if planned.for_agents else (),
             "attachments_bound": occasion.carried.bound,
             "label": lambda key: self.settings.label(str(key), mailbox.language),
+            "open_address": occasion.open_address,
             "for_agents": planned.for_agents,  # agents' copies show the whole ticket (notify.entry_kind)
             "kind": lambda message: entry_kind(message.visibility, message.note),
             # Dates as the mailbox's readers write them, in its zone (wording.py).

@@ -3,7 +3,8 @@
 `route_mail` gathers the evidence; `decide` weighs it, in this order: the same Message-ID
 already stored (a duplicate delivery); a signed address of ours among the envelope
 recipients, which names its ticket by itself and is the only evidence here nobody can
-forge; a ticket token in the subject; an In-Reply-To or References value naming a mail the
+forge (an open address names a new ticket an agent opens for a customer); a ticket
+token in the subject; an In-Reply-To or References value naming a mail the
 ticket holds or that we sent for it; else a new ticket. Subjects and threading headers are
 written by the sender and rewritten or dropped by mail programs (a mailto link's subject
 often is), so they never move a mail away from the ticket its signed address names.
@@ -22,7 +23,7 @@ from gateway.tickets import ticket_numbers_in
 
 @dataclass(frozen=True)
 class Route:
-    kind: Literal["new", "reply", "duplicate"]
+    kind: Literal["new", "reply", "duplicate", "open"]
     ticket: TicketRef | None
     reason: str
 
@@ -41,6 +42,7 @@ class Evidence:
     signed: tuple[Clue, ...] = ()  # verified signed envelope recipients, in envelope order
     subject: Clue | None = None
     thread: Clue | None = None
+    opening: str = ""  # a verified open address among the envelope recipients
 
 
 NEW = Route("new", None, "no ticket token or known Message-ID")
@@ -50,6 +52,8 @@ def decide(evidence: Evidence) -> Route:
     """The route the evidence gives; pure."""
     if evidence.duplicate is not None:
         return Route("duplicate", evidence.duplicate.ticket, evidence.duplicate.reason)
+    if evidence.opening:  # an agent asks for a new ticket: no header may move it onto another
+        return Route("open", None, f"signed open address <{evidence.opening}>")
     if evidence.signed:
         chosen = evidence.signed[0]
         others = (*evidence.signed[1:], evidence.subject, evidence.thread)
@@ -62,8 +66,9 @@ def decide(evidence: Evidence) -> Route:
     return NEW
 
 
-async def route_mail(mail: ParsedMail, store: TicketStore, signed: Sequence[Clue] = ()) -> Route:
-    """`signed`: what the verified signed addresses among the envelope recipients name."""
+async def route_mail(mail: ParsedMail, store: TicketStore, signed: Sequence[Clue] = (), opening: str = "") -> Route:
+    """`signed`: what the verified signed addresses among the envelope recipients name;
+    `opening`: a verified open address among them."""
     if mail.message_id:
         holder = await store.ticket_holding_inbound(mail.message_id)
         if holder is not None:
@@ -72,7 +77,7 @@ async def route_mail(mail: ParsedMail, store: TicketStore, signed: Sequence[Clue
     # The threading headers are looked up only when the subject names no ticket: they could
     # not change the route then, and a reply by the subject is the common case.
     thread = await _by_headers(mail, store) if subject is None else None
-    return decide(Evidence(None, tuple(signed), subject, thread))
+    return decide(Evidence(None, tuple(signed), subject, thread, opening))
 
 
 async def _by_subject(mail: ParsedMail, store: TicketStore) -> Clue | None:

@@ -234,6 +234,8 @@ class MailboxSettings(Section):
     default_type: TicketType = TicketType.REQUEST
     default_priority: Priority = Priority.MEDIUM
     language: Literal["es", "en", "pt"] = "es"
+    # "Mis tickets" lists colleagues' tickets too: only by the same valid fiscal id.
+    company_tickets_visible: bool = False
     # The IANA zone (zoneinfo) of the dates in this mailbox's mail, e.g. "America/Santiago".
     # UTC by default: a wrong guess would shift every time a customer reads.
     timezone: str = "UTC"

@@ -310,3 +310,15 @@ def requester_of(mail: ParsedMail, envelope_sender: str | None) -> Address | Non
     if envelope_sender:
         return Address(name="", address=envelope_sender)
     return None
+
+
+def by_company(tickets: list[dict[str, object]]) -> list[dict[str, object]]:
+    """A customer's ticket list grouped by company and fiscal id, each group in the list's
+    order (newest first), groups in the order their newest ticket comes; pure."""
+    groups: dict[tuple[str, str], list[dict[str, object]]] = {}
+    for ticket in tickets:
+        key = (str(ticket.get("company") or ""), str(ticket.get("fiscal_id") or ""))
+        groups.setdefault(key, []).append(ticket)
+    return [
+        {"company": company, "fiscal_id": fiscal, "tickets": listed} for (company, fiscal), listed in groups.items()
+    ]

@@ -7,8 +7,12 @@ received that notification can use it; a rating address
 (once per resolution) and the answer. A return address `soporte.latam+b.<token>.<mac>@…`
 is the envelope sender of one mail we sent (VERP): the token is its Message-ID's first
 part, so a delivery report that comes back to it names the mail, and so its recipients,
-and nothing a stranger writes can. Any other form, or a wrong MAC, is no token, and
-`verifies` tells the pipeline so: mail to a plus form of ours we did not sign acts on nothing.
+and nothing a stranger writes can. An open address `soporte.latam+abrir.<agent>.<mac>@…` lets
+an agent open a ticket for a customer: `<agent>` is a short id of the address it is bound
+to (the one the notification carrying it went to: the agents' address, or one agent's),
+the MAC binds the two, so only who received that notification can use it. Any other form,
+or a wrong MAC, is no token, and `verifies` tells the pipeline so: mail to a plus form of
+ours we did not sign acts on nothing.
 """
 
 from __future__ import annotations
@@ -24,15 +28,17 @@ MAC_LENGTH = 16  # hex characters: 64 bits, plenty against guessing by mail
 # Case-insensitive: some MTAs change the case of local parts.
 REPLY_TAG = re.compile(r"^(?P<number>[a-z][a-z0-9]*-\d+)\.(?P<mac>[0-9a-f]{16})$", re.IGNORECASE)
 BOUNCE_TAG = re.compile(r"^b\.(?P<token>[0-9a-f]{16})\.(?P<mac>[0-9a-f]{16})$", re.IGNORECASE)
+OPEN_TAG = re.compile(r"^abrir\.(?P<agent>[0-9a-f]{8})\.(?P<mac>[0-9a-f]{16})$", re.IGNORECASE)
 RATING_TAG = re.compile(
     r"^rate\.(?P<number>[a-z][a-z0-9]*-\d+)\.(?P<round>\d+)\.(?P<answer>yes|no)\.(?P<mac>[0-9a-f]{16})$",
     re.IGNORECASE,
 )
 
-# The forms of tag we sign or reserve: `rate.…`, a ticket number (reply addresses), `b.…`
+# The forms of tag we sign or reserve: `rate.…`, `abrir.…` (open addresses), a ticket
+# number (reply addresses), `b.…`
 # (bounce addresses), or anything ending in a MAC. Other tags (`ventas+peru@`) are plain
 # sub-addressing (RFC 5233): they route to the mailbox and prove nothing.
-SIGNED_LOOKING = re.compile(r"^(rate|b)\.|^[a-z][a-z0-9]*-\d+(\.|$)|\.[0-9a-f]{16}$", re.IGNORECASE)
+SIGNED_LOOKING = re.compile(r"^(rate|b|abrir)\.|^[a-z][a-z0-9]*-\d+(\.|$)|\.[0-9a-f]{16}$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -45,9 +51,10 @@ class Rating:
 @dataclass(frozen=True)
 class SignedTag:
     """What a verified signed address names: a ticket number (reply and rating addresses),
-    or the token of one mail we sent (a return address; the outbox knows its ticket)."""
+    the token of one mail we sent (a return address; the outbox knows its ticket), or no
+    ticket at all (an open address: a new ticket for a customer, opened by an agent)."""
 
-    kind: Literal["reply", "rating", "return"]
+    kind: Literal["reply", "rating", "return", "open"]
     number: str = ""
     token: str = ""
 
@@ -98,6 +105,23 @@ class Signer:
         token = match["token"].lower()
         return token if hmac.compare_digest(match["mac"].lower(), self._mac("bounce", token)) else None
 
+    def open_address(self, mailbox: str, bound_to: str) -> str:
+        local, _, domain = mailbox.partition("@")
+        agent = agent_id(bound_to)
+        return f"{local}+abrir.{agent}.{self._mac('open', agent, bound_to.lower())}@{domain}"
+
+    def open_address_verifies(self, address: str, bound_to: Iterable[str]) -> bool:
+        """An open address we signed for one of `bound_to` (its id says which)."""
+        match = OPEN_TAG.match(_tag(address))
+        if match is None:
+            return False
+        agent = match["agent"].lower()
+        return any(
+            agent == agent_id(who) and hmac.compare_digest(match["mac"].lower(), self._mac("open", agent, who.lower()))
+            for who in bound_to
+            if who
+        )
+
     def verifies(self, address: str, bound_to: Iterable[str]) -> bool:
         """A plus tag we signed: a rating, a return address, or a reply address bound to one of `bound_to`."""
         return self.signed_tag(address, bound_to) is not None
@@ -111,11 +135,24 @@ class Signer:
         token = self.bounce_token_in(address)
         if token is not None:
             return SignedTag("return", token=token)
+        bound_to = tuple(bound_to)
+        if self.open_address_verifies(address, bound_to):
+            return SignedTag("open")
         match = REPLY_TAG.match(_tag(address))
         number = match["number"].upper() if match else ""
         if number and any(self.reply_address_verifies(address, number, who) for who in bound_to):
             return SignedTag("reply", number=number)
         return None
+
+
+def agent_id(address: str) -> str:
+    """A short stable id of an address that fits a local part; not secret (the MAC is)."""
+    return hashlib.sha256(address.strip().lower().encode()).hexdigest()[:8]
+
+
+def is_open_form(address: str) -> bool:
+    """An address with the form of an open address, signed or not."""
+    return _tag(address).lower().startswith("abrir.")
 
 
 def message_token(message_id: str) -> str:

@@ -80,6 +80,7 @@ def test_plan(event: Event, author: str, copy: bool, expected: list) -> None:
 
 ANSWERING_THE_AUTHOR = {
     Event.TICKET_CREATED, Event.COMMANDS_REJECTED, Event.MY_TICKETS, Event.COMMANDS_CONFIRMED, Event.AGENT_UNVERIFIED,
+    Event.OPEN_REFUSED,
 }  # fmt: skip
 
 
