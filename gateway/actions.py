@@ -33,7 +33,7 @@ from gateway.parse import Address, ParsedMail
 from gateway.queries import TicketFilter, TicketQueries
 from gateway.settings import MailboxSettings, Settings
 from gateway.spool import SpoolEntry
-from gateway.store import StoredMessage, TicketRef, TicketStore, TicketView, inbound_message
+from gateway.store import TicketStore
 from gateway.tickets import (
     Followed,
     Newcomers,
@@ -49,6 +49,7 @@ from gateway.tickets import (
     open_ticket,
 )
 from gateway.tokens import Rating
+from gateway.views import StoredMessage, TicketRef, TicketView, inbound_message
 
 log = logging.getLogger(__name__)
 

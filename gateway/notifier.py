@@ -25,9 +25,10 @@ from gateway.outbox import OutboundMail, Outbox
 from gateway.parse import Address
 from gateway.render import Carried, Occasion, Renderer, fit
 from gateway.settings import MailboxSettings, Settings
-from gateway.store import MessageView, TicketStore, TicketView
+from gateway.store import TicketStore
 from gateway.tickets import Status
 from gateway.tokens import Signer, message_token
+from gateway.views import MessageView, TicketView
 
 log = logging.getLogger(__name__)
 

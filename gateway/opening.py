@@ -22,8 +22,8 @@ from gateway.notify import Event
 from gateway.parse import Address, ParsedMail
 from gateway.settings import MailboxSettings
 from gateway.spool import SpoolEntry
-from gateway.store import StoredMessage
 from gateway.tickets import Status, cap_newcomers, is_ours, open_ticket
+from gateway.views import StoredMessage
 
 if TYPE_CHECKING:
     from gateway.actions import Desk

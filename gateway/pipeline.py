@@ -32,7 +32,7 @@ from gateway.render import GATEWAY_NAME, Renderer
 from gateway.route import Clue, route_mail
 from gateway.settings import MailboxSettings, Settings
 from gateway.spool import DONE, IGNORED, Spool, SpoolEntry
-from gateway.store import TicketRef, TicketStore
+from gateway.store import TicketStore
 from gateway.tickets import Status, asks_for_my_tickets, is_ours, requester_of, ticket_numbers_in
 from gateway.tokens import Rating, SignedTag, Signer, is_open_form, looks_signed, plus_tag
 from gateway.trust import (
@@ -43,6 +43,7 @@ from gateway.trust import (
     signed_address_proves,
     verified_dkim_domains,
 )
+from gateway.views import TicketRef
 from gateway.workers import Parser, discard_spilled
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from gateway.notify import RULES, PlannedMail, entry_kind
 from gateway.outbox import OutboundMail
 from gateway.parse import Address, Attachment
 from gateway.settings import MailboxSettings, Settings
-from gateway.store import MessageView, StoredFile, TicketView
 from gateway.tickets import ticket_token
+from gateway.views import MessageView, StoredFile, TicketView
 from gateway.wording import day, greeting_name, when
 
 GATEWAY_NAME = "ticket-gateway"

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway.parse import ParsedMail
-from gateway.store import TicketRef, TicketStore
+from gateway.store import TicketStore
 from gateway.tickets import ticket_numbers_in
+from gateway.views import TicketRef
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import pytest
 
 from gateway.daemon import Gateway
 from gateway.route import NEW, Clue, Evidence, Route, decide
-from gateway.store import TicketRef
 from gateway.tokens import SignedTag, Signer
+from gateway.views import TicketRef
 from tests.conftest import MAILBOX, Sink, make_mail, send
 from tests.test_desk import (
     AGENT,
