@@ -403,6 +403,11 @@ MORE_TEXT_CASES = [
         text="Datos del traslado:\nDe: bodega Santiago\nA: sucursal Temuco\nFecha: 18/11/2026\n\nNo ha llegado nada.\n",
     ),
     Case(
+        "customer's own wrote",
+        "Hi,\n\nOn Monday our accountant wrote to me:\nthe XML is fine, the certificate is not.\n\nCan you check?",
+        text="Hi,\n\nOn Monday our accountant wrote to me:\nthe XML is fine, the certificate is not.\n\nCan you check?\n",
+    ),
+    Case(
         "web form labels",
         "De: Ana Soto <ana@cliente.example>\nFecha: 20/11/2026 11:40\nAsunto: Facturas rechazadas\n\nMensaje:\nNo puedo emitir.",
         text="De: Ana Soto <ana@cliente.example>\nFecha: 20/11/2026 11:40\nAsunto: Facturas rechazadas\n\nMensaje:\nNo puedo emitir.\n",
@@ -429,14 +434,28 @@ MORE_TEXT_CASES = [
         subject="I: Fattura",
         text="Vedi sotto.\n\nInizio messaggio inoltrato:\n\nDa: Fornitore <f@x.example>\nOggetto: Fattura\n\nFattura respinta.\n",
     ),
-    _top("fr wrapped in three", f"Le ven. 20 nov. 2026 à 11:40, Service\nClient LATAM <support@estela.example> a\nécrit :\n{Q}"),
-    _top("de wrapped in two", f"Am Fr., 20. Nov. 2026 um 11:40 Uhr schrieb Support Team\n<support@estela.example>:\n{Q}"),
-    _top("it attribution then no >", f"Il giorno ven 20 nov 2026 alle ore 11:40 Support <s@x.example> ha scritto:\n\n{PLAIN}"),
-    _top("sv original", f"-----Ursprungligt meddelande-----\nFrån: Support\nSkickat: den 20 november 2026 11:40\n{PLAIN}"),
+    _top(
+        "fr wrapped in three",
+        f"Le ven. 20 nov. 2026 à 11:40, Service\nClient LATAM <support@estela.example> a\nécrit :\n{Q}",
+    ),
+    _top(
+        "de wrapped in two", f"Am Fr., 20. Nov. 2026 um 11:40 Uhr schrieb Support Team\n<support@estela.example>:\n{Q}"
+    ),
+    _top(
+        "it attribution then no >",
+        f"Il giorno ven 20 nov 2026 alle ore 11:40 Support <s@x.example> ha scritto:\n\n{PLAIN}",
+    ),
+    _top(
+        "sv original", f"-----Ursprungligt meddelande-----\nFrån: Support\nSkickat: den 20 november 2026 11:40\n{PLAIN}"
+    ),
     _top("no thunderbird", f"Den 20.11.2026 kl. 11:40, skrev Support:\n{Q}"),
-    _top("da outlook", f"Fra: Support <s@x.example>\nSendt: 20. november 2026 11:40\nTil: Andrés\nEmne: Fejl\n\n{PLAIN}"),
+    _top(
+        "da outlook", f"Fra: Support <s@x.example>\nSendt: 20. november 2026 11:40\nTil: Andrés\nEmne: Fejl\n\n{PLAIN}"
+    ),
     _top("fi thunderbird", f"Support kirjoitti 20.11.2026 klo 11.40:\n{Q}"),
-    _top("pl original", f"-----Wiadomość oryginalna-----\nOd: Support\nWysłano: piątek, 20 listopada 2026 11:40\n{PLAIN}"),
+    _top(
+        "pl original", f"-----Wiadomość oryginalna-----\nOd: Support\nWysłano: piątek, 20 listopada 2026 11:40\n{PLAIN}"
+    ),
     Case(
         "vi bottom",
         "Vẫn còn lỗi.\n\nCảm ơn,\nMinh",
@@ -460,7 +479,7 @@ MORE_HTML_CASES = [
         "Segue o XML.\n\n--\nAna Souza\nFinanceiro",
         html='<div dir="ltr">Segue o XML.<br clear="all"><div><br></div>-- <br><div dir="ltr" class="gmail_signature">'
         'Ana Souza<br>Financeiro</div></div><br><div class="gmail_quote"><div dir="ltr" class="gmail_attr">Em sex., 20 '
-        "de nov. de 2026 às 11:40, Suporte &lt;s@x.example&gt; escreveu:<br></div><blockquote class=\"gmail_quote\">"
+        'de nov. de 2026 às 11:40, Suporte &lt;s@x.example&gt; escreveu:<br></div><blockquote class="gmail_quote">'
         "Olá</blockquote></div>",
     ),
     Case(
@@ -474,7 +493,7 @@ MORE_HTML_CASES = [
         "Still failing.\n\nSent with Proton Mail secure email.",
         html='<div>Still failing.</div><div><br></div><div class="protonmail_signature_block">Sent with Proton Mail '
         'secure email.</div><div><br></div><div class="protonmail_quote">On Friday, November 20th, 2026 at 11:40, '
-        "Support &lt;s@x.example&gt; wrote:<br><blockquote class=\"protonmail_quote\">Hello</blockquote></div>",
+        'Support &lt;s@x.example&gt; wrote:<br><blockquote class="protonmail_quote">Hello</blockquote></div>',
     ),
     Case(
         "html zoho",
@@ -508,7 +527,7 @@ MORE_HTML_CASES = [
         "html thunderbird fr interleaved",
         "Le 20/11/2026 à 11:40, Support a écrit :\n> Quelle version ?\nLa 4.2.\n> Depuis quand ?\nDepuis hier.",
         html='<div class="moz-cite-prefix">Le 20/11/2026 à 11:40, Support a écrit :<br></div><blockquote type="cite">'
-        "Quelle version ?</blockquote>La 4.2.<br><blockquote type=\"cite\">Depuis quand ?</blockquote>Depuis hier.<br>",
+        'Quelle version ?</blockquote>La 4.2.<br><blockquote type="cite">Depuis quand ?</blockquote>Depuis hier.<br>',
     ),
 ]
 
