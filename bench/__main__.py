@@ -25,15 +25,22 @@ from bench.fuzz import run_fuzz
 from bench.load import LoadResult, percentile, send
 from bench.prefill import prefill
 from bench.processes import ROOT, RssSampler, child, daemon, describe_rss, wait_processed, write_config
+from bench.quotes import main as quotes_main
 from bench.sustained import run_sustained
 
 RESULTS = ROOT / "bench" / "results"
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["quotes"]:  # no daemon, no JSON: the score on tests/quote_cases.py
+        return quotes_main(sys.argv[2:], prog="python -m bench quotes")
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "mode", nargs="?", choices=["fuzz"], help="fuzz: --mails mutated real-world mails (bench/fuzz.py)"
+        "mode",
+        nargs="?",
+        choices=["fuzz", "quotes"],
+        help="fuzz: --mails mutated real-world mails (bench/fuzz.py); quotes: the new part's score on the "
+        "quote table [--failures] (bench/quotes.py)",
     )
     parser.add_argument("--seed", type=int, default=24, help="fuzz mode's random seed (24)")
     parser.add_argument("--sessions", type=int, default=50, help="concurrent SMTP sessions (50)")

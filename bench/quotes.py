@@ -1,4 +1,4 @@
-"""`python -m bench.quotes`: the exact-match score of the new part on tests/quote_cases.py.
+"""`python -m bench quotes` (or `python -m bench.quotes`): the new part's exact-match score on the table.
 
 Calls only `gateway.quotes.new_part`, so an older checkout is measured the same way
 (`PYTHONPATH=. .venv/bin/python -m bench.quotes` there; a `new_part` without `subject`
@@ -22,10 +22,10 @@ def outcome(case: Case) -> str:
     return new_part(case.text, case.html or None, has_text_part)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.quotes", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str = "python -m bench.quotes") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--failures", action="store_true", help="show each case that differs")
-    arguments = parser.parse_args()
+    arguments = parser.parse_args(argv)
     passed = empty = 0
     for case in CASES:
         got = outcome(case)

@@ -78,7 +78,7 @@ def classify(lines: list[str]) -> list[Kind]:
             separator = _separator(lines[index])
             if separator is not None:
                 kinds[index] = separator
-            elif _header_block(labels, index):
+            elif _header_block(labels, index) and not _introduces(lines, kinds, index):
                 kinds[index] = Kind.SPLITTER
             else:
                 span = _attribution_span(lines, kinds, index)
@@ -86,6 +86,7 @@ def classify(lines: list[str]) -> list[Kind]:
                     kinds[covered] = Kind.ATTRIBUTION
                 index += max(span - 1, 0)
         index += 1
+    _forward_containers(lines, kinds)
     return kinds
 
 
@@ -118,6 +119,22 @@ def _header_block(labels: list[str | None], index: int) -> bool:
     return "sent" in window or {"to", "subject"} <= window
 
 
+def _introduces(lines: list[str], kinds: list[Kind], index: int) -> bool:
+    """Whether the line above is the sender's own text announcing what follows ("Datos del
+    traslado:"): then "De: / A: / Fecha:" below it are theirs, not a client's header block."""
+    return index > 0 and kinds[index - 1] is Kind.TEXT and lines[index - 1].rstrip().endswith(":")
+
+
+def _forward_containers(lines: list[str], kinds: list[Kind]) -> None:
+    """Gmail wraps a forwarded message in the same container as a quote: a container whose
+    next line is a "forwarded message" separator is not history (issue 23.5)."""
+    for index, line in enumerate(lines):
+        if kinds[index] is Kind.SPLITTER and line.strip() == QUOTE_CONTAINER:
+            below = next((at for at in range(index + 1, len(lines)) if kinds[at] is not Kind.EMPTY), None)
+            if below is not None and kinds[below] is Kind.FORWARD:
+                kinds[index] = Kind.EMPTY
+
+
 def _attribution_span(lines: list[str], kinds: list[Kind], index: int) -> int:
     """How many lines from `index` make one attribution (0 when none): the line alone, or
     wrapped over two or three lines when the first of them opens like one."""
@@ -148,9 +165,13 @@ def _is_attribution(line: str, opens: bool) -> bool:
         return VERB.search(line) is not None  # Zoho, Android: the dashes make it one
     if not line.endswith(":") and VERB_END.search(line) is None:
         return False
-    dated = "@" in line or any(c.isdigit() for c in line) or (opens and OPENER.match(line) is not None)
+    dated = "@" in line or any(c.isdigit() for c in line)
     if VERB.search(line) is not None:
-        return dated and (line.endswith(":") or VERB_END.search(line) is not None)
+        if VERB_END.search(line) is not None:  # "On Monday, Ana wrote:", "Support kirjoitti:"
+            return dated or (opens and OPENER.match(line) is not None)
+        # The verb inside the line ("Am 20.11. schrieb Ana:") only with a date or an address:
+        # a customer's own "On Monday our accountant wrote to me:" is text.
+        return dated and line.endswith(":")
     # Gmail in some locales, Yandex, mail.ru: a date, a time, a name and an address, then ":".
     return "@" in line and TIME.search(line) is not None and line.rstrip(":").rstrip().endswith(">")
 

@@ -335,4 +335,200 @@ HTML_CASES = [
     ),
 ]
 
-CASES = TEXT_CASES + HTML_CASES
+
+# More clients and languages (issue 23's table of at least 100), text then HTML.
+PT_NEW = "Segue o XML em anexo.\n\nObrigada,\nAna"
+RU_NEW = "Всё ещё не работает.\n\nСпасибо,\nИван"
+MORE_TEXT_CASES = [
+    _top("gmail android es", f"El vie., 20 de nov. de 2026 11:40 a. m., Soporte <s@x.example> escribió:\n\n{Q}"),
+    Case(
+        "gmail ios pt bottom",
+        f"{PT_NEW}\n\nEnviado do meu iPhone",
+        text=f"Em 20 de nov. de 2026, à(s) 11:40, Suporte <s@x.example> escreveu:\n\n{Q}\n\n{PT_NEW}\n\nEnviado do meu iPhone\n",
+    ),
+    Case(
+        "iphone quoted attribution",
+        "Still broken.\n\nSent from my iPhone",
+        text=f"Still broken.\n\nSent from my iPhone\n\n> On Nov 20, 2026, at 11:40 AM, Support <s@x.example> wrote:\n>\n{Q}\n",
+    ),
+    _top(
+        "outlook android en",
+        "________________________________\nFrom: Support <s@x.example>\nSent: Friday, November 20, 2026 11:40:00 AM\n"
+        f"To: Andrés\nSubject: RE: Error\n\n{PLAIN}",
+        new=f"{NEW}\n\nGet Outlook for Android",
+    ),
+    _top(
+        "outlook web pt no rule",
+        f"De: Suporte <s@x.example>\nEnviado: sexta-feira, 20 de novembro de 2026 11:40\nPara: Ana\nAssunto: RE: Erro\n\n{PLAIN}",
+        new=PT_NEW,
+    ),
+    _top(
+        "outlook pt original enviada em",
+        "-----Mensagem original-----\nDe: Suporte [mailto:s@x.example]\nEnviada em: sexta-feira, 20 de novembro de 2026 11:40\n"
+        f"Para: Ana\nAssunto: Erro\n\n{PLAIN}",
+        new=PT_NEW,
+    ),
+    Case(
+        "thunderbird de interleaved",
+        "Am 20.11.2026 um 11:40 schrieb Support:\n> Welche Version?\nDie 4.2.\n> Seit wann?\nSeit gestern.\n\nGruß\nPeter",
+        text="Am 20.11.2026 um 11:40 schrieb Support:\n> Welche Version?\nDie 4.2.\n> Seit wann?\nSeit gestern.\n\nGruß\nPeter\n",
+    ),
+    Case(
+        "interleaved en quoted tail",
+        "See my answers below.\n\n> 1. Which version?\n4.2\n> 2. Which branch?\nSantiago",
+        text="See my answers below.\n\n> 1. Which version?\n4.2\n> 2. Which branch?\nSantiago\n\n> Thanks,\n> Support\n",
+    ),
+    _top(
+        "yahoo text indented",
+        "    On Friday, November 20, 2026, 11:40:00 AM GMT-3, Support <s@x.example> wrote:\n\n    Hello Andrés,\n"
+        "    can you send the XML?",
+        new="Still failing.",
+    ),
+    _top("zoho es dashes", f"---- El vie, 20 nov 2026 11:40:00 -0300 Soporte <s@x.example> escribió ----\n{PLAIN}"),
+    _top("mail.ru text", "Пятница, 20 ноября 2026, 11:40 +03:00 от Support <s@x.example>:\n> Здравствуйте", new=RU_NEW),
+    _top("yandex text", '20.11.2026, 11:40, "Support" <s@x.example>:\n> Здравствуйте', new=RU_NEW),
+    _top(
+        "proton en",
+        f"On Friday, November 20th, 2026 at 11:40, Support <s@x.example> wrote:\n\n{Q}",
+        new="Still failing.\n\nSent with Proton Mail secure email.",
+    ),
+    _top(
+        "lotus notes tabs",
+        f"From:\tSupport <s@x.example>\nTo:\tAna <ana@x.example>\nDate:\t20/11/2026 11:40\nSubject:\tRE: Error\n\n{PLAIN}",
+        new="Still failing.\n\nAna",
+    ),
+    Case(
+        "customer's own De: lines",
+        "Datos del traslado:\nDe: bodega Santiago\nA: sucursal Temuco\nFecha: 18/11/2026\n\nNo ha llegado nada.",
+        text="Datos del traslado:\nDe: bodega Santiago\nA: sucursal Temuco\nFecha: 18/11/2026\n\nNo ha llegado nada.\n",
+    ),
+    Case(
+        "customer's own wrote",
+        "Hi,\n\nOn Monday our accountant wrote to me:\nthe XML is fine, the certificate is not.\n\nCan you check?",
+        text="Hi,\n\nOn Monday our accountant wrote to me:\nthe XML is fine, the certificate is not.\n\nCan you check?\n",
+    ),
+    Case(
+        "web form labels",
+        "De: Ana Soto <ana@cliente.example>\nFecha: 20/11/2026 11:40\nAsunto: Facturas rechazadas\n\nMensaje:\nNo puedo emitir.",
+        text="De: Ana Soto <ana@cliente.example>\nFecha: 20/11/2026 11:40\nAsunto: Facturas rechazadas\n\nMensaje:\nNo puedo emitir.\n",
+        subject="Formulario de contacto: Facturas rechazadas",
+    ),
+    Case(
+        "forward inside reply en",
+        "Please see the supplier's note.\n\n---------- Forwarded message ---------\nFrom: Vendor <v@x.example>\n"
+        "Date: Mon, Nov 23, 2026\nSubject: Invoice\n\nInvoice rejected.",
+        text="Please see the supplier's note.\n\n---------- Forwarded message ---------\nFrom: Vendor <v@x.example>\n"
+        f"Date: Mon, Nov 23, 2026\nSubject: Invoice\n\nInvoice rejected.\n\nOn Fri, Nov 20, 2026 at 11:40 AM Support <s@x.example> wrote:\n{Q}\n",
+    ),
+    Case(
+        "thunderbird fr forward",
+        "Voir ci-dessous.\n\n-------- Message transféré --------\nSujet : Facture\nDate : 23/11/2026\n"
+        "De : Fournisseur <f@x.example>\nPour : Ana\n\nFacture rejetée.",
+        subject="TR: Facture",
+        text="Voir ci-dessous.\n\n-------- Message transféré --------\nSujet : Facture\nDate : 23/11/2026\n"
+        "De : Fournisseur <f@x.example>\nPour : Ana\n\nFacture rejetée.\n",
+    ),
+    Case(
+        "apple forward it",
+        "Vedi sotto.\n\nInizio messaggio inoltrato:\n\nDa: Fornitore <f@x.example>\nOggetto: Fattura\n\nFattura respinta.",
+        subject="I: Fattura",
+        text="Vedi sotto.\n\nInizio messaggio inoltrato:\n\nDa: Fornitore <f@x.example>\nOggetto: Fattura\n\nFattura respinta.\n",
+    ),
+    _top(
+        "fr wrapped in three",
+        f"Le ven. 20 nov. 2026 à 11:40, Service\nClient LATAM <support@estela.example> a\nécrit :\n{Q}",
+    ),
+    _top(
+        "de wrapped in two", f"Am Fr., 20. Nov. 2026 um 11:40 Uhr schrieb Support Team\n<support@estela.example>:\n{Q}"
+    ),
+    _top(
+        "it attribution then no >",
+        f"Il giorno ven 20 nov 2026 alle ore 11:40 Support <s@x.example> ha scritto:\n\n{PLAIN}",
+    ),
+    _top(
+        "sv original", f"-----Ursprungligt meddelande-----\nFrån: Support\nSkickat: den 20 november 2026 11:40\n{PLAIN}"
+    ),
+    _top("no thunderbird", f"Den 20.11.2026 kl. 11:40, skrev Support:\n{Q}"),
+    _top(
+        "da outlook", f"Fra: Support <s@x.example>\nSendt: 20. november 2026 11:40\nTil: Andrés\nEmne: Fejl\n\n{PLAIN}"
+    ),
+    _top("fi thunderbird", f"Support kirjoitti 20.11.2026 klo 11.40:\n{Q}"),
+    _top(
+        "pl original", f"-----Wiadomość oryginalna-----\nOd: Support\nWysłano: piątek, 20 listopada 2026 11:40\n{PLAIN}"
+    ),
+    Case(
+        "vi bottom",
+        "Vẫn còn lỗi.\n\nCảm ơn,\nMinh",
+        text=f"Vào 11:40 20/11/2026, Support đã viết:\n{Q}\n\nVẫn còn lỗi.\n\nCảm ơn,\nMinh\n",
+    ),
+    Case(
+        "de signature below attribution quote",
+        "Anbei das XML.",
+        text=f"Anbei das XML.\n\nAm 20.11.2026 um 11:40 schrieb Support <s@x.example>:\n{Q}\n\n-- \nPeter Müller\nBuchhaltung\n",
+    ),
+    Case(
+        "sv bottom with signature",
+        "Fortfarande fel.\n\n-- \nErik",
+        text=f"Den 20 nov. 2026 kl 11:40 skrev Support <s@x.example>:\n{Q}\n\nFortfarande fel.\n\n-- \nErik\n",
+    ),
+]
+
+MORE_HTML_CASES = [
+    Case(
+        "html gmail pt signature",
+        "Segue o XML.\n\n--\nAna Souza\nFinanceiro",
+        html='<div dir="ltr">Segue o XML.<br clear="all"><div><br></div>-- <br><div dir="ltr" class="gmail_signature">'
+        'Ana Souza<br>Financeiro</div></div><br><div class="gmail_quote"><div dir="ltr" class="gmail_attr">Em sex., 20 '
+        'de nov. de 2026 às 11:40, Suporte &lt;s@x.example&gt; escreveu:<br></div><blockquote class="gmail_quote">'
+        "Olá</blockquote></div>",
+    ),
+    Case(
+        "html outlook web en",
+        "Still failing.",
+        html='<div>Still failing.</div><hr style="display:inline-block;width:98%"><div id="divRplyFwdMsg" dir="ltr">'
+        "<b>From:</b> Support<br><b>Sent:</b> Friday<br><b>To:</b> Ana<br><b>Subject:</b> Error</div><div>Hello</div>",
+    ),
+    Case(
+        "html proton",
+        "Still failing.\n\nSent with Proton Mail secure email.",
+        html='<div>Still failing.</div><div><br></div><div class="protonmail_signature_block">Sent with Proton Mail '
+        'secure email.</div><div><br></div><div class="protonmail_quote">On Friday, November 20th, 2026 at 11:40, '
+        'Support &lt;s@x.example&gt; wrote:<br><blockquote class="protonmail_quote">Hello</blockquote></div>',
+    ),
+    Case(
+        "html zoho",
+        "Sigue fallando.",
+        html='<div>Sigue fallando.</div><div class="zmail_extra"><div>---- El vie, 20 nov 2026 11:40:00 -0300 '
+        "Soporte &lt;s@x.example&gt; escribió ----</div><blockquote>Hola</blockquote></div>",
+    ),
+    Case(
+        "html yahoo android",
+        "Sigue fallando.\nEnviado desde Yahoo Mail para Android",
+        html='<div>Sigue fallando.</div><div id="ymail_android_signature">Enviado desde Yahoo Mail para Android</div>'
+        '<div class="yahoo_quoted">El vie., 20 de nov. de 2026 a la(s) 11:40, Soporte&lt;s@x.example&gt; escribió:'
+        "<blockquote>Hola</blockquote></div>",
+    ),
+    Case(
+        "html gmail forward inside reply",
+        "FYI\n\n---------- Forwarded message ---------\nFrom: Bank <b@bank.example>\nDate: Mon, Nov 23, 2026\n"
+        "Subject: Payment failed\n\nYour payment failed.",
+        html='<div dir="ltr">FYI<br><br><div class="gmail_quote"><div dir="ltr" class="gmail_attr">---------- Forwarded '
+        'message ---------<br>From: Bank &lt;<a href="mailto:b@bank.example">b@bank.example</a>&gt;<br>Date: Mon, '
+        "Nov 23, 2026<br>Subject: Payment failed<br></div><br><br>Your payment failed.</div></div>",
+    ),
+    Case(
+        "html outlook desktop de",
+        "Immer noch defekt.",
+        html='<p class="MsoNormal">Immer noch defekt.</p><div style="border:none;border-top:solid #B5C4DF 1.0pt">'
+        "<p><b>Von:</b> Support<br><b>Gesendet:</b> Freitag<br><b>An:</b> Ana<br><b>Betreff:</b> Fehler</p></div>"
+        "<p>Hallo</p>",
+    ),
+    Case(
+        "html thunderbird fr interleaved",
+        "Le 20/11/2026 à 11:40, Support a écrit :\n> Quelle version ?\nLa 4.2.\n> Depuis quand ?\nDepuis hier.",
+        html='<div class="moz-cite-prefix">Le 20/11/2026 à 11:40, Support a écrit :<br></div><blockquote type="cite">'
+        'Quelle version ?</blockquote>La 4.2.<br><blockquote type="cite">Depuis quand ?</blockquote>Depuis hier.<br>',
+    ),
+]
+
+CASES = TEXT_CASES + HTML_CASES + MORE_TEXT_CASES + MORE_HTML_CASES

@@ -72,3 +72,9 @@ def test_text_bench_reports_both_mails(tmp_path: Path) -> None:
     report = json.loads(results.read_text())
     assert [name[:3] for name in report] == ["(a)", "(b)"]
     assert all(set(figures) == {"bytes", "parse_s", "text_s", "in_transaction_s"} for figures in report.values())
+
+
+def test_quotes_bench_prints_the_score_on_the_table() -> None:
+    run = subprocess.run([sys.executable, "-m", "bench", "quotes"], cwd=PROJECT, capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    assert run.stdout.startswith(b"exact ") and b"empty new parts: 0" in run.stdout
