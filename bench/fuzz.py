@@ -98,6 +98,7 @@ class Accounting:
     unreasoned: list[tuple[int, str]] = field(default_factory=list)  # (spool id, error)
     unaccounted: list[tuple[int, str, str]] = field(default_factory=list)  # (spool id, status, outcome)
     outbox: Counter[str] = field(default_factory=Counter)
+    outbox_failures: Counter[str] = field(default_factory=Counter)  # by the reply's first words
 
 
 def account(database: Path) -> Accounting:
@@ -114,6 +115,8 @@ def account(database: Path) -> Accounting:
             elif not _accounted(status, str(outcome), spool_id in in_a_ticket):
                 result.unaccounted.append((spool_id, status, outcome))
         result.outbox.update(dict(connection.execute("SELECT status, count(*) FROM outbox GROUP BY status")))
+        for (reply,) in connection.execute("SELECT relay_reply FROM outbox WHERE status = 'failed'"):
+            result.outbox_failures[" ".join(str(reply).split()[:6])] += 1
     return result
 
 
@@ -156,7 +159,11 @@ async def run_fuzz(args: argparse.Namespace) -> dict[str, Any]:
             seconds = time.perf_counter() - began
             alive = process.poll() is None
         accounting = account(database)
-        log_bytes, tracebacks = log.stat().st_size, log.read_bytes().count(b"Traceback")
+        log_text = log.read_bytes()
+        log_bytes, tracebacks = len(log_text), log_text.count(b"Traceback")
+        if tracebacks:  # the first, to say where an unreasoned failure came from
+            start = log_text.index(b"Traceback")
+            print(log_text[start : start + 3000].decode(errors="replace"))
     server.close()
     return _report(args, mails, replies, accounting, sink, alive, seconds, log_bytes, tracebacks)
 
@@ -186,6 +193,7 @@ def _report(
         "spool rows by status": dict(accounting.statuses), "failed by class": dict(accounting.failed_by_class),
         "failed without a reason": len(accounting.unreasoned), "unaccounted": len(accounting.unaccounted),
         "notifications queued": queued, "notifications by status": dict(accounting.outbox),
+        "notifications failed, by reason": dict(accounting.outbox_failures.most_common(5)),
         "notifications received by the sink": sink.received, "headers with a control character": len(sink.bad_headers),
         "log bytes": log_bytes, "tracebacks in the log": tracebacks,
         "mutations": dict(Counter(name for mail in mails for name in mail.mutations)),
