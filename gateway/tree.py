@@ -41,6 +41,12 @@ def read_tree(raw: bytes) -> Tree:
         message = _feed(raw)
     except RecursionError:
         return Tree(_headers_only(raw), max(len(_NESTING_TYPE.findall(raw)), MAX_PARSED_DEPTH + 1))
+    except (UnicodeError, LookupError, ValueError, TypeError):
+        # The library's own reading of a parameter raised mid-parse (an RFC 2231
+        # `boundary*=` whose charset holds 8-bit bytes: UnicodeEncodeError in
+        # email.utils.collapse_rfc2231_value): the body is the sender's text, as for a
+        # multipart whose boundary never appears.
+        return Tree(_as_text(raw), 0)
     depth = depth_of(message)
     return Tree(_headers_only(raw) if depth > MAX_PARSED_DEPTH else message, depth)
 
@@ -58,6 +64,13 @@ def _feed(raw: bytes) -> Message:
 def _headers_only(raw: bytes) -> Message:
     message = BytesHeaderParser(policy=RAW_HEADERS).parsebytes(raw)
     message.set_payload("")  # the body is not read: the mail is refused by limits.max_depth
+    return message
+
+
+def _as_text(raw: bytes) -> Message:
+    message = BytesHeaderParser(policy=RAW_HEADERS).parsebytes(raw)  # the body as it is, unsplit
+    del message["Content-Type"]
+    message["Content-Type"] = "text/plain"
     return message
 
 

@@ -79,6 +79,16 @@ ITEM_2_CASES = [
     ("RFC 2231 charset*=", _text_in(b"charset*=utf-8''utf-8", "año".encode()), "text", "año"),
     ("RFC 2231 charset*= punycode", _text_in(b"charset*=us-ascii'es'punycode"), "text", "Factura del año"),
     ("RFC 2231 charset*= NUL", _text_in(b"charset*=utf%00-8''x", "año".encode()), "text", "año"),
+    (  # found by the 10,000-mail fuzz run: the library's boundary reading raised mid-parse
+        "RFC 2231 boundary*= with an 8-bit charset",
+        _mail(
+            b"MIME-Version: 1.0",
+            b"Content-Type: multipart/mixed; boundary*=\"ansi-x3.4-\xb1968''b1\"",
+            body=b"--b1\r\nContent-Type: text/plain\r\n\r\nHola, no anda.\r\n--b1--\r\n",
+        ),
+        "text",
+        "--b1\nContent-Type: text/plain\n\nHola, no anda.\n--b1--",
+    ),
 ]
 
 
