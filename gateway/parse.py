@@ -22,7 +22,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.generator import BytesGenerator
 from email.message import Message
-from email.parser import HeaderParser
 from io import BytesIO
 from pathlib import Path
 from urllib.parse import unquote
@@ -30,7 +29,7 @@ from urllib.parse import unquote
 from mailparser.utils import parse_mail_date as mailparser_date
 
 from gateway import headers
-from gateway.headers import RAW_HEADERS, decode_bytes, header_text, message_ids, one_line, raw_text
+from gateway.headers import decode_bytes, header_text, message_ids, one_line, raw_text
 from gateway.htmltext import html_to_text
 from gateway.lift import lift_large_bodies
 from gateway.tree import charset_of, read_tree, stored_payload
@@ -102,11 +101,10 @@ class DeliveryFailure:
 
 @dataclass(frozen=True)
 class DeliveryReport:
-    """What a bounce says: who failed, and which of our mails it returns."""
+    """What a bounce says: who failed. Which of our mails it returns is known by the signed
+    return address it came back to (tokens.py), never by what the report quotes."""
 
     failures: tuple[DeliveryFailure, ...]
-    returned_ids: tuple[str, ...]  # Message-IDs of the returned mail
-    returned_subject: str
 
 
 @dataclass(frozen=True)
@@ -167,7 +165,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
         headers=tuple((one_line(key).lower(), header_text(value)) for key, value in message.items()),
         defects=defects,
         has_text_part=bool(text_parts),
-        report=_delivery_report(message, payloads),
+        report=_delivery_report(message),
         part_count=sum(1 for _ in message.walk()),
         depth=tree.depth,
     )
@@ -190,21 +188,14 @@ def _date(value: object) -> datetime | None:
     return date.replace(tzinfo=UTC) if date.tzinfo is None else date.astimezone(UTC)
 
 
-def _delivery_report(message: Message, payloads: Payloads) -> DeliveryReport | None:
+def _delivery_report(message: Message) -> DeliveryReport | None:
     if message.get_content_type() != "multipart/report":
         return None
     failures: list[DeliveryFailure] = []
-    returned: list[str] = []
-    subject = ""
     for part in message.walk():
-        kind = part.get_content_type()
-        if kind == "message/delivery-status":
+        if part.get_content_type() == "message/delivery-status":
             failures.extend(_failures(part))
-        elif kind in ("text/rfc822-headers", "message/rfc822", "message/rfc822-headers"):
-            fields = _returned_headers(part, payloads)
-            returned.extend(message_ids(fields.get("Message-ID")))
-            subject = subject or header_text(fields.get("Subject", ""))
-    return DeliveryReport(tuple(failures), tuple(dict.fromkeys(returned)), subject)
+    return DeliveryReport(tuple(failures))
 
 
 def _failures(part: Message) -> Iterator[DeliveryFailure]:
@@ -217,13 +208,6 @@ def _failures(part: Message) -> Iterator[DeliveryFailure]:
         if address:
             diagnostic = header_text(block.get("Diagnostic-Code")).split(";", 1)[-1].strip()
             yield DeliveryFailure(address, header_text(block.get("Status")), diagnostic)
-
-
-def _returned_headers(part: Message, payloads: Payloads) -> Message:
-    if part.is_multipart():
-        inner = part.get_payload(0)
-        return inner if isinstance(inner, Message) else Message()
-    return HeaderParser(policy=RAW_HEADERS).parsestr(decode_text(payloads.of(part), "utf-8"))
 
 
 def _stand_in_id(message: Message, subject: str, text: str) -> str:
