@@ -20,8 +20,8 @@ from bench.corpus import MAILBOX, corpus
 from bench.prefill import prefill
 from bench.processes import child, daemon, wait_processed, write_config
 from gateway.clock import SystemClock
-from gateway.database import Database
-from gateway.spool import Spool
+from gateway.inbound.spool import Spool
+from gateway.storage.database import Database
 
 
 async def run_drain(args: argparse.Namespace) -> dict[str, Any]:

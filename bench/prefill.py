@@ -7,7 +7,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from gateway.schema import SCHEMA
+from gateway.storage.schema import SCHEMA
 
 BATCH = 50_000
 CREATED = "2026-01-01T00:00:00.000+00:00"

@@ -4,7 +4,7 @@ Issue 23 asks to measure the libraries that do this job on tests/quote_cases.py 
 one was or was not taken. None is a dependency: each is imported inside a try and skipped
 with a message when absent (`.venv/bin/pip install mail-parser-reply quotequail
 email-reply-parser` to measure them). HTML-only cases give a library the text of the HTML
-(gateway.htmltext) unless it reads HTML itself (quotequail). Besides the exact-match score,
+(gateway.parsing.html_text) unless it reads HTML itself (quotequail). Besides the exact-match score,
 each parser is timed on one reply with `--quoted-lines` quoted lines, since the gateway
 parses whatever a sender writes ("Never lose, never wedge, never loop").
 """
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from bench.quotes import outcome
-from gateway.htmltext import html_to_text
+from gateway.parsing.html_text import html_to_text
 from tests.quote_cases import CASES, Case
 
 Parser = Callable[[Case], str]
@@ -54,7 +54,7 @@ def _email_reply_parser() -> Parser:
 
 
 PARSERS: dict[str, Callable[[], Parser]] = {
-    "ticket-gateway (gateway.quotes)": _ours,
+    "ticket-gateway (gateway.rules.quotes)": _ours,
     "mail-parser-reply": _mail_parser_reply,
     "quotequail": _quotequail,
     "email-reply-parser": _email_reply_parser,

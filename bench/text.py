@@ -17,10 +17,10 @@ import time
 from email.message import EmailMessage
 from pathlib import Path
 
-from gateway.commands import parse_commands
-from gateway.fields import customer_fields
-from gateway.parse import ParsedMail, parse_mail
-from gateway.quotes import new_part
+from gateway.parsing.mail import ParsedMail, parse_mail
+from gateway.rules.commands import parse_commands
+from gateway.rules.fields import customer_fields
+from gateway.rules.quotes import new_part
 
 QUOTED_LINE = "> Desde esta manana no podemos emitir facturas ya."  # 50 bytes with its newline
 
@@ -68,7 +68,7 @@ def _in_transaction(mail: ParsedMail, new: str) -> float:
     """Before, all the text work ran in the pipeline's transaction; now the parser worker
     finds the new part and its field lines, and the transaction reads fields and commands."""
     try:
-        from gateway.fields import field_lines, fields_from  # absent from older checkouts
+        from gateway.rules.fields import field_lines, fields_from  # absent from older checkouts
     except ImportError:
         began = time.perf_counter()
         new_part(mail.text, mail.html, mail.has_text_part)

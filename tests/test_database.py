@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import gateway.database as database_module
-from gateway.database import Database, WriteLockTimeoutError, fill_blob, is_disk_full, is_temporary
+import gateway.storage.database as database_module
+from gateway.storage.database import Database, WriteLockTimeoutError, fill_blob, is_disk_full, is_temporary
 
 INSERT_META = "INSERT INTO meta (name, value) VALUES (?, ?)"
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.commands import Proof, Role, judge_customer_commands, parse_commands
-from gateway.fields import customer_fields, fiscal_id
-from gateway.lifecycle import (
+from gateway.rules.commands import Proof, Role, judge_customer_commands, parse_commands
+from gateway.rules.fields import customer_fields, fiscal_id
+from gateway.rules.lifecycle import (
     TransitionError,
     after_agent_reply,
     after_customer_reply,
@@ -16,8 +16,8 @@ from gateway.lifecycle import (
     change,
     customers_are_told,
 )
-from gateway.tickets import Status, asks_for_my_tickets, follow_up_subject
-from gateway.tokens import Signer, looks_signed, message_token
+from gateway.rules.signed_addresses import Signer, looks_signed, message_token
+from gateway.rules.tickets import Status, asks_for_my_tickets, follow_up_subject
 
 S = Status
 

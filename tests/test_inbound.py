@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.daemon import Gateway
+from gateway.parsing.workers import SPILL_BYTES
+from gateway.runtime.daemon import Gateway
 from gateway.settings import load_settings
-from gateway.workers import SPILL_BYTES
 from tests.conftest import MAILBOX, SECOND_MAILBOX, crlf, make_mail, sample, send, spool_rows, write_config
 
 
@@ -245,7 +245,7 @@ async def test_forwarded_message_is_an_rfc822_attachment(gateway: Gateway) -> No
 async def test_mail_the_parser_cannot_handle_is_kept_failed_then_retried(
     config_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gateway.workers as parse_module  # where the pipeline calls the parser
+    import gateway.parsing.workers as parse_module  # where the pipeline calls the parser
 
     real_parse = parse_module.parse_mail
 

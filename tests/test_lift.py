@@ -10,8 +10,8 @@ from email.message import EmailMessage
 
 import pytest
 
-import gateway.lift as lift
-from gateway.parse import ParseError, parse_mail
+import gateway.parsing.set_aside as lift
+from gateway.parsing.mail import ParseError, parse_mail
 
 KB = 1024
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from gateway.logs import CollapseRepeats
+from gateway.runtime.logs import CollapseRepeats
 
 
 class Lines(logging.Handler):

@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from gateway.notify import (
+from gateway.parsing.mail import Address
+from gateway.rules.recipients import (
     AUTO_GENERATED,
     AUTO_REPLIED,
     MUTED_NOTICE,
@@ -21,7 +22,6 @@ from gateway.notify import (
     plan,
     tally,
 )
-from gateway.parse import Address
 
 REQUESTER = Address("María", "maria@cliente.example")
 CC_ONE = Address("Jorge", "jorge@cliente.example")

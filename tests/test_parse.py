@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.htmltext import html_to_text
-from gateway.parse import ParsedMail, decode_text, parse_mail, safe_filename
+from gateway.parsing.html_text import html_to_text
+from gateway.parsing.mail import ParsedMail, decode_text, parse_mail, safe_filename
 from tests.conftest import SHARED_MAIL, sample
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import FixedClock
-from gateway.notify import RULES, PlannedMail
-from gateway.parse import Address, Attachment
-from gateway.render import Occasion, Renderer, TemplateCheckError, _sample_ticket, sample_occasion
+from gateway.outbound.render import Occasion, Renderer, TemplateCheckError, _sample_ticket, sample_occasion
+from gateway.parsing.mail import Address, Attachment
+from gateway.rules.recipients import RULES, PlannedMail
 from gateway.settings import load_settings
 from tests.conftest import write_config
 
@@ -95,7 +95,7 @@ def test_my_tickets_lists_every_ticket_without_a_token(renderer: Renderer, langu
 
 
 def test_mime_headers_fold_cleanly_and_parse_back() -> None:
-    from gateway import mime
+    from gateway.outbound import mime
 
     people = [(f"Ñandú Pérez-Öğretmen, Nº {index} «jefa»", f"p{index}@andes.example") for index in range(12)]
     subject = "Ñ" * 40 + " factura electrónica rechazada por el SII " * 4
@@ -118,7 +118,7 @@ def test_mime_headers_fold_cleanly_and_parse_back() -> None:
 
 
 def test_mime_values_cannot_open_a_new_header() -> None:
-    from gateway import mime
+    from gateway.outbound import mime
 
     raw = mime.compose(
         [("Subject", mime.unstructured("hola\r\nBcc: victim@example.com")),

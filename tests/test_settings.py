@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.settings import ConfigError, canonical_address, load_settings
 from tests.conftest import PROJECT
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import SystemClock
-from gateway.database import Database
-from gateway.spool import Spool
+from gateway.inbound.spool import Spool
+from gateway.storage.database import Database
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.commands import parse_commands
-from gateway.daemon import Gateway
-from gateway.fields import customer_fields
-from gateway.htmltext import html_to_text
-from gateway.quotes import new_part
-from gateway.workers import read_mail
+from gateway.parsing.html_text import html_to_text
+from gateway.parsing.workers import read_mail
+from gateway.rules.commands import parse_commands
+from gateway.rules.fields import customer_fields
+from gateway.rules.quotes import new_part
+from gateway.runtime.daemon import Gateway
 from tests.conftest import make_mail, send, spool_rows
 from tests.test_inbound import all_tickets
 
@@ -36,7 +36,7 @@ def test_the_parser_worker_finds_the_new_part_of_a_20000_line_quoted_reply() -> 
 
 def test_the_pipeline_transaction_does_no_text_work() -> None:
     """The desk (actions.py, run inside the transaction) reads what the worker made."""
-    source = (Path(__file__).parents[1] / "gateway" / "actions.py").read_text()
+    source = (Path(__file__).parents[1] / "gateway" / "desk" / "actions.py").read_text()
     imported = {
         (node.module, alias.name)
         for node in ast.walk(ast.parse(source))
@@ -44,8 +44,8 @@ def test_the_pipeline_transaction_does_no_text_work() -> None:
         for alias in node.names
     }
     modules = {module for module, _ in imported}
-    assert not modules & {"gateway.quotes", "gateway.htmltext"}
-    assert ("gateway.fields", "customer_fields") not in imported  # the line scan; fields_from reads pairs
+    assert not modules & {"gateway.rules.quotes", "gateway.parsing.html_text"}
+    assert ("gateway.rules.fields", "customer_fields") not in imported  # the line scan; fields_from reads pairs
 
 
 @pytest.mark.parametrize(

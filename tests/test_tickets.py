@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.parse import Address, parse_mail
-from gateway.tickets import (
+from gateway.parsing.mail import Address, parse_mail
+from gateway.rules.tickets import (
     Priority,
     cap_newcomers,
     copied_people,

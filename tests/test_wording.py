@@ -8,12 +8,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.lifecycle import News, incident_news, status_news
-from gateway.notify import Event, People, plan
-from gateway.parse import Address
+from gateway.outbound.wording import day, greeting_name, when
+from gateway.parsing.mail import Address
+from gateway.rules.lifecycle import News, incident_news, status_news
+from gateway.rules.recipients import Event, People, plan
+from gateway.rules.tickets import Status, follow_up_subject
 from gateway.settings import MailboxSettings
-from gateway.tickets import Status, follow_up_subject
-from gateway.wording import day, greeting_name, when
 
 SANTIAGO = ZoneInfo("America/Santiago")
 S = Status

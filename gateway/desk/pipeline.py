@@ -1,0 +1,407 @@
+"""The pipeline worker: spooled mail → parse → route → ticket change, one transaction each.
+
+Guarantee: a spool row ends `done` only in the same transaction that stored its ticket
+change, and a mail that cannot be processed ends `failed` with its raw bytes and the
+reason; one bad mail never stops the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+
+from gateway.clock import Clock, SystemClock
+from gateway.desk.actions import Desk
+from gateway.desk.opening import open_for_customer, refuse_opening
+from gateway.desk.queries import TicketQueries
+from gateway.desk.route import Clue, route_mail
+from gateway.desk.store import TicketStore
+from gateway.desk.views import TicketRef
+from gateway.inbound.spool import DONE, IGNORED, Spool, SpoolEntry
+from gateway.outbound.notifications import Notifier
+from gateway.outbound.outbox import Outbox, ReturnedMail
+from gateway.outbound.render import GATEWAY_NAME, Renderer
+from gateway.parsing.limits import check_limits
+from gateway.parsing.mail import Address, ParsedMail, parse_address
+from gateway.parsing.workers import Parser, discard_spilled
+from gateway.rules.classify import Context, classify
+from gateway.rules.forwards import Request, attached_message, request_in
+from gateway.rules.signed_addresses import Rating, SignedTag, Signer, is_open_form, looks_signed, plus_tag
+from gateway.rules.tickets import Status, asks_for_my_tickets, is_ours, requester_of, ticket_numbers_in
+from gateway.rules.trust import (
+    DnsLookup,
+    agent_domains,
+    agent_proof,
+    dkim_claims,
+    signed_address_proves,
+    verified_dkim_domains,
+)
+from gateway.runtime.logs import collapse_repeats
+from gateway.settings import MailboxSettings, Settings
+from gateway.storage.database import Database, is_temporary
+
+log = logging.getLogger(__name__)
+# Lines that a flood of bad mail or a broken database repeats: at most one a minute each,
+# with a count (logs.py); the one-line "inbound N: failed: reason" stays per mail.
+tracebacks = collapse_repeats(logging.getLogger(__name__ + ".tracebacks"))
+repeats = collapse_repeats(logging.getLogger(__name__ + ".repeats"))
+
+LOOKAHEAD = 4  # mails claimed and parsing while one is applied...
+LOOKAHEAD_BYTES = 8 * 1024 * 1024  # ...unless they are large: then one at a time, for memory
+
+
+class UnprocessableMailError(Exception):
+    """A mail that can never become a ticket entry as it is (kept raw, marked failed)."""
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, database: Database, clock: Clock, parse_workers: int = 0) -> None:
+        self.settings = settings
+        self.database = database
+        self.clock = clock
+        self.spool = Spool(database, clock)
+        self.store = TicketStore(database, settings.tickets.number_prefix)
+        self.outbox = Outbox(database, clock)
+        self.queries = TicketQueries(database)
+        self.renderer = Renderer(settings, clock)
+        self.parser = Parser(parse_workers, settings.database.path)
+        self.lookahead = LOOKAHEAD if parse_workers else 1
+        self._ahead: deque[tuple[SpoolEntry, asyncio.Future[ParsedMail] | None]] = deque()
+        self.wakeup = asyncio.Event()
+        self.on_outbox_changed: Callable[[], None] = lambda: None  # the daemon wakes the relay
+        # One mail at a time per process: drain() waits for the mail the worker has in hand.
+        self._in_hand = asyncio.Lock()
+        self.dkim_dns: DnsLookup | None = None  # None: real DNS; tests hand in their keys
+
+    async def prepare(self) -> None:
+        """Load the signing secret (from the config, else the database's own) and build the desk."""
+        secret = self.settings.security.secret.get_secret_value()
+        if not secret:
+            secret = await self.store.secret(lambda: secrets.token_hex(32))
+        self.signer = Signer(secret.encode())
+        self.context = Context(
+            our_addresses=self.settings.our_addresses,
+            loop_marker=GATEWAY_NAME,
+            team_address=self.settings.agents.notify_address,
+        )
+        notifier = Notifier(self.settings, self.store, self.outbox, self.renderer, self.signer)
+        self.desk = Desk(self.settings, self.store, self.queries, notifier, self.clock)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Process mail until `stopping` is set; the mail in hand is always finished."""
+        while not stopping.is_set():
+            try:
+                worked = await self.process_next()
+            except Exception:  # the database itself failed; keep the daemon up and retry
+                repeats.exception("pipeline: cannot reach the spool; retrying")
+                worked = False
+            if not worked:
+                await self._wait_for_mail(stopping)
+
+    async def _wait_for_mail(self, stopping: asyncio.Event) -> None:
+        # Woken by the listener; the poll catches mail spooled by `ingest` in another process.
+        self.wakeup.clear()
+        waiters = {asyncio.ensure_future(self.wakeup.wait()), asyncio.ensure_future(stopping.wait())}
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait(waiters, timeout=self.settings.pipeline.poll_seconds, return_when="FIRST_COMPLETED")
+        for waiter in waiters:
+            waiter.cancel()
+
+    async def drain(self) -> None:
+        """Process until the spool holds no queued mail."""
+        while await self.process_next():
+            pass
+
+    async def process_next(self) -> bool:
+        async with self._in_hand:
+            await self._look_ahead()
+            if not self._ahead:
+                return False
+            entry, parsing = self._ahead.popleft()
+            await self.process(entry, parsing)
+            return True
+
+    async def _look_ahead(self) -> None:
+        """Claim and start parsing the next few mails, so the parser works while we apply.
+        Claimed is not in hand: no attempt is counted until `process` takes it."""
+        while len(self._ahead) < self.lookahead and sum(e.size for e, _ in self._ahead) < LOOKAHEAD_BYTES:
+            entry = await self.spool.claim_next()
+            if entry is None:
+                return
+            # A mail that kills a parser worker fails alone (workers.Parser); one that kills
+            # the parser in this process kills us, so it is parsed only once in hand and counted.
+            self._ahead.append((entry, await self._start_parsing(entry) if self.parser.workers else None))
+
+    async def _start_parsing(self, entry: SpoolEntry) -> asyncio.Future[ParsedMail]:
+        # A worker reads the raw mail itself; parsing here needs it read first.
+        raw = None if self.parser.workers else await self.spool.raw(entry.id)
+        return self.parser.start(entry.id, raw)
+
+    async def release(self) -> None:
+        """Give back mail claimed ahead but not processed (at shutdown), uncounted."""
+        async with self._in_hand:
+            while self._ahead:
+                entry, parsing = self._ahead.popleft()
+                if parsing is not None:
+                    parsing.cancel()
+                await self.spool.unclaim(entry.id)
+
+    async def process(self, entry: SpoolEntry, parsing: asyncio.Future[ParsedMail] | None = None) -> None:
+        mail: ParsedMail | None = None
+        try:
+            entry = await self.spool.take_in_hand(entry)  # from here, a crash counts against this mail
+            mail = await (parsing or await self._start_parsing(entry))
+            check_limits(mail, self.settings.limits)
+            dkim_domains = await self._dkim_domains(entry, mail)
+            request = self._request(entry, mail)  # text work, so outside the transaction
+            async with self.database.transaction():
+                status, outcome = await self._apply(entry, mail, dkim_domains, request)
+                self.spool.mark_done(entry.id, outcome, status)
+        except Exception as error:  # one broad except per unit of work: keep it, say why
+            if is_temporary(error):  # busy, locked or full: the same work succeeds later
+                await self._retry_later(entry, mail, error)
+                return
+            log.warning("inbound %d %s: failed: %s", entry.id, _id_of(mail), error)
+            tracebacks.warning("the traceback of a failed mail (%s)", type(error).__name__, exc_info=True)
+            await self.spool.mark_failed(entry.id, f"{type(error).__name__}: {error}")
+        else:
+            log.info("inbound %d %s: %s", entry.id, _id_of(mail), outcome)
+            self.on_outbox_changed()
+        finally:
+            if mail is not None:
+                discard_spilled(mail)
+
+    async def _retry_later(self, entry: SpoolEntry, mail: ParsedMail | None, error: Exception) -> None:
+        if entry.attempts >= self.settings.pipeline.max_attempts:
+            await self.spool.mark_failed(entry.id, f"temporary error, {entry.attempts} attempts: {error}")
+            return
+        log.warning("inbound %d %s: temporary error, will retry: %s", entry.id, _id_of(mail), error)
+        await self.spool.requeue(entry.id)
+
+    async def _apply(
+        self, entry: SpoolEntry, mail: ParsedMail, dkim_domains: frozenset[str], request: Request | None = None
+    ) -> tuple[str, str]:
+        """What the mail does, as (spool status, outcome); `request`: what it asks of an open address."""
+        verdict = classify(mail, entry.mail_from, self.context)
+        if verdict.kind == "loop":
+            return IGNORED, f"ignored: {verdict}"
+        if verdict.kind == "bounce":
+            returned = await self._returned_mail(entry)
+            if returned is None or returned.ticket_id is None:
+                return IGNORED, f"ignored: {verdict}, not sent back to a return address of ours for a ticket"
+            stored = await self.store.ticket_holding_inbound(mail.message_id)
+            if stored is not None:  # the same report delivered twice
+                return (
+                    DONE,
+                    f"duplicate (Message-ID <{mail.message_id}> already stored), ticket {stored.number} unchanged",
+                )
+            return DONE, await self.desk.bounce(entry, mail, verdict, returned.ticket_id, returned.recipients)
+        author = requester_of(mail, parse_address(entry.mail_from))
+        if author is None:
+            raise UnprocessableMailError("no sender address: neither a From header nor an envelope sender")
+        mailbox = self._mailbox_of(entry, mail)
+        automatic = verdict.kind in ("auto_reply", "bulk")
+        signed = await self._signed_clues(entry, author.address)
+        opening = self._opening(entry, author.address)
+        if asks_for_my_tickets(mail.subject) and not automatic and not signed and not opening:
+            return DONE, await self.desk.my_tickets(entry, mail, author, mailbox)
+        route = await route_mail(mail, self.store, signed, opening)
+        if route.kind == "duplicate":
+            assert route.ticket is not None
+            return DONE, f"duplicate ({route.reason}), ticket {route.ticket.number} unchanged"
+        if automatic:  # never a ticket, a notification or a status change
+            if route.ticket is None:
+                return IGNORED, f"ignored: {verdict}"
+            return DONE, await self.desk.keep_automatic(route.ticket, entry, mail, author, verdict)
+        forged = self._unsigned_address(entry, mail, author)
+        if forged is not None:
+            return await self._unsigned(route.ticket, entry, mail, author, forged)
+        if route.kind == "open":
+            return await self._open(entry, mail, author, mailbox, request)
+        if route.ticket is None:
+            return DONE, await self.desk.open_ticket(entry, mail, author, mailbox)
+        return DONE, await self._reply(route.ticket, entry, mail, author, mailbox, dkim_domains)
+
+    async def _reply(
+        self, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, author: Address, mailbox: MailboxSettings,
+        dkim_domains: frozenset[str],
+    ) -> str:  # fmt: skip
+        rating = self._rating_in(entry, mail, ticket.number)
+        if rating is not None:
+            return await self.desk.rating(ticket, entry, mail, author, rating)
+        if self.settings.agents.is_agent(author.address):
+            proof = agent_proof(
+                mail.headers, entry.peer, entry.rcpt_tos, ticket.number, author.address, self.settings.agents,
+                self.settings.security, self.signer, dkim_domains,
+            )  # fmt: skip
+            return await self.desk.agent_reply(ticket, entry, mail, author, proof)
+        if ticket.status == Status.CLOSED:
+            return await self.desk.open_ticket(entry, mail, author, mailbox, follow_up_of=ticket)
+        signed = any(self.signer.reply_address_verifies(a, ticket.number, author.address) for a in entry.rcpt_tos)
+        return await self.desk.customer_reply(ticket, entry, mail, author, mailbox, signed)
+
+    def _unsigned_address(self, entry: SpoolEntry, mail: ParsedMail, author: Address) -> str | None:
+        """An address of ours (envelope, To or Cc) whose tag has a signed form we did not sign
+        for this sender or the agents: a forged or mangled rating or reply address."""
+        ours = self.settings.our_addresses
+        bound_to = (author.address, self.settings.agents.notify_address)
+        for address in (*entry.rcpt_tos, *(person.address for person in (*mail.to, *mail.cc))):
+            if looks_signed(address) and is_ours(address, ours) and not self.signer.verifies(address, bound_to):
+                return address
+        return None
+
+    async def _unsigned(
+        self, ticket: TicketRef | None, entry: SpoolEntry, mail: ParsedMail, author: Address, address: str
+    ) -> tuple[str, str]:
+        """Mail to an address we did not sign changes nothing: an internal entry on the ticket
+        it names (or routes to), else it is set aside raw with the reason."""
+        reason = f"sent to <{address}>, whose signature does not verify: nothing honoured"
+        if is_open_form(address) and self.settings.agents.is_agent(author.address):
+            return DONE, await refuse_opening(self.desk, author, self._mailbox_of(entry, mail), mail, reason)
+        for number in ticket_numbers_in(plus_tag(address), self.store.number_prefix):
+            ticket = ticket or await self.store.ticket_by_number(number)
+        if ticket is None:
+            return IGNORED, f"ignored: {reason}, for no known ticket"
+        return DONE, await self.desk.refuse(ticket, entry, mail, author, reason)
+
+    def _opening(self, entry: SpoolEntry, author: str) -> str:
+        """An envelope recipient that is an open address we signed for the author or the
+        agents' address (as the notifier binds it), or "". Only the envelope, as for replies."""
+        bound_to = (author, self.settings.agents.notify_address)
+        verified = (r for r in entry.rcpt_tos if is_open_form(r) and self.signer.open_address_verifies(r, bound_to))
+        return next(verified, "")
+
+    def _request(self, entry: SpoolEntry, mail: ParsedMail) -> Request | None:
+        """What a mail to an open address asks for (forwards.py); None for any other mail."""
+        if not any(is_open_form(recipient) for recipient in entry.rcpt_tos):
+            return None
+        attached = attached_message(mail)
+        inner = attached.content if attached else None
+        raw = inner.path.read_bytes() if inner is not None and not isinstance(inner, bytes) else inner
+        return request_in(mail, raw)
+
+    async def _open(
+        self, entry: SpoolEntry, mail: ParsedMail, author: Address, mailbox: MailboxSettings, request: Request | None
+    ) -> tuple[str, str]:
+        """A ticket an agent opens for a customer. The open address is the agent's proof, as a
+        signed reply address is (trust.agent_proof): it went only to who received that
+        notification; a From that is not an agent's is not honoured, and not answered."""
+        if not self.settings.agents.is_agent(author.address):
+            return IGNORED, f"ignored: open address used by <{author.address}>, who is not an agent"
+        return DONE, await open_for_customer(self.desk, entry, mail, author, mailbox, request)
+
+    async def _dkim_domains(self, entry: SpoolEntry, mail: ParsedMail) -> frozenset[str]:
+        """Agents' domains whose DKIM signature on this mail verifies. It asks DNS, so only
+        where configured, within [security] dkim_timeout_seconds, outside the transaction,
+        and only for a mail that passed every cheap check: an agent's reply to a ticket,
+        signed by an agents' domain, not already proven by the signed reply address."""
+        security = self.settings.security
+        sender = mail.sender.address if mail.sender else ""
+        if not security.verify_dkim or not self.settings.agents.is_agent(sender):
+            return frozenset()
+        wanted = dkim_claims(mail.headers, agent_domains(self.settings.agents, sender))
+        if not wanted or classify(mail, entry.mail_from, self.context).kind != "normal":
+            return frozenset()
+        signed = await self._signed_clues(entry, sender)
+        route = await route_mail(mail, self.store, signed)  # read again, in the transaction, by _apply
+        if (
+            route.kind != "reply"
+            or route.ticket is None
+            or signed_address_proves(
+                entry.rcpt_tos, route.ticket.number, sender, self.settings.agents.notify_address, self.signer
+            )
+        ):
+            return frozenset()
+        raw = await self.spool.raw(entry.id)
+        seconds = security.dkim_timeout_seconds
+        try:  # the thread runs on after a timeout, until dkimpy's own DNS timeout ends it
+            async with asyncio.timeout(seconds):
+                return await asyncio.to_thread(verified_dkim_domains, raw or b"", wanted, self.dkim_dns, seconds)
+        except TimeoutError:
+            log.warning("inbound %d %s: DKIM not verified within %ss", entry.id, _id_of(mail), seconds)
+            return frozenset()
+
+    async def _signed_clues(self, entry: SpoolEntry, author: str) -> tuple[Clue, ...]:
+        """The tickets named by envelope recipients that are signed addresses of ours (a
+        reply address counts when bound to the author or the agents' address, as the
+        notifier binds it). Only the envelope: the To and Cc headers are the sender's word."""
+        bound_to = (author, self.settings.agents.notify_address)
+        clues = []
+        for recipient in entry.rcpt_tos:
+            tag = self.signer.signed_tag(recipient, bound_to)
+            ticket = await self._ticket_of(tag) if tag is not None else None
+            if tag is not None and ticket is not None:
+                clues.append(Clue(ticket, f"signed {tag.kind} address <{recipient}>"))
+        return tuple(clues)
+
+    async def _ticket_of(self, tag: SignedTag) -> TicketRef | None:
+        if tag.kind == "open":  # names no ticket: route.decide opens one
+            return None
+        if tag.kind != "return":
+            return await self.store.ticket_by_number(tag.number)
+        returned = await self.outbox.sent_with_token(tag.token)  # None once the outbox is pruned
+        if returned is None or returned.ticket_id is None:
+            return None
+        return await self.store.ticket_by_id(returned.ticket_id)
+
+    async def _returned_mail(self, entry: SpoolEntry) -> ReturnedMail | None:
+        """The mail of ours a report came back for, known by the signed return address it
+        was sent to; a report that only names a ticket or a recipient proves nothing."""
+        for recipient in entry.rcpt_tos:
+            token = self.signer.bounce_token_in(recipient)
+            if token is not None:
+                return await self.outbox.sent_with_token(token)
+        return None
+
+    def _rating_in(self, entry: SpoolEntry, mail: ParsedMail, number: str) -> Rating | None:
+        """A valid rating token for this ticket, in the envelope or the To/Cc headers."""
+        for address in (*entry.rcpt_tos, *(person.address for person in (*mail.to, *mail.cc))):
+            rating = self.signer.rating_in(address)
+            if rating is not None and rating.number == number:
+                return rating
+        return None
+
+    async def close_stale(self, now: datetime) -> list[str]:
+        """Close every ticket resolved `auto_close_hours` before `now`; returns their numbers."""
+        before = now - timedelta(hours=self.settings.tickets.auto_close_hours)
+        closed = []
+        async with self._in_hand:
+            for ticket_id in await self.store.stale_resolved(before):
+                async with self.database.transaction():
+                    if await self.desk.close_stale(ticket_id, now):
+                        closed.append((await self.store.ticket_view(ticket_id)).number)
+        if closed:
+            log.info("auto-closed %d ticket(s) resolved before %s: %s", len(closed), before, ", ".join(closed))
+            self.on_outbox_changed()
+        return closed
+
+    def _mailbox_of(self, entry: SpoolEntry, mail: ParsedMail) -> MailboxSettings:
+        """The mailbox the mail was delivered to; the headers decide when the envelope cannot."""
+        header_addresses = [person.address for person in (*mail.to, *mail.cc)]
+        for address in (*entry.rcpt_tos, *header_addresses):
+            mailbox = self.settings.mailbox_for(address)
+            if mailbox is not None:
+                return mailbox
+        return self.settings.mailboxes[0]
+
+
+def _id_of(mail: ParsedMail | None) -> str:
+    return f"<{mail.message_id}>" if mail and mail.message_id else "<no Message-ID>"
+
+
+@asynccontextmanager
+async def open_pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
+    """A pipeline over its own database connection, closed on exit."""
+    database = await Database.open(settings.database.path)
+    try:
+        pipeline = Pipeline(settings, database, SystemClock())
+        await pipeline.prepare()
+        yield pipeline
+    finally:
+        await database.close()

@@ -1,0 +1,154 @@
+"""Parsing in worker processes, beside the daemon's event loop.
+
+The parser's CPU leaves the loop; a worker reads the raw mail from the spool itself, so a
+25 MB mail never passes through the daemon to be parsed; and a mail that kills a worker
+fails alone (the pool is made anew and the mail tried once more). Workers exit when the
+daemon does, however it went.
+
+A large attachment comes back as a file (`SpilledFile`) rather than through the result
+pipe: pickled, sent and unpickled there, a 20 MB attachment took the processor 50 MB above
+its usual size. The files live in a directory of the parser's own, removed when it closes;
+one left by a killed processor is removed by the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shutil
+import signal
+import sqlite3
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from gateway.parsing.mail import Attachment, ParsedMail, ParseError, SpilledFile, parse_mail
+from gateway.rules.fields import field_lines
+from gateway.rules.quotes import new_part
+from gateway.runtime.lifeline import end_with_parent, spawn_context
+
+SPILL_BYTES = 1024 * 1024  # attachments larger than this come back from a worker as files
+
+
+class Parser:
+    """Parses in worker processes (`workers` > 0) or in this one. In workers, the parser's
+    CPU is off the event loop, the raw mail is read by the worker itself (a 25 MB mail
+    never passes through the daemon to be parsed), and a mail that kills a worker fails
+    alone: the pool is made anew and the mail is tried once more before it is given up."""
+
+    def __init__(self, workers: int, database: Path) -> None:
+        self.workers = workers
+        self.database = str(database)
+        self.spill_directory = database.with_name(database.name + ".attachments") / str(os.getpid())
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self, spool_id: int, raw: bytes | None) -> asyncio.Future[ParsedMail]:
+        """Parse a spooled mail: in a worker, which reads it; or here, from `raw`."""
+        loop = asyncio.get_running_loop()
+        if not self.workers:
+            assert raw is not None, "parsing in this process needs the raw mail"
+            future: asyncio.Future[ParsedMail] = loop.create_future()
+            try:
+                future.set_result(read_mail(raw))
+            except Exception as error:
+                future.set_exception(error)
+            return future
+        return asyncio.ensure_future(self._in_worker(spool_id))
+
+    async def _in_worker(self, spool_id: int) -> ParsedMail:
+        for attempt in (1, 2):
+            pool = self._ensure_pool()
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    pool, parse_spooled, self.database, spool_id, str(self.spill_directory)
+                )
+            except BrokenProcessPool:
+                if self._pool is pool:
+                    self._pool = None  # made anew on the next use
+                if attempt == 2:
+                    raise ParseError("the parser process died twice on this mail") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _ensure_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            _remove_stale_spill_directories(self.spill_directory.parent)
+            self.spill_directory.mkdir(parents=True, exist_ok=True)
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=spawn_context(), initializer=_start_worker, initargs=(os.getpid(),)
+            )
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        shutil.rmtree(self.spill_directory, ignore_errors=True)
+
+
+def discard_spilled(mail: ParsedMail) -> None:
+    """Remove the files of a parsed mail's large attachments, once it is stored or given up."""
+    for attachment in mail.attachments:
+        if isinstance(attachment.content, SpilledFile):
+            attachment.content.path.unlink(missing_ok=True)
+
+
+def _remove_stale_spill_directories(parent: Path) -> None:
+    for directory in parent.glob("*"):  # named after the pid of the processor that made it
+        if directory.name.isdigit() and not _is_running(int(directory.name)):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        pass
+    return True
+
+
+def read_mail(raw: bytes) -> ParsedMail:
+    """Parse, then do the text work the desk needs: the new part without quoted history,
+    and its field lines. All of it linear in the mail's size, and here, where parsing is,
+    never in the pipeline's transaction while the database is locked for writing."""
+    mail = parse_mail(raw)
+    text = new_part(mail.text, mail.html, mail.has_text_part, subject=mail.subject)
+    if text == mail.text:
+        text = mail.text  # one object: pickled once on its way back from a worker
+    return dataclasses.replace(mail, new_part=text, field_lines=field_lines(text))
+
+
+def parse_spooled(database: str, spool_id: int, spill_directory: str) -> ParsedMail:
+    """In a parser worker: read one spooled mail (read-only), parse it, spill what is large."""
+    mail = read_mail(_read_raw(database, spool_id))
+    return dataclasses.replace(mail, attachments=tuple(_spilled(a, spill_directory) for a in mail.attachments))
+
+
+def _spilled(attachment: Attachment, directory: str) -> Attachment:
+    if attachment.size <= SPILL_BYTES:
+        return attachment
+    descriptor, name = tempfile.mkstemp(suffix=".part", dir=directory)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(attachment.read())
+    return dataclasses.replace(attachment, content=SpilledFile(Path(name), attachment.size, attachment.sha256))
+
+
+def _read_raw(database: str, spool_id: int) -> bytes:
+    # Through SQLite's blob handle: a SELECT would hold the mail twice, SQLite's copy and ours.
+    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        with connection.blobopen("spool_raw", "raw", spool_id, readonly=True) as blob:
+            return blob.read()
+    except sqlite3.OperationalError as error:  # no such row
+        raise ParseError(f"spool row {spool_id} has no raw mail ({error})") from None
+    finally:
+        connection.close()
+
+
+def _start_worker(daemon_pid: int) -> None:
+    # Ctrl-C reaches the whole process group; the daemon's shutdown ends the workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    end_with_parent(daemon_pid)

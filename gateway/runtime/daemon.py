@@ -1,0 +1,121 @@
+"""The running gateway: the listener, and the processor behind it, over one database file.
+
+`serve` runs the processor and the relay in child processes (see gateway/processor.py).
+On SIGTERM or SIGINT the listener stops accepting, the processor finishes the mail in
+hand, and the daemon exits 0; queued mail waits in the spool for the next start. Mail
+left half-done by a crash goes back to the queue when the processor starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import signal
+
+from gateway.clock import Clock, SystemClock
+from gateway.desk.pipeline import Pipeline
+from gateway.inbound.connections import Listener
+from gateway.inbound.listener import InboundHandler, start_listener
+from gateway.inbound.spool import Spool
+from gateway.outbound.relay import Relay
+from gateway.outbound.render import Renderer
+from gateway.runtime.processor import Processor, ProcessorProcess
+from gateway.settings import Settings
+from gateway.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+# Descriptors the daemon holds besides its SMTP sessions: the database and its journal, the
+# children's pipes, the event loop, the temporary files of mail over a megabyte in DATA.
+FILES_BESIDES_CONNECTIONS = 64
+
+
+class Gateway:
+    """The listener, with the processor in this process (what tests drive step by step) or,
+    with `separate_process`, in a child of its own (what `serve` runs)."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None, separate_process: bool = False) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.separate_process = separate_process
+        self._database: Database | None = None
+        self._server: Listener | None = None
+        self.processor: Processor | ProcessorProcess | None = None
+
+    async def start(self) -> None:
+        Renderer(self.settings, self.clock).check()  # before anything opens: fail fast, leave nothing behind
+        _check_open_file_limit(self.settings)
+        write_lock = asyncio.Lock()  # one writer at a time across this process's connections
+        # durable: a 250 waits for the disk.
+        self._database = await Database.open(self.settings.database.path, write_lock, durable=True)
+        if self.separate_process:
+            self.processor = ProcessorProcess(self.settings)
+        else:
+            self.processor = Processor(self.settings, self.clock, write_lock)
+        try:
+            await self.processor.start()
+            self.handler = InboundHandler(self.settings, Spool(self._database, self.clock), self.processor.wakeup)
+            self._server = await start_listener(self.settings, self.handler)
+        except BaseException:  # the port is taken, say: leave no processor behind
+            await self.stop()
+            raise
+        log.info(
+            "listening on %s:%d (%s), database %s",
+            self.settings.smtp.host, self.port, self.settings.smtp.protocol, self.settings.database.path,
+        )  # fmt: skip
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def in_process(self) -> Processor:
+        assert isinstance(self.processor, Processor), "the processor runs in this process only without separate_process"
+        return self.processor
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.in_process.pipeline
+
+    @property
+    def relay(self) -> Relay:
+        return self.in_process.relay
+
+    async def drain(self) -> None:
+        """Process all queued mail, then try every notification due now (tests wait on this)."""
+        await self.in_process.drain()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self.processor is not None:
+            await self.processor.stop()
+        if self._database is not None:
+            await self._database.close()
+            self._database = None
+
+
+def _check_open_file_limit(settings: Settings) -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = settings.smtp.max_connections + FILES_BESIDES_CONNECTIONS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning(
+            "open-file limit %d is under [smtp] max_connections %d plus %d for the rest: when it runs out, "
+            "new connections get 421; raise it (ulimit -n, systemd LimitNOFILE) or lower max_connections",
+            soft, settings.smtp.max_connections, FILES_BESIDES_CONNECTIONS,
+        )  # fmt: skip
+
+
+async def serve(settings: Settings) -> None:
+    gateway = Gateway(settings, separate_process=True)
+    await gateway.start()
+    shutdown = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, shutdown.set)
+    await shutdown.wait()
+    log.info("shutting down: no new connections, the processor finishes the mail in hand")
+    await gateway.stop()
+    log.info("stopped")

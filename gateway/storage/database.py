@@ -1,0 +1,301 @@
+"""The SQLite database: connection settings, schema, and explicit transactions.
+
+Every connection runs in WAL mode; a durable one (the listener's) with `synchronous=FULL`,
+so a COMMIT that returned is on disk: the listener relies on that before it answers 250.
+
+SQLite lets one writer in at a time, and its own busy handler waits by sleeping in growing
+steps (up to 100 ms a nap), which under load left mail waiting for a lock long released, and
+let a busy writer in another process starve the listener. So every transaction first takes
+our own write lock, which lets the next writer in within a millisecond of it being free: the
+connections of one process queue for an asyncio.Lock in the event loop, and then for an
+exclusive flock on `<database>.lock` across processes (the daemon, its processor, `ingest`,
+the CLI). The flock gives up after the busy timeout, as SQLite would; SQLite's own busy
+handler is left for anyone else (an admin's sqlite3 shell).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import aiosqlite
+
+from gateway.storage.schema import SCHEMA
+
+BUSY_TIMEOUT_MS = 5000
+BEGIN, COMMIT, ROLLBACK = "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"
+FILL_BLOB = "-- fill the blob the statement before inserted"  # not SQL: see fill_blob()
+READ_BLOB = "-- read the blob the statement before selected"  # not SQL: see read_blob()
+BLOB_PIECE_BYTES = 256 * 1024
+NO_LOCK_FILE = -1  # a read-only connection never writes, so it takes no write lock
+
+
+# Result codes (https://sqlite.org/rescode.html): the primary code is the low byte of an
+# extended one (SQLITE_BUSY_SNAPSHOT is SQLITE_BUSY | 2 << 8).
+WAIT_FOR_OTHERS = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})  # another writer holds it
+OUT_OF_SPACE = frozenset({sqlite3.SQLITE_FULL})  # "database or disk is full": ENOSPC, or max_page_count
+
+
+class WriteLockTimeoutError(sqlite3.OperationalError):
+    """Our own write lock (the flock) was held elsewhere past the busy timeout: SQLITE_BUSY."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.sqlite_errorcode = sqlite3.SQLITE_BUSY
+        self.sqlite_errorname = "SQLITE_BUSY"
+
+
+def _primary_code(error: BaseException) -> int | None:
+    if not isinstance(error, sqlite3.Error):
+        return None
+    code = getattr(error, "sqlite_errorcode", None)  # only on errors SQLite itself reported
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """SQLite could not grow the database or its journal: fine again once space returns."""
+    return _primary_code(error) in OUT_OF_SPACE
+
+
+def is_temporary(error: BaseException) -> bool:
+    """The same work succeeds later unchanged: the database is busy or locked, or the disk
+    is full. Anything else (a syntax error, a missing column, an I/O error, a corrupt file)
+    fails the same way every time, and retrying it forever hides it."""
+    return _primary_code(error) in WAIT_FOR_OTHERS or is_disk_full(error)
+
+
+Statement = tuple[str, tuple[object, ...]]
+
+
+def fill_blob(table: str, column: str, source: bytes | BinaryIO | Path) -> Statement:
+    """A statement to follow an INSERT that gave `column` a `zeroblob()` of the source's
+    size: writes the source into it in pieces, through SQLite's blob handle, if the INSERT
+    made a row (an INSERT OR IGNORE may not). Bound as a parameter instead, a value is
+    copied whole by SQLite and again into the row: a 25 MB mail would be held three times."""
+    return (FILL_BLOB, (table, column, source))
+
+
+def read_blob(table: str, column: str, sink: Callable[[bytes], object]) -> Statement:
+    """A statement to follow a SELECT whose first row starts with a rowid of `table`: hands
+    the blob to `sink` in pieces, on the database's thread, through SQLite's blob handle;
+    a SELECT of the value would hold it whole twice, SQLite's copy and ours."""
+    return (READ_BLOB, (table, column, sink))
+
+
+@dataclass(frozen=True)
+class Executed:
+    """What one statement gave back."""
+
+    rows: list[sqlite3.Row]
+    lastrowid: int | None
+    rowcount: int
+
+
+class Database:
+    """One SQLite connection. Steps that must not interleave each get their own; their
+    writes all go through `transaction()`, under the process's shared write lock.
+
+    Each trip to aiosqlite's thread costs far more than a statement (a thread hand-off
+    each way, ~0.1 ms under load against a few µs), so statements travel in batches:
+    `defer` holds a write whose result nobody waits for until the next statement that
+    does, or the COMMIT, and they go to the thread together, in order.
+    """
+
+    def __init__(self, connection: aiosqlite.Connection, write_lock: asyncio.Lock, lock_file: int) -> None:
+        self.connection = connection
+        self.write_lock = write_lock
+        self._lock_file = lock_file  # flocked from BEGIN to COMMIT or ROLLBACK, on the connection's thread
+        self._deferred: list[Statement] = []
+
+    @classmethod
+    async def open(cls, path: Path, write_lock: asyncio.Lock | None = None, durable: bool = True) -> Database:
+        """`durable`: every COMMIT is on disk when it returns (the spool's must be). The
+        pipeline's and relay's may wait for the next fsync: their input is durable already."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are begun explicitly, never implicitly.
+        connection = await aiosqlite.connect(path, isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        try:
+            for pragma in (
+                f"busy_timeout = {BUSY_TIMEOUT_MS}",  # first: the others may wait for a lock
+                "journal_mode = WAL",
+                f"synchronous = {'FULL' if durable else 'NORMAL'}",
+                "foreign_keys = ON",
+            ):
+                await connection.execute(f"PRAGMA {pragma}")
+            await connection.executescript(SCHEMA)
+            lock_file = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except BaseException:
+            await connection.close()  # else its thread keeps the process alive
+            raise
+        return cls(connection, write_lock or asyncio.Lock(), lock_file)
+
+    @classmethod
+    async def open_read_only(cls, path: Path) -> Database:
+        """For commands that only look: creates nothing (no directory, file, schema, lock
+        file). A path that holds no file is FileNotFoundError: a mistyped path must fail,
+        not start an empty database beside the real one."""
+        if not path.is_file():
+            raise FileNotFoundError(errno.ENOENT, "no database", str(path))
+        # mode=ro: SQLite opens the file read-only and never creates it (SQLite URI filenames).
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        connection = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        try:
+            await connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        except BaseException:
+            await connection.close()
+            raise
+        return cls(connection, asyncio.Lock(), NO_LOCK_FILE)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Database]:
+        """BEGIN IMMEDIATE … COMMIT under the shared write lock; reads inside are current.
+        The BEGIN travels with the first statement, deferred writes with the COMMIT."""
+        async with self.write_lock:
+            self.defer(BEGIN)
+            try:
+                yield self
+                await self.execute(COMMIT)
+            except BaseException:
+                await self._roll_back()
+                raise
+
+    async def write(self, sql: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        """One statement in a transaction of its own, in one trip; returns any rows it RETURNs."""
+        async with self.write_lock:
+            try:
+                _, written, _ = await self.execute_all([(BEGIN, ()), (sql, parameters), (COMMIT, ())])
+            except BaseException:
+                await self._roll_back()
+                raise
+            return written.rows
+
+    async def _roll_back(self) -> None:
+        self._deferred.clear()
+        if self.connection.in_transaction:  # not when the BEGIN never left, or itself failed
+            await self.execute(ROLLBACK)
+
+    def defer(self, sql: str, parameters: tuple[object, ...] = ()) -> None:
+        """A write whose outcome nobody waits for: it goes with the next trip, in order.
+        A failure shows there (at the latest at COMMIT) and rolls the transaction back."""
+        self._deferred.append((sql, parameters))
+
+    async def execute(self, sql: str, parameters: tuple[object, ...] = ()) -> Executed:
+        (executed,) = await self.execute_all([(sql, parameters)])
+        return executed
+
+    async def execute_all(self, statements: list[Statement]) -> list[Executed]:
+        """Run the deferred writes, then `statements`, in one trip; returns the latter's results."""
+        deferred = len(self._deferred)
+        batch, self._deferred = [*self._deferred, *statements], []
+        # aiosqlite runs only one statement per trip through its public methods; `_execute`
+        # is what they all use to run a call on its thread (pinned in pyproject.toml).
+        connection = self.connection
+        results: list[Executed] = await connection._execute(  # type: ignore[no-untyped-call]
+            _execute_all, connection._conn, self._lock_file, batch
+        )
+        return results[deferred:]
+
+    async def fetch_all(self, sql: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        return (await self.execute(sql, parameters)).rows
+
+    async def fetch_one(self, sql: str, parameters: tuple[object, ...] = ()) -> sqlite3.Row | None:
+        return next(iter(await self.fetch_all(sql, parameters)), None)
+
+    async def close(self) -> None:
+        await self.connection.close()
+        if self._lock_file != NO_LOCK_FILE:
+            os.close(self._lock_file)
+
+
+def _lock_for_writing(lock_file: int) -> None:
+    """On the database's thread: the flock, waiting for a writer elsewhere in naps of at
+    most a millisecond, for up to the busy timeout (then: a temporary error, as SQLite's)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    nap = 0.0001
+    while True:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise WriteLockTimeoutError(
+                    f"database is locked: another writer held it {BUSY_TIMEOUT_MS} ms"
+                ) from None
+            time.sleep(nap)
+            nap = min(nap * 2, 0.001)
+
+
+def _execute_all(connection: sqlite3.Connection, lock_file: int, statements: list[Statement]) -> list[Executed]:
+    """On the database's thread: each statement in turn, its rows fetched and cursor closed;
+    the flock taken before a BEGIN and let go once the transaction is over."""
+    results: list[Executed] = []
+    try:
+        for sql, parameters in statements:
+            if sql == FILL_BLOB:
+                _fill_blob(connection, results[-1], *parameters)  # type: ignore[arg-type]
+                results.append(Executed([], None, 0))
+                continue
+            if sql == READ_BLOB:
+                _read_blob(connection, results[-1], *parameters)  # type: ignore[arg-type]
+                results.append(Executed([], None, 0))
+                continue
+            if sql == BEGIN:
+                _lock_for_writing(lock_file)
+            writing = sql == BEGIN or connection.in_transaction
+            try:
+                cursor = connection.execute(sql, parameters)
+            finally:
+                # Over: COMMIT, ROLLBACK, a BEGIN that failed, or SQLite rolling back by itself.
+                if writing and not connection.in_transaction:
+                    fcntl.flock(lock_file, fcntl.LOCK_UN)
+            try:
+                results.append(Executed(cursor.fetchall(), cursor.lastrowid, cursor.rowcount))
+            finally:
+                cursor.close()
+    finally:
+        # aiosqlite's thread keeps its last call, arguments and all, until the next one: a
+        # spooled 25 MB mail would stay in memory as long as the connection is idle.
+        statements.clear()
+    return results
+
+
+def _fill_blob(
+    connection: sqlite3.Connection, inserted: Executed, table: str, column: str, source: bytes | BinaryIO | Path
+) -> None:
+    if inserted.rowcount != 1 or inserted.lastrowid is None:
+        return
+    with connection.blobopen(table, column, inserted.lastrowid) as blob:
+        for piece in _pieces(source):
+            blob.write(piece)
+
+
+def _read_blob(
+    connection: sqlite3.Connection, selected: Executed, table: str, column: str, sink: Callable[[bytes], object]
+) -> None:
+    if not selected.rows:
+        return
+    with connection.blobopen(table, column, selected.rows[0][0], readonly=True) as blob:
+        for piece in iter(lambda: blob.read(BLOB_PIECE_BYTES), b""):
+            sink(piece)
+
+
+def _pieces(source: bytes | BinaryIO | Path) -> Iterator[bytes | memoryview]:
+    if isinstance(source, bytes):
+        view = memoryview(source)
+        yield from (view[start : start + BLOB_PIECE_BYTES] for start in range(0, len(view), BLOB_PIECE_BYTES))
+    elif isinstance(source, Path):
+        with source.open("rb") as file:
+            yield from _pieces(file)
+    else:
+        yield from iter(lambda: source.read(BLOB_PIECE_BYTES), b"")
