@@ -54,7 +54,7 @@ def _email_reply_parser() -> Parser:
 
 
 PARSERS: dict[str, Callable[[], Parser]] = {
-    "ticket-gateway (gateway.rules.quotes)": _ours,
+    "ticket-gateway (gateway.parsing.quotes)": _ours,
     "mail-parser-reply": _mail_parser_reply,
     "quotequail": _quotequail,
     "email-reply-parser": _email_reply_parser,

@@ -1,6 +1,6 @@
 """`python -m bench quotes` (or `python -m bench.quotes`): the new part's exact-match score on the table.
 
-Calls only `gateway.rules.quotes.new_part`, so an older checkout is measured the same way
+Calls only `gateway.parsing.quotes.new_part`, so an older checkout is measured the same way
 (`PYTHONPATH=. .venv/bin/python -m bench.quotes` there; a `new_part` without `subject`
 is called without it). `--failures` lists the cases that differ.
 """
@@ -11,7 +11,7 @@ import argparse
 import inspect
 import sys
 
-from gateway.rules.quotes import new_part
+from gateway.parsing.quotes import new_part
 from tests.quote_cases import CASES, Case
 
 

@@ -17,10 +17,11 @@ import time
 from email.message import EmailMessage
 from pathlib import Path
 
-from gateway.parsing.mail import ParsedMail, parse_mail
+from gateway.model import ParsedMail
+from gateway.parsing.mail import parse_mail
+from gateway.parsing.quotes import new_part
 from gateway.rules.commands import parse_commands
 from gateway.rules.fields import customer_fields
-from gateway.rules.quotes import new_part
 
 QUOTED_LINE = "> Desde esta manana no podemos emitir facturas ya."  # 50 bytes with its newline
 

@@ -16,8 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateway.model import Priority, Status, TicketType
 from gateway.rules.lifecycle import DEFAULT_CUSTOMER_REPLY_MOVES, agent_reply_moves, move_problems
-from gateway.rules.tickets import LABELS, Mailbox, Priority, Status, TicketType
+from gateway.rules.tickets import LABELS, Mailbox
 from gateway.rules.tickets import canonical_address as canonical_address  # the domain's rule, re-exported
 
 ENV_PREFIX = "GATEWAY_"

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.smtp import SMTP
 
-from gateway.runtime.daemon import Gateway
+from gateway.daemon import Gateway
 from gateway.settings import SecuritySettings, Settings, load_settings
 
 PROJECT = Path(__file__).resolve().parents[1]

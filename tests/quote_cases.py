@@ -3,7 +3,7 @@
 
 Written for this project (issue 23): one case per client, language and class of reply.
 Text cases are text/plain bodies; HTML cases are HTML-only mail (no text part).
-`bench/quotes.py` prints the exact-match score of `gateway.rules.quotes.new_part` on it.
+`bench/quotes.py` prints the exact-match score of `gateway.parsing.quotes.new_part` on it.
 """
 
 from __future__ import annotations

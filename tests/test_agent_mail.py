@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.daemon import Gateway
 from gateway.rules.recipients import customer_did, entry_kind, rating_told
-from gateway.runtime.daemon import Gateway
 from tests.conftest import MAILBOX, Sink, make_mail, send, write_config
 from tests.test_desk import (
     AGENT,

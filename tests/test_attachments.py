@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.daemon import Gateway
 from gateway.outbound import mime
-from gateway.runtime.daemon import Gateway
 from gateway.settings import Settings
 from tests.conftest import MAILBOX, ReceivedMail, Sink, crlf, run_cli, send
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.runtime.daemon import Gateway
+from gateway.daemon import Gateway
 from gateway.settings import Settings, load_settings
 from tests.conftest import Sink, make_mail, send
 from tests.test_desk import REQUESTER, customer_writes, opened, text_of

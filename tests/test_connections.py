@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.runtime.daemon import Gateway
+from gateway.daemon import Gateway
 from gateway.settings import Settings
 from tests.conftest import MAILBOX, make_mail, send_blocking, spool_rows, write_config
 from tests.test_daemon import Daemon, start_daemon
@@ -52,7 +52,7 @@ def stop_and_read_log(daemon: Daemon) -> list[bytes]:
     daemon.process.send_signal(signal.SIGTERM)
     assert daemon.process.wait(timeout=30) == 0
     lines: list[bytes] = []
-    while not re.search(rb"gateway.runtime.daemon: stopped", lines[-1] if lines else b""):
+    while not re.search(rb"gateway.daemon: stopped", lines[-1] if lines else b""):
         try:
             lines.append(daemon.log.get(timeout=30))
         except queue.Empty:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.runtime.daemon import Gateway
+from gateway.daemon import Gateway
 from tests.conftest import ReceivedMail, Sink, crlf, send, spool_rows
 from tests.test_parse import _corpus
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.runtime.daemon import Gateway
+from gateway.daemon import Gateway
 from gateway.settings import Settings
 from tests.conftest import MAILBOX, Sink, make_mail, send
 from tests.test_desk import AGENT, AGENTS, CC, REQUESTER, customer_writes, last_to, opened, text_of, ticket

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import IO, NamedTuple
 
 from gateway.clock import SystemClock
+from gateway.daemon import Gateway
 from gateway.inbound.listener import InboundHandler, start_listener
 from gateway.inbound.spool import Spool
-from gateway.runtime.daemon import Gateway
 from gateway.settings import Settings, load_settings
 from gateway.storage.database import Database
 from tests.conftest import MAILBOX, PROJECT, SECOND_MAILBOX, Sink, make_mail, send_blocking, spool_rows, write_config
@@ -234,7 +234,7 @@ PROCESSOR_STUCK_ON_DKIM = """
 import asyncio, sys, threading
 from pathlib import Path
 from gateway.clock import SystemClock
-from gateway.runtime.processor import Processor
+from gateway.processor import Processor
 from gateway.settings import load_settings
 
 def never_answers(name, timeout=5):

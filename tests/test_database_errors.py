@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import FixedClock
+from gateway.daemon import Gateway
 from gateway.inbound.spool import OUT_OF_SPACE_PAUSE
-from gateway.runtime.daemon import Gateway
 from gateway.settings import load_settings
 from tests.conftest import MAILBOX, Sink, make_mail, run_cli, send, spool_rows, write_config
 

@@ -8,7 +8,7 @@ import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from gateway.runtime.daemon import Gateway
+from gateway.daemon import Gateway
 from tests.conftest import MAILBOX, ReceivedMail, Sink, make_mail, run_cli, sample, send
 
 REQUESTER = "mjperez@distribuidora-andes.example"

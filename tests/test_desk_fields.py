@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gateway.runtime.daemon import Gateway
+from gateway.daemon import Gateway
 from tests.conftest import MAILBOX, Sink, make_mail, run_cli, send
 from tests.test_desk import AGENTS, agent_answers, last_to, text_of
 

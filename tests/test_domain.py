@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from gateway.model import Status
 from gateway.rules.commands import Proof, Role, judge_customer_commands, parse_commands
 from gateway.rules.fields import customer_fields, fiscal_id
 from gateway.rules.lifecycle import (
@@ -17,7 +18,7 @@ from gateway.rules.lifecycle import (
     customers_are_told,
 )
 from gateway.rules.signed_addresses import Signer, looks_signed, message_token
-from gateway.rules.tickets import Status, asks_for_my_tickets, follow_up_subject
+from gateway.rules.tickets import asks_for_my_tickets, follow_up_subject
 
 S = Status
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.runtime.daemon import Gateway
+from gateway.daemon import Gateway
 from gateway.settings import load_settings
 from tests.conftest import PROJECT, Sink, make_mail, run_cli, send
 from tests.test_desk import agent_answers, last_to, rating_address, text_of

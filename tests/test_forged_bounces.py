@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.runtime.daemon import Gateway
+from gateway.daemon import Gateway
 from tests.conftest import MAILBOX, Sink, crlf, make_mail, send, spool_rows
 from tests.test_desk import agent_answers, last_to
 

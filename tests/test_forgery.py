@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.runtime.daemon import Gateway
+from gateway.daemon import Gateway
 from tests.conftest import MAILBOX, Sink, make_mail, send, spool_rows
 from tests.test_desk import AGENTS, CC, REQUESTER, agent_answers, last_to, opened, rating_address, text_of
 

@@ -9,7 +9,7 @@ import asyncio
 
 from bench.fuzz import account, header_controls, send_all
 from bench.mutations import fuzz_corpus
-from gateway.runtime.daemon import Gateway
+from gateway.daemon import Gateway
 from tests.conftest import Sink
 
 FUZZ_MAILS = 300

@@ -14,7 +14,7 @@ import signal
 from collections.abc import Iterator
 from types import FrameType
 
-from gateway.runtime.daemon import Gateway
+from gateway.daemon import Gateway
 from tests.conftest import MAILBOX, make_mail, send, spool_rows
 
 STAGES = ("greeted", "mail", "rcpt", "data", "mid-data", "after-dot", "before-quit")

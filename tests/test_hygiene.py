@@ -13,10 +13,10 @@ from pathlib import Path
 import dkim
 import pytest
 
+from gateway.daemon import Gateway
 from gateway.parsing.mail import parse_mail
+from gateway.parsing.quotes import new_part
 from gateway.rules.classify import Context, classify
-from gateway.rules.quotes import new_part
-from gateway.runtime.daemon import Gateway
 from tests.conftest import MAILBOX, SHARED_MAIL, Sink, crlf, make_mail, sample, send, spool_rows
 from tests.test_desk import agent_answers, last_to, text_of
 
@@ -142,9 +142,7 @@ async def test_bounce_marks_the_participant_and_stops_mailing_it(
     await gateway.drain()
     assert len(relay.received) == sent_before  # a bounce is never answered
     assert len(await gateway.pipeline.queries.list_tickets()) == 1
-    participants = await gateway.pipeline.database.fetch_all(
-        "SELECT address, status, diagnostic FROM participants"
-    )
+    participants = await gateway.pipeline.database.fetch_all("SELECT address, status, diagnostic FROM participants")
     bounced = {row["address"]: row for row in participants if row["status"] == "bounced"}
     assert list(bounced) == [dead] and "5.1.1" in bounced[dead]["diagnostic"]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.daemon import Gateway
 from gateway.parsing.workers import SPILL_BYTES
-from gateway.runtime.daemon import Gateway
 from gateway.settings import load_settings
 from tests.conftest import MAILBOX, SECOND_MAILBOX, crlf, make_mail, sample, send, spool_rows, write_config
 

@@ -8,7 +8,7 @@ import asyncio
 import smtplib
 from pathlib import Path
 
-from gateway.runtime.daemon import Gateway
+from gateway.daemon import Gateway
 from tests.conftest import MAILBOX, make_mail, run_cli, send, spool_rows
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiosmtplib
 from aiosmtpd.smtp import SMTP
 
-from gateway.runtime.daemon import Gateway
+from gateway.daemon import Gateway
 from gateway.settings import load_settings
 from tests.conftest import crlf, make_mail, send, write_config
 

@@ -12,7 +12,7 @@ import re
 from email.message import EmailMessage
 from email.utils import make_msgid, parseaddr
 
-from gateway.runtime.daemon import Gateway
+from gateway.daemon import Gateway
 from tests.conftest import ReceivedMail, Sink, crlf, make_mail, send
 
 BOT_A = "bot.a@cliente.example"  # the requester's auto-responder

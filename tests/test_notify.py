@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from gateway.parsing.mail import Address
+from gateway.model import Address
 from gateway.rules.recipients import (
     AUTO_GENERATED,
     AUTO_REPLIED,

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.daemon import Gateway
+from gateway.model import ParsedMail
 from gateway.parsing.limits import LimitExceededError, check_limits
-from gateway.parsing.mail import ParsedMail, parse_mail
-from gateway.runtime.daemon import Gateway
+from gateway.parsing.mail import parse_mail
 from gateway.settings import LimitSettings
 from tests.conftest import MAILBOX, send, spool_rows
 from tests.test_parse import _read, _strings, _surrogate_or_nul

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from email.message import EmailMessage
 
-from gateway.runtime.daemon import Gateway
+from gateway.daemon import Gateway
 from tests.conftest import MAILBOX, ReceivedMail, Sink, crlf, make_mail, send
 from tests.test_desk import AGENT, AGENTS, last_to, opened, text_of, ticket
 

@@ -9,7 +9,7 @@ from email.utils import getaddresses
 from pathlib import Path
 
 from gateway.clock import FixedClock
-from gateway.runtime.daemon import Gateway
+from gateway.daemon import Gateway
 from gateway.settings import load_settings
 from tests.conftest import (
     MAILBOX,

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.model import ParsedMail
 from gateway.parsing.html_text import html_to_text
-from gateway.parsing.mail import ParsedMail, decode_text, parse_mail, safe_filename
+from gateway.parsing.mail import decode_text, parse_mail, safe_filename
 from tests.conftest import SHARED_MAIL, sample
 
 

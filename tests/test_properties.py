@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.daemon import Gateway
 from gateway.parsing.mail import parse_mail
-from gateway.runtime.daemon import Gateway
 from gateway.settings import load_settings
 from tests.conftest import MAILBOX, SHARED_MAIL, crlf, write_config
 from tests.test_parse import _strings, _surrogate_or_nul

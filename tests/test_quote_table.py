@@ -6,9 +6,9 @@ from email.message import EmailMessage
 
 import pytest
 
+from gateway.daemon import Gateway
 from gateway.parsing.html_text import html_to_text
-from gateway.rules.quotes import new_part
-from gateway.runtime.daemon import Gateway
+from gateway.parsing.quotes import new_part
 from tests.conftest import MAILBOX, crlf, make_mail, send
 from tests.quote_cases import CASES, Case
 from tests.test_inbound import ticket

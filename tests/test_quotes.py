@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.rules.quotes import new_part
+from gateway.parsing.quotes import new_part
 
 NEW = "Sigue fallando en Maipú.\n\nAndrés"
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.clock import FixedClock
+from gateway.daemon import Gateway
 from gateway.outbound.relay import make_relay
-from gateway.runtime.daemon import Gateway
 from gateway.settings import load_settings
 from gateway.storage.database import Database
 from tests.conftest import Sink, SinkHandler, free_port, make_mail, send, write_config
@@ -81,9 +81,7 @@ async def test_relay_killed_while_the_desk_holds_the_lock_sends_nothing_twice(tm
     sink = Sink(relay_port)
     sink.handler = watcher = QuitWatcher()
     # "The relay's process": its own connection, queued behind the desk's writers.
-    relay_database = await Database.open(
-        settings.database.path, gateway.pipeline.database.write_lock, durable=False
-    )
+    relay_database = await Database.open(settings.database.path, gateway.pipeline.database.write_lock, durable=False)
     later = FixedClock(START)
     later.advance(minutes=5)
     try:

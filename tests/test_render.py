@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import FixedClock
+from gateway.model import Address, Attachment
 from gateway.outbound.render import Occasion, Renderer, TemplateCheckError, _sample_ticket, sample_occasion
-from gateway.parsing.mail import Address, Attachment
 from gateway.rules.recipients import RULES, PlannedMail
 from gateway.settings import load_settings
 from tests.conftest import write_config

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.daemon import Gateway
 from gateway.desk.route import NEW, Clue, Evidence, Route, decide
-from gateway.desk.views import TicketRef
+from gateway.model import TicketRef
 from gateway.rules.signed_addresses import SignedTag, Signer
-from gateway.runtime.daemon import Gateway
 from tests.conftest import MAILBOX, Sink, make_mail, send
 from tests.test_desk import (
     AGENT,

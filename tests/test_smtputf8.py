@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.daemon import Gateway
 from gateway.outbound.outbox import OutboundMail
-from gateway.runtime.daemon import Gateway
 from gateway.settings import load_settings
 from tests.conftest import MAILBOX, Sink, run_cli, spool_rows, write_config
 

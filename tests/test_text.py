@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.daemon import Gateway
 from gateway.parsing.html_text import html_to_text
+from gateway.parsing.quotes import new_part
 from gateway.parsing.workers import read_mail
 from gateway.rules.commands import parse_commands
 from gateway.rules.fields import customer_fields
-from gateway.rules.quotes import new_part
-from gateway.runtime.daemon import Gateway
 from tests.conftest import make_mail, send, spool_rows
 from tests.test_inbound import all_tickets
 
@@ -44,7 +44,7 @@ def test_the_pipeline_transaction_does_no_text_work() -> None:
         for alias in node.names
     }
     modules = {module for module, _ in imported}
-    assert not modules & {"gateway.rules.quotes", "gateway.parsing.html_text"}
+    assert not modules & {"gateway.parsing.quotes", "gateway.parsing.html_text"}
     assert ("gateway.rules.fields", "customer_fields") not in imported  # the line scan; fields_from reads pairs
 
 

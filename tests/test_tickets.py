@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.parsing.mail import Address, parse_mail
-from gateway.rules.tickets import (
-    Priority,
-    cap_newcomers,
-    copied_people,
-    format_number,
-    priority_from_headers,
-    ticket_numbers_in,
-)
+from gateway.model import Address, Priority
+from gateway.parsing.mail import parse_mail
+from gateway.rules.tickets import cap_newcomers, copied_people, format_number, priority_from_headers, ticket_numbers_in
 from tests.conftest import make_mail
 
 

@@ -13,9 +13,9 @@ import threading
 
 import pytest
 
+from gateway.daemon import Gateway
 from gateway.rules.signed_addresses import Signer
 from gateway.rules.trust import agent_proof, results_prove, trusted_results
-from gateway.runtime.daemon import Gateway
 from gateway.settings import AgentSettings, SecuritySettings
 from tests.conftest import Sink, make_mail, send
 from tests.test_desk import agent_answers, last_to

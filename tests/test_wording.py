@@ -8,11 +8,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from gateway.model import Address, Status
 from gateway.outbound.wording import day, greeting_name, when
-from gateway.parsing.mail import Address
 from gateway.rules.lifecycle import News, incident_news, status_news
 from gateway.rules.recipients import Event, People, plan
-from gateway.rules.tickets import Status, follow_up_subject
+from gateway.rules.tickets import follow_up_subject
 from gateway.settings import MailboxSettings
 
 SANTIAGO = ZoneInfo("America/Santiago")

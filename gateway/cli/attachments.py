@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from gateway.cli import exit_codes
 from gateway.cli.read_only import open_read_only
 from gateway.settings import Settings
 
-EXIT_OK, EXIT_NOT_FOUND, EXIT_SOFTWARE = 0, 1, 70
 LIST_COLUMNS = ("id", "date", "from", "filename", "content_type", "size", "sha256", "message")
 
 
@@ -39,14 +39,14 @@ async def run_list(settings: Settings, args: argparse.Namespace) -> int:
         files = await reader.queries.attachments_of(args.number.upper())
     if files is None:
         print(f"ticket-gateway: no ticket {args.number}", file=sys.stderr)
-        return EXIT_NOT_FOUND
+        return exit_codes.NOT_FOUND
     if args.json:
         print(json.dumps(files, indent=2, ensure_ascii=False))
-        return EXIT_OK
+        return exit_codes.OK
     for file in files:
         print("  ".join(str(file[column]) for column in LIST_COLUMNS))
     print(f"{len(files)} attachment(s)", file=sys.stderr)
-    return EXIT_OK
+    return exit_codes.OK
 
 
 async def run_get(settings: Settings, args: argparse.Namespace) -> int:
@@ -55,7 +55,7 @@ async def run_get(settings: Settings, args: argparse.Namespace) -> int:
         if file is None:
             print(f"ticket-gateway: no attachment {args.id} (see: ticket-gateway attachments list NUMBER)",
                   file=sys.stderr)  # fmt: skip
-            return EXIT_NOT_FOUND
+            return exit_codes.NOT_FOUND
         sha256 = str(file["sha256"])
         if args.output is None:
             found = await reader.queries.read_file(sha256, sys.stdout.buffer.write)
@@ -64,10 +64,10 @@ async def run_get(settings: Settings, args: argparse.Namespace) -> int:
             found = await _write_file(args.output, lambda out: reader.queries.read_file(sha256, out.write))
     if not found:
         print(f"ticket-gateway: the content of attachment {args.id} is missing from the database", file=sys.stderr)
-        return EXIT_SOFTWARE
+        return exit_codes.SOFTWARE
     if args.output is not None:
         print(f"{args.output}: {file['filename']} ({file['size']} bytes) of {file['ticket']}", file=sys.stderr)
-    return EXIT_OK
+    return exit_codes.OK
 
 
 async def _write_file(target: Path, copy: Callable[[BinaryIO], Awaitable[bool]]) -> bool:

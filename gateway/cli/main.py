@@ -17,25 +17,18 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from gateway import __version__
+from gateway.cli import exit_codes
 from gateway.cli.attachments import add_attachment_commands
 from gateway.cli.queues import add_inbound_commands, add_outbox_commands
 from gateway.cli.read_only import NoDatabaseError
 from gateway.cli.tickets import add_ticket_commands
 from gateway.clock import SystemClock
+from gateway.daemon import serve
 from gateway.desk.pipeline import open_pipeline
 from gateway.outbound.render import Renderer, TemplateCheckError
-from gateway.runtime.daemon import serve
 from gateway.runtime.logs import configure_logging
 from gateway.settings import ConfigError, Settings, config_path, load_settings
 from gateway.storage.database import is_temporary
-
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_DATAERR = 65
-EXIT_NOINPUT = 66
-EXIT_NOUSER = 67
-EXIT_SOFTWARE = 70  # sysexits.h EX_SOFTWARE: the MTA bounces it instead of retrying forever
-EXIT_TEMPFAIL = 75
 
 log = logging.getLogger("gateway")
 
@@ -46,16 +39,16 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(config_path(args.config))
     except ConfigError as error:
         print(f"ticket-gateway: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return exit_codes.USAGE
     configure_logging(settings.logging.level)
     command: Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]] = args.command
     try:
         return asyncio.run(command(settings, args))
     except NoDatabaseError as error:
         print(f"ticket-gateway: {error}", file=sys.stderr)
-        return EXIT_NOINPUT
+        return exit_codes.NOINPUT
     except KeyboardInterrupt:
-        return EXIT_OK
+        return exit_codes.OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,18 +97,18 @@ async def run_serve(settings: Settings, args: argparse.Namespace) -> int:
         await serve(settings)
     except TemplateCheckError as problem:
         log.error("%s", problem)
-        return EXIT_USAGE
+        return exit_codes.USAGE
     except OSError as error:
         log.error("cannot listen on %s:%d: %s", settings.smtp.host, settings.smtp.port, error.strerror)
-        return EXIT_TEMPFAIL
-    return EXIT_OK
+        return exit_codes.TEMPFAIL
+    return exit_codes.OK
 
 
 async def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
     unknown = [address for address in args.recipient if settings.mailbox_for(address) is None]
     if unknown:
         print(f"ticket-gateway: unknown recipient(s): {', '.join(unknown)}", file=sys.stderr)
-        return EXIT_NOUSER
+        return exit_codes.NOUSER
     raw = sys.stdin.buffer.read()
     if len(raw) > settings.smtp.max_message_size:
         print(
@@ -123,7 +116,7 @@ async def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
             f" ({settings.smtp.max_message_size})",
             file=sys.stderr,
         )
-        return EXIT_DATAERR
+        return exit_codes.DATAERR
     try:
         async with open_pipeline(settings) as pipeline:
             spool_id = await pipeline.spool.add(args.sender, args.recipient, "stdin", raw)
@@ -134,10 +127,10 @@ async def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
     except sqlite3.Error as error:  # busy, locked or full: the MTA retries; else an operator must look
         if is_temporary(error):
             print(f"ticket-gateway: database unavailable, try again later: {error}", file=sys.stderr)
-            return EXIT_TEMPFAIL
+            return exit_codes.TEMPFAIL
         print(f"ticket-gateway: database error ({settings.database.path}): {error}", file=sys.stderr)
-        return EXIT_SOFTWARE
-    return EXIT_OK
+        return exit_codes.SOFTWARE
+    return exit_codes.OK
 
 
 async def run_check_config(settings: Settings, args: argparse.Namespace) -> int:
@@ -145,6 +138,6 @@ async def run_check_config(settings: Settings, args: argparse.Namespace) -> int:
         Renderer(settings, SystemClock()).check()
     except TemplateCheckError as problem:
         print(f"ticket-gateway: {problem}", file=sys.stderr)
-        return EXIT_USAGE
+        return exit_codes.USAGE
     print(json.dumps(settings.masked(), indent=2, ensure_ascii=False))
-    return EXIT_OK
+    return exit_codes.OK

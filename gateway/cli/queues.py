@@ -6,13 +6,12 @@ import argparse
 import sys
 from typing import Any
 
+from gateway.cli import exit_codes
 from gateway.cli.read_only import open_read_only
 from gateway.desk.pipeline import open_pipeline
 from gateway.inbound.spool import STATUSES as SPOOL_STATUSES
 from gateway.outbound.outbox import STATUSES as OUTBOX_STATUSES
 from gateway.settings import Settings
-
-EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
 
 
 def add_inbound_commands(inbound: Any, command: Any) -> None:
@@ -46,7 +45,7 @@ async def run_inbound_list(settings: Settings, args: argparse.Namespace) -> int:
             f"  from <{entry.mail_from}>  {detail or ''}"
         )
     print(f"{len(entries)} message(s)", file=sys.stderr)
-    return EXIT_OK
+    return exit_codes.OK
 
 
 async def run_outbox_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -59,7 +58,7 @@ async def run_outbox_list(settings: Settings, args: argparse.Namespace) -> int:
             f" to {', '.join(entry.recipients)}  tries {entry.attempts}  {when}  {entry.relay_reply or ''}"
         )
     print(f"{len(entries)} message(s)", file=sys.stderr)
-    return EXIT_OK
+    return exit_codes.OK
 
 
 async def run_inbound_show(settings: Settings, args: argparse.Namespace) -> int:
@@ -75,9 +74,9 @@ async def run_outbox_show(settings: Settings, args: argparse.Namespace) -> int:
 def _write_raw(raw: bytes | None, missing: str) -> int:
     if raw is None:
         print(f"ticket-gateway: {missing}", file=sys.stderr)
-        return EXIT_NOT_FOUND
+        return exit_codes.NOT_FOUND
     sys.stdout.buffer.write(raw)
-    return EXIT_OK
+    return exit_codes.OK
 
 
 async def run_inbound_retry(settings: Settings, args: argparse.Namespace) -> int:
@@ -105,12 +104,12 @@ async def run_outbox_retry(settings: Settings, args: argparse.Namespace) -> int:
 
 def _usage(message: str) -> int:
     print(f"ticket-gateway: {message}", file=sys.stderr)
-    return EXIT_USAGE
+    return exit_codes.USAGE
 
 
 def _report_missing(asked: list[int], requeued: list[int]) -> int:
     missing = sorted(set(asked) - set(requeued))
     if missing:
         print(f"ticket-gateway: not failed or not found: {', '.join(map(str, missing))}", file=sys.stderr)
-        return EXIT_NOT_FOUND
-    return EXIT_OK
+        return exit_codes.NOT_FOUND
+    return exit_codes.OK

@@ -9,14 +9,14 @@ import sys
 from datetime import datetime, timedelta
 from typing import Any
 
+from gateway.cli import exit_codes
 from gateway.cli.read_only import open_read_only
 from gateway.clock import timestamp
 from gateway.desk.pipeline import open_pipeline
 from gateway.desk.queries import EXPORT_COLUMNS, TicketFilter
-from gateway.rules.tickets import Priority, Status, TicketType
+from gateway.model import Priority, Status, TicketType
 from gateway.settings import Settings
 
-EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
 FILTERS = ("status", "priority", "type", "country", "brand", "product", "company", "fiscal_id")
 DATE_FILTERS = ("created_from", "created_to", "resolved_from", "resolved_to")
 
@@ -85,12 +85,12 @@ async def run_list(settings: Settings, args: argparse.Namespace) -> int:
         tickets = await reader.queries.list_tickets(ticket_filter(args))
     if args.json:
         print(json.dumps(tickets, indent=2, ensure_ascii=False))
-        return EXIT_OK
+        return exit_codes.OK
     for ticket in tickets:
         status, priority = status_label(settings, str(ticket["status"])), settings.label(str(ticket["priority"]))
         print(f"{ticket['number']}  {status:<22} {priority:<8} {ticket['requester']!s:<36} {ticket['subject']}")
     print(f"{len(tickets)} ticket(s)", file=sys.stderr)
-    return EXIT_OK
+    return exit_codes.OK
 
 
 def status_label(settings: Settings, status: str, language: str = "es") -> str:
@@ -106,12 +106,12 @@ async def run_show(settings: Settings, args: argparse.Namespace) -> int:
         ticket = await reader.queries.show_ticket(args.number.upper())
     if ticket is None:
         print(f"ticket-gateway: no ticket {args.number}", file=sys.stderr)
-        return EXIT_NOT_FOUND
+        return exit_codes.NOT_FOUND
     if args.json:
         print(json.dumps(ticket, indent=2, ensure_ascii=False))
     else:
         _print_ticket(settings, ticket)
-    return EXIT_OK
+    return exit_codes.OK
 
 
 def _print_ticket(settings: Settings, ticket: dict[str, Any]) -> None:
@@ -141,11 +141,11 @@ async def run_export(settings: Settings, args: argparse.Namespace) -> int:
     writer = csv.DictWriter(sys.stdout, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    return EXIT_OK
+    return exit_codes.OK
 
 
 async def run_close_stale(settings: Settings, args: argparse.Namespace) -> int:
     async with open_pipeline(settings) as pipeline:
         closed = await pipeline.close_stale(args.now or pipeline.clock.now())
     print(f"closed {len(closed)} ticket(s){': ' + ', '.join(closed) if closed else ''}")
-    return EXIT_OK
+    return exit_codes.OK

@@ -12,12 +12,11 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from gateway.clock import Clock, timestamp
+from gateway.desk.notifications import Notifier
 from gateway.desk.queries import TicketFilter, TicketQueries
 from gateway.desk.store import TicketStore
-from gateway.desk.views import StoredMessage, TicketRef, TicketView, inbound_message
 from gateway.inbound.spool import SpoolEntry
-from gateway.outbound.notifications import Notifier
-from gateway.parsing.mail import Address, ParsedMail
+from gateway.model import Address, ParsedMail, Priority, Status, StoredMessage, TicketRef, TicketType, TicketView
 from gateway.rules.classify import Verdict
 from gateway.rules.commands import CommandError, Commands, Proof, Role, judge_customer_commands, parse_commands
 from gateway.rules.fields import fields_from
@@ -38,9 +37,6 @@ from gateway.rules.signed_addresses import Rating
 from gateway.rules.tickets import (
     Followed,
     Newcomers,
-    Priority,
-    Status,
-    TicketType,
     asks_for_open_only,
     by_company,
     cap_newcomers,
@@ -403,3 +399,23 @@ def _written_line(text: str, address: str) -> str:
 
 def _field_changes(commands: Commands) -> dict[str, object]:
     return {key: value for key, value in commands.changes.items() if key != "status"}
+
+
+def inbound_message(
+    mail: ParsedMail, author: Address, new_part: str, visibility: str = "public", note: str | None = None
+) -> StoredMessage:
+    return StoredMessage(
+        message_id=mail.message_id,
+        direction="inbound",
+        author=author,
+        to=mail.to,
+        cc=mail.cc,
+        subject=mail.subject,
+        date=mail.date,
+        body=mail.text,
+        new_part=new_part,
+        html=mail.html,
+        attachments=mail.attachments,
+        visibility=visibility,
+        note=note,
+    )

@@ -14,15 +14,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from gateway.desk.views import StoredMessage
 from gateway.inbound.spool import SpoolEntry
-from gateway.parsing.mail import Address, ParsedMail
+from gateway.model import Address, ParsedMail, Status, StoredMessage
+from gateway.parsing.forwards import Request
 from gateway.rules.commands import CommandError, Commands, parse_commands
 from gateway.rules.fields import customer_fields
-from gateway.rules.forwards import Request
 from gateway.rules.lifecycle import TransitionError, change
 from gateway.rules.recipients import Event
-from gateway.rules.tickets import Status, cap_newcomers, is_ours, open_ticket
+from gateway.rules.tickets import cap_newcomers, is_ours, open_ticket
 from gateway.settings import MailboxSettings
 
 if TYPE_CHECKING:

@@ -18,22 +18,22 @@ from datetime import datetime, timedelta
 
 from gateway.clock import Clock, SystemClock
 from gateway.desk.actions import Desk
+from gateway.desk.notifications import Notifier
 from gateway.desk.opening import open_for_customer, refuse_opening
 from gateway.desk.queries import TicketQueries
 from gateway.desk.route import Clue, route_mail
 from gateway.desk.store import TicketStore
-from gateway.desk.views import TicketRef
 from gateway.inbound.spool import DONE, IGNORED, Spool, SpoolEntry
-from gateway.outbound.notifications import Notifier
+from gateway.model import Address, ParsedMail, Status, TicketRef
 from gateway.outbound.outbox import Outbox, ReturnedMail
 from gateway.outbound.render import GATEWAY_NAME, Renderer
+from gateway.parsing.forwards import Request, attached_message, request_in
 from gateway.parsing.limits import check_limits
-from gateway.parsing.mail import Address, ParsedMail, parse_address
+from gateway.parsing.mail import parse_address
 from gateway.parsing.workers import Parser, discard_spilled
 from gateway.rules.classify import Context, classify
-from gateway.rules.forwards import Request, attached_message, request_in
 from gateway.rules.signed_addresses import Rating, SignedTag, Signer, is_open_form, looks_signed, plus_tag
-from gateway.rules.tickets import Status, asks_for_my_tickets, is_ours, requester_of, ticket_numbers_in
+from gateway.rules.tickets import asks_for_my_tickets, is_ours, requester_of, ticket_numbers_in
 from gateway.rules.trust import (
     DnsLookup,
     agent_domains,

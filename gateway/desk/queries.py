@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from gateway.desk.store import attachments_by_message, marks, read_blob_pieces
+from gateway.model import Status
 from gateway.rules.countries import country_code
 from gateway.rules.fields import fiscal_key
-from gateway.rules.tickets import Status
 from gateway.storage.database import Database
 
 ATTACHMENT_COLUMNS = (

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway.desk.store import TicketStore
-from gateway.desk.views import TicketRef
-from gateway.parsing.mail import ParsedMail
+from gateway.model import ParsedMail, TicketRef
 from gateway.rules.tickets import ticket_numbers_in
 
 

@@ -13,8 +13,7 @@ from datetime import datetime
 import nh3
 
 from gateway.clock import timestamp
-from gateway.desk.views import MessageView, StoredFile, StoredMessage, TicketRef, TicketView
-from gateway.parsing.mail import Address, Attachment
+from gateway.model import Address, Attachment, MessageView, StoredFile, StoredMessage, TicketRef, TicketView
 from gateway.rules.tickets import NewTicket, format_number
 from gateway.storage.database import Database, Statement, fill_blob, read_blob
 

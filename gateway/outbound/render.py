@@ -16,11 +16,10 @@ from typing import Any
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
 
 from gateway.clock import Clock
-from gateway.desk.views import MessageView, StoredFile, TicketView
+from gateway.model import Address, Attachment, MessageView, StoredFile, TicketView
 from gateway.outbound import mime
 from gateway.outbound.outbox import OutboundMail
 from gateway.outbound.wording import day, greeting_name, when
-from gateway.parsing.mail import Address, Attachment
 from gateway.rules.recipients import RULES, PlannedMail, entry_kind
 from gateway.rules.tickets import ticket_token
 from gateway.settings import MailboxSettings, Settings

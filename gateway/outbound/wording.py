@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, tzinfo
 
-from gateway.parsing.mail import Address
+from gateway.model import Address
 
 WEEKDAYS = {  # Monday first, as datetime.weekday() counts
     "es": ("lun.", "mar.", "mié.", "jue.", "vie.", "sáb.", "dom."),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html as html_module
 import re
 
-from gateway.rules.quote_markers import HTML_BORDER, HTML_CONTAINERS
+from gateway.parsing.quote_markers import HTML_BORDER, HTML_CONTAINERS
 
 BLOCK_TAGS = frozenset({"div", "li", "tr", "table", "blockquote", "hr", "ul", "ol", "center", "section", "article"})
 PARAGRAPH_TAGS = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6", "pre"})  # a blank line around them
@@ -30,7 +30,7 @@ MAX_URL = 2000
 # html.unescape converts every digit to an int first.
 HUGE_CHARREF = re.compile(r"&#(?:[xX]0*[0-9a-fA-F]{7,}|0*[1-9][0-9]{7,});?")
 LONG_ZEROS = re.compile(r"&#([xX]?)0{8,}")
-# With mark_quotes (for gateway.rules.quotes): a line of its own where a quote container opens,
+# With mark_quotes (for gateway.parsing.quotes): a line of its own where a quote container opens,
 # and text inside <blockquote> as `>` lines. Private-use characters, removed from the
 # mail's own text first, so a sender cannot write them.
 QUOTE_CONTAINER = "\ue000"
@@ -146,8 +146,8 @@ def _is_quote_container(attributes: str) -> bool:
 
 def html_to_text(html: str, mark_quotes: bool = False) -> str:
     """The text a reader sees. With `mark_quotes`, blockquoted lines start with `> ` and
-    each quote container (Gmail, Outlook, Yahoo: gateway.rules.quote_markers) is a line of
-    QUOTE_CONTAINER, for gateway.rules.quotes."""
+    each quote container (Gmail, Outlook, Yahoo: gateway.parsing.quote_markers) is a line of
+    QUOTE_CONTAINER, for gateway.parsing.quotes."""
     text = _Text(mark_quotes)
     at = 0
     while at < len(html):

@@ -6,7 +6,7 @@ and `inbound retry` runs it again once an admin has raised the limit.
 
 from __future__ import annotations
 
-from gateway.parsing.mail import ParsedMail
+from gateway.model import ParsedMail
 from gateway.parsing.mime_tree import MAX_PARSED_DEPTH
 from gateway.settings import LimitSettings
 

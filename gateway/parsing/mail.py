@@ -18,16 +18,16 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.generator import BytesGenerator
 from email.message import Message
 from io import BytesIO
-from pathlib import Path
 from urllib.parse import unquote
 
 from mailparser.utils import parse_mail_date as mailparser_date
 
+from gateway.model import Address, Attachment, DeliveryFailure, DeliveryReport, ParsedMail
 from gateway.parsing import headers
 from gateway.parsing.headers import decode_bytes, header_text, message_ids, one_line, raw_text
 from gateway.parsing.html_text import html_to_text
@@ -47,94 +47,6 @@ MAX_CONTENT_ID = 998  # RFC 5322's line bound: an id longer than that names noth
 
 class ParseError(Exception):
     """The bytes could not be read as mail at all."""
-
-
-@dataclass(frozen=True)
-class Address:
-    name: str
-    address: str  # lower-cased: mailbox identity, as every helpdesk treats it
-
-
-@dataclass(frozen=True)
-class SpilledFile:
-    """A large attachment's content, written to a file by the parser worker (see workers.py)."""
-
-    path: Path
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Attachment:
-    filename: str
-    content_type: str
-    content: bytes | SpilledFile
-    content_id: str = ""  # without <>: what an HTML body's cid: URL names (RFC 2392)
-    inline: bool = False  # the HTML shows it by its Content-ID: a signature's logo, not a file sent
-
-    @property
-    def size(self) -> int:
-        return self.content.size if isinstance(self.content, SpilledFile) else len(self.content)
-
-    @property
-    def sha256(self) -> str:
-        if isinstance(self.content, SpilledFile):
-            return self.content.sha256
-        return hashlib.sha256(self.content).hexdigest()
-
-    def read(self) -> bytes:
-        return self.content.path.read_bytes() if isinstance(self.content, SpilledFile) else self.content
-
-    def source(self) -> bytes | Path:
-        """What to copy the content from, without reading a spilled file into memory."""
-        return self.content.path if isinstance(self.content, SpilledFile) else self.content
-
-
-@dataclass(frozen=True)
-class DeliveryFailure:
-    """One failed recipient of a delivery status notification (RFC 3464)."""
-
-    recipient: str
-    status: str
-    diagnostic: str
-
-
-@dataclass(frozen=True)
-class DeliveryReport:
-    """What a bounce says: who failed. Which of our mails it returns is known by the signed
-    return address it came back to (tokens.py), never by what the report quotes."""
-
-    failures: tuple[DeliveryFailure, ...]
-
-
-@dataclass(frozen=True)
-class ParsedMail:
-    message_id: str  # without angle brackets; made up (see _stand_in_id) when the mail has none
-    subject: str
-    sender: Address | None  # the From header
-    to: tuple[Address, ...]
-    cc: tuple[Address, ...]
-    reply_to: tuple[Address, ...]
-    date: datetime | None
-    in_reply_to: tuple[str, ...]
-    references: tuple[str, ...]
-    text: str  # from text/plain parts, or converted from the HTML when there are none
-    html: str | None
-    attachments: tuple[Attachment, ...]
-    headers: tuple[tuple[str, str], ...]  # (lower-cased name, value), in order
-    defects: tuple[str, ...]
-    has_text_part: bool = True  # False: `text` was made from the HTML
-    report: DeliveryReport | None = None  # for multipart/report; report-type=delivery-status
-    part_count: int = 1
-    depth: int = 0  # how deep multiparts nest
-    # Filled by the parser worker (workers.read_mail), so no text work runs under the write lock:
-    new_part: str = ""  # what the sender wrote, without quoted history (quotes.new_part)
-    field_lines: tuple[tuple[str, str], ...] = ()  # (label, value) of its field lines (fields.field_lines)
-
-    def header(self, name: str) -> str | None:
-        """The first value of header `name` (case-insensitive), or None."""
-        wanted = name.lower()
-        return next((value for key, value in self.headers if key == wanted), None)
 
 
 def parse_mail(raw: bytes) -> ParsedMail:

@@ -24,9 +24,10 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from gateway.parsing.mail import Attachment, ParsedMail, ParseError, SpilledFile, parse_mail
+from gateway.model import Attachment, ParsedMail, SpilledFile
+from gateway.parsing.mail import ParseError, parse_mail
+from gateway.parsing.quotes import new_part
 from gateway.rules.fields import field_lines
-from gateway.rules.quotes import new_part
 from gateway.runtime.lifeline import end_with_parent, spawn_context
 
 SPILL_BYTES = 1024 * 1024  # attachments larger than this come back from a worker as files

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from gateway.parsing.mail import ParsedMail
+from gateway.model import ParsedMail
 from gateway.rules.fields import plain
 
 Kind = Literal["normal", "loop", "bounce", "auto_reply", "bulk"]

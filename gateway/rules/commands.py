@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from gateway.model import Status
 from gateway.rules.fields import PRIORITY_WORDS, TYPE_WORDS, plain
-from gateway.rules.tickets import Status
 
 STATUS_WORDS: dict[str, str] = {
     "abierto": Status.OPEN, "abierta": Status.OPEN, "reabrir": Status.OPEN, "open": Status.OPEN,

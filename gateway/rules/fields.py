@@ -14,8 +14,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from gateway.model import Priority, TicketType
 from gateway.rules.countries import country_code
-from gateway.rules.tickets import Priority, TicketType
 
 # The value is the rest of the line, stripped in code: `:\s*(.+?)\s*$` tried every end of
 # the value against every run of spaces after it, seconds for a line of 20,000 spaces.

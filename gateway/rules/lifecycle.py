@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TypeAlias
 
-from gateway.rules.tickets import Status
+from gateway.model import Status
 
 ACTIVE = frozenset({Status.OPEN, Status.IN_PROGRESS})
 REOPENED_BY_CUSTOMER = frozenset({Status.WAITING_CUSTOMER, Status.RESOLVED})

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from gateway.parsing.mail import Address
+from gateway.model import Address
 from gateway.rules.tickets import is_ours
 
 

@@ -8,35 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from gateway.parsing.mail import Address, ParsedMail
+from gateway.model import Address, ParsedMail, Priority, Status, TicketType
 
 if TYPE_CHECKING:
     from gateway.rules.fields import CustomerFields
-
-
-class Status(StrEnum):
-    OPEN = "open"
-    IN_PROGRESS = "in_progress"
-    WAITING_CUSTOMER = "waiting_customer"
-    RESOLVED = "resolved"
-    CLOSED = "closed"
-
-
-class Priority(StrEnum):
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    URGENT = "urgent"
-
-
-class TicketType(StrEnum):
-    REQUEST = "request"
-    INCIDENT = "incident"
-    QUESTION = "question"
-    SUGGESTION = "suggestion"
 
 
 # What people read, per language; the stable keys above are what programs read.

@@ -37,12 +37,12 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address
+from typing import Protocol
 
 import dkim
 import dkim.dnsplug
 
 from gateway.rules.signed_addresses import Signer
-from gateway.settings import AgentSettings, SecuritySettings
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,23 @@ METHOD = re.compile(r"\s*([A-Za-z0-9][\w-]*)\s*(?:/\s*\d+\s*)?=\s*([A-Za-z0-9][\
 PROPERTY = re.compile(r"\s*([A-Za-z0-9][\w.-]*)\s*=\s*(\"(?:[^\"\\]|\\.)*\"|[^\s\"]+)")
 DKIM_D_TAG = re.compile(r"(?:^|;)\s*d\s*=\s*([^;]*)")
 RECEIVED_BY = re.compile(r"\bby\s+([^\s;()]+)", re.IGNORECASE)  # RFC 5321 §4.4 "by" clause
+
+
+# What these rules read of the configuration ([agents] and [security]): described here, so
+# the rules do not depend on the settings module (settings.AgentSettings and
+# settings.SecuritySettings fit them).
+class AgentSettings(Protocol):
+    @property
+    def notify_address(self) -> str: ...
+    @property
+    def domains(self) -> list[str]: ...
+
+
+class SecuritySettings(Protocol):
+    @property
+    def trusted_authserv_ids(self) -> tuple[str, ...]: ...
+    @property
+    def trusted_relays(self) -> tuple[IPv4Network | IPv6Network, ...]: ...
 
 
 def agent_proof(

@@ -20,7 +20,7 @@ from gateway.inbound.listener import InboundHandler, start_listener
 from gateway.inbound.spool import Spool
 from gateway.outbound.relay import Relay
 from gateway.outbound.render import Renderer
-from gateway.runtime.processor import Processor, ProcessorProcess
+from gateway.processor import Processor, ProcessorProcess
 from gateway.settings import Settings
 from gateway.storage.database import Database
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gateway.model import Address, Attachment, ParsedMail
 from gateway.parsing.headers import addresses
-from gateway.parsing.mail import Address, Attachment, ParsedMail, parse_mail
+from gateway.parsing.mail import parse_mail
 from gateway.rules.commands import is_address
 
 FORWARD_MARKER = re.compile(

@@ -12,7 +12,7 @@ and the new part is chosen from the tags:
 A forward (its subject's first prefix, or a "forwarded message" separator) keeps what was
 forwarded: quote removal is for replies. HTML-only mail gets the same rules, on its text
 with blockquotes as `>` lines and quote containers as splitters (gateway.parsing.html_text).
-The markers per language and client are one table, gateway.rules.quote_markers. The full body is
+The markers per language and client are one table, gateway.parsing.quote_markers. The full body is
 always kept elsewhere.
 """
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 from enum import Enum
 
+from gateway.parsing import quote_markers as markers
 from gateway.parsing.html_text import QUOTE_CONTAINER, html_to_text
-from gateway.rules import quote_markers as markers
 
 SHORT = 400  # longer lines are never markers: every pattern reads at most this much
 WRAP = 3  # an attribution wrapped by the client spans at most three lines

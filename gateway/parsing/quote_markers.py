@@ -1,7 +1,7 @@
 # ruff: noqa: RUF001  (Cyrillic and typographic letters are the markers themselves)
 """The words mail clients put above quoted history, per language and client: one table.
 
-Pure data for gateway.rules.quotes. Each entry names the language or client it comes from, so
+Pure data for gateway.parsing.quotes. Each entry names the language or client it comes from, so
 a new locale is a line here, not a new pattern. Phrases are compared lower-cased.
 """
 

@@ -8,11 +8,10 @@ from datetime import timedelta
 from typing import Any
 
 from gateway.desk.store import TicketStore
-from gateway.desk.views import MessageView, TicketView
+from gateway.model import Address, MessageView, Status, TicketView
 from gateway.outbound import mime
 from gateway.outbound.outbox import OutboundMail, Outbox
 from gateway.outbound.render import Carried, Occasion, Renderer, fit
-from gateway.parsing.mail import Address
 from gateway.rules.recipients import (
     Allowance,
     Event,
@@ -27,7 +26,6 @@ from gateway.rules.recipients import (
     tally,
 )
 from gateway.rules.signed_addresses import Signer, message_token
-from gateway.rules.tickets import Status
 from gateway.settings import MailboxSettings, Settings
 
 log = logging.getLogger(__name__)
