@@ -66,8 +66,9 @@ def measure(raw: bytes) -> dict[str, float]:
 
 
 def _in_transaction(mail: ParsedMail, new: str) -> float:
-    """Before, all the text work ran in the pipeline's transaction; now the parser worker
-    finds the new part and its field lines, and the transaction reads fields and commands."""
+    """The text work left inside the pipeline's transaction: reading fields and commands
+    where the parser worker finds the new part and its field lines, all of it in a checkout
+    without `field_lines` (so an older build is measured the same way)."""
     try:
         from gateway.rules.fields import field_lines, fields_from  # absent from older checkouts
     except ImportError:

@@ -66,7 +66,7 @@ class DeliveryFailure:
 @dataclass(frozen=True)
 class DeliveryReport:
     """What a bounce says: who failed. Which of our mails it returns is known by the signed
-    return address it came back to (tokens.py), never by what the report quotes."""
+    return address it came back to (rules/signed_addresses.py), never by what the report quotes."""
 
     failures: tuple[DeliveryFailure, ...]
 

@@ -103,7 +103,7 @@ class Processor:
 class ProcessorProcess:
     """What `serve` runs behind the listener, in two child processes: the processor
     (pipeline and auto-close) and the relay, so applying mail and relaying notifications
-    no longer take turns in one event loop. The listener rings the processor when mail is
+    do not take turns in one event loop. The listener rings the processor when mail is
     spooled, the processor rings the relay when notifications are queued."""
 
     def __init__(self, settings: Settings) -> None:

@@ -1,10 +1,10 @@
 """The outbox: every mail the gateway sends, durable from the moment it is decided.
 
-Guarantee: the `Notifier` (notifier.py) renders and `add`s inside the transaction that
+Guarantee: the `Notifier` (desk/notifications.py) renders and `add`s inside the transaction that
 caused the notification, so a ticket change and its mail are committed together or not at
 all. A row moves queued → sent | failed; a temporary failure stays queued with a later
 `next_attempt_at`. What the relay accepted reaches `sent` through the relay's own sent
-log first (sentlog.py), so no delivery waits for this database's lock after a 250. (This
+log first (sent_log.py), so no delivery waits for this database's lock after a 250. (This
 module imports nothing of rendering or tickets: the relay's process loads only what it
 needs.)
 """
@@ -124,7 +124,7 @@ class Outbox:
         return None if row is None else row["at"]
 
     async def record_sent(self, sent: Iterable[SentRecord]) -> None:
-        """What the relay accepted (see sentlog.py), in one transaction; again is harmless, and
+        """What the relay accepted (see sent_log.py), in one transaction; again is harmless, and
         so is a stale log beside a new database (the Message-ID must match too)."""
         now = timestamp(self.clock.now())
         async with self.database.transaction():

@@ -3,7 +3,7 @@
 A 2xx is `sent` (see delivery.py for how an attempt is judged); a 4xx or a time-out is
 retried with exponential backoff until `give_up_hours` after the mail was queued; a 5xx is
 `failed` with the relay's words. What the relay accepted is written to the relay's own
-sent log (sentlog.py) before anything else, and folded into the outbox after the round, so
+sent log (sent_log.py) before anything else, and folded into the outbox after the round, so
 a delivery never waits for the desk's write lock after a 250.
 
 While the relay is unreachable, delivery pauses instead of trying every queued mail in
@@ -116,7 +116,7 @@ class Relay:
 
     async def _deliver(self, entry: OutboxEntry) -> None:
         delivery = await self.connection.send(entry.envelope_from, entry.recipients, entry.raw)
-        if delivery.outcome == SENT:  # first of all, before any await: see sentlog.py
+        if delivery.outcome == SENT:  # first of all, before any await: see sent_log.py
             self.sent_log.record(entry.id, entry.message_id, timestamp(self.clock.now()), delivery.reply)
             log.info("outbox %d: sent to %s: %s", entry.id, ", ".join(entry.recipients), delivery.reply)
         elif delivery.connection_failed:  # the relay's fault, not this mail's

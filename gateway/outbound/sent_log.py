@@ -1,8 +1,8 @@
 """The relay's own record of what the relay accepted, written the moment it answers 250.
 
 The outbox lives in the desk's database, whose write lock the processor holds for whole
-transactions; a relay killed while it waited there after a 250 sent that mail again on
-its next start. This file is the relay's alone and nobody locks it: a record is one
+transactions; a relay killed while it waited there after a 250 would send that mail again
+on its next start. This file is the relay's alone and nobody locks it: a record is one
 `write(2)` in append mode, so the window between the relay's 250 and a record that survives
 a kill is the few microseconds between reading the reply and that write. The relay folds
 the records into `outbox.status` afterwards (`Relay._reconcile`), and skips every mail

@@ -2,8 +2,8 @@
 
 Pure code, linear in the HTML's size, and it never raises: every markup construct is
 found with `str.find` or a pattern without nested repetition, and the scan only moves
-forward. (The standard library's HTMLParser took quadratic time on 5 MB of unclosed tags
-and raised AssertionError on `<![`; html.unescape raises ValueError on a numeric character
+forward. (The standard library's HTMLParser takes quadratic time on unclosed tags and
+raises AssertionError on `<![`; html.unescape raises ValueError on a numeric character
 reference of over 4,300 digits.) Nothing in the HTML is executed or fetched.
 """
 

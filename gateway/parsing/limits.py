@@ -18,7 +18,7 @@ class LimitExceededError(Exception):
 def check_limits(mail: ParsedMail, limits: LimitSettings) -> None:
     checks = (
         ("limits.max_parts", mail.part_count, limits.max_parts, "MIME parts"),
-        # Deeper than the parser reads, the body was not read (tree.py): refused whatever the setting.
+        # Deeper than the parser reads, the body was not read (mime_tree.py): refused whatever the setting.
         ("limits.max_depth", mail.depth, min(limits.max_depth, MAX_PARSED_DEPTH), "levels of nested multiparts"),
         ("limits.max_attachments", len(mail.attachments), limits.max_attachments, "attachments"),
         (

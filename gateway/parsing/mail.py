@@ -231,7 +231,7 @@ def safe_filename(name: str) -> str:
 
 class Payloads:
     """Decoded part bodies: from the parsed tree, or from the raw mail for the bodies set
-    aside before parsing (lift.py)."""
+    aside before parsing (set_aside.py)."""
 
     def __init__(self, set_aside: dict[str, memoryview]) -> None:
         self.set_aside = set_aside
@@ -251,7 +251,7 @@ def _payload(part: Message) -> bytes:
     if isinstance(encoded, str) and str(part.get("Content-Transfer-Encoding", "")).strip().lower() == "base64":
         with contextlib.suppress(ValueError):  # binascii.Error (bad padding), or not ASCII
             # What get_payload(decode=True) returns for valid base64, without its copy of
-            # every line: 121 MB at peak for a 25 MB attachment, here the payload and result.
+            # every line (several times the attachment's size): here the payload and result.
             return binascii.a2b_base64(encoded)
     try:
         payload = part.get_payload(decode=True)

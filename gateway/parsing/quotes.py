@@ -127,7 +127,7 @@ def _introduces(lines: list[str], kinds: list[Kind], index: int) -> bool:
 
 def _forward_containers(lines: list[str], kinds: list[Kind]) -> None:
     """Gmail wraps a forwarded message in the same container as a quote: a container whose
-    next line is a "forwarded message" separator is not history (issue 23.5)."""
+    next line is a "forwarded message" separator is not history."""
     for index, line in enumerate(lines):
         if kinds[index] is Kind.SPLITTER and line.strip() == QUOTE_CONTAINER:
             below = next((at for at in range(index + 1, len(lines)) if kinds[at] is not Kind.EMPTY), None)

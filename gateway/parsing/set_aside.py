@@ -1,7 +1,7 @@
 """Large base64 bodies set aside before a large mail is parsed.
 
-The `email` parser keeps a part's body as a list of lines and then as one string: a
-25 MB attachment costs a parser worker about 100 MB. So in a large mail, the bodies of
+The `email` parser keeps a part's body as a list of lines and then as one string, so an
+attachment costs a parser worker several times its size (docs/performance.md). So in a large mail, the bodies of
 big base64 leaf parts that are neither text nor a message (files: images, PDFs,
 archives) are cut out of the raw bytes and a placeholder line stands in for each; the
 `email` tree of what is left is the same as the full parse gives, and the attachment is

@@ -6,8 +6,8 @@ fails alone (the pool is made anew and the mail tried once more). Workers exit w
 daemon does, however it went.
 
 A large attachment comes back as a file (`SpilledFile`) rather than through the result
-pipe: pickled, sent and unpickled there, a 20 MB attachment took the processor 50 MB above
-its usual size. The files live in a directory of the parser's own, removed when it closes;
+pipe: pickled, sent and unpickled there, it would cost the processor more than twice its
+size (docs/performance.md). The files live in a directory of the parser's own, removed when it closes;
 one left by a killed processor is removed by the next.
 """
 

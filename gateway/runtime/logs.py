@@ -1,13 +1,14 @@
 """Logging as the daemon and its child processes write it: one format, to stderr.
 
 Repeats under attack: a connection flood, a dead relay or a full disk make the same line
-happen thousands of times a minute (an open-file exhaustion once wrote 173 MB of asyncio
-tracebacks in a minute). `collapse_repeats(logger)` makes a logger write each kind of line
-(same logger, level and message template, i.e. its first line, before %-arguments) at most
-once per window: the first at once, later ones counted, and the count written as one line
-"... (N more like this in the last 60 s)" when the window ends, so a flood that goes on
-writes one line a minute per kind. Attach it to a logger whose
-every line may repeat like that; for one noisy call site in a busy logger, log through a
+happen thousands of times a minute (an open-file exhaustion makes asyncio write tracebacks
+fast enough to fill a disk: docs/performance.md).
+`collapse_repeats(logger)` makes a logger write each kind of line (same logger, level
+and message template, i.e. its first line, before %-arguments) at most once per window:
+the first at once, later ones counted, and the count written as one line "... (N more
+like this in the last 60 s)" when the window ends, so a flood that goes on writes one
+line a minute per kind. Attach it to a logger whose every line may repeat like that; for
+one noisy call site in a busy logger, log through a
 child logger of its own: `collapse_repeats(logging.getLogger(__name__ + ".refusals"))`.
 """
 
