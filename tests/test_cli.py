@@ -161,3 +161,11 @@ def _dump(database: Path) -> list[str]:
         return list(connection.iterdump())
     finally:
         connection.close()
+
+
+def test_inbound_list_shows_what_was_decided(config_path: Path) -> None:
+    ingest(config_path, make_mail("Caso uno"), "soporte.latam@estela.example")
+    ingest(config_path, make_mail("Re: [#TK-000001] Caso uno", body="Sigue igual."), "soporte.latam@estela.example")
+    listing = run_cli(config_path, "inbound", "list").stdout.decode()
+    assert "decided: new ticket" in listing
+    assert "decided: customer reply on TK-000001; notify customer_reply to agents" in listing

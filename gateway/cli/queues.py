@@ -44,6 +44,8 @@ async def run_inbound_list(settings: Settings, args: argparse.Namespace) -> int:
             f"{entry.id:>6}  {entry.status:<10} {entry.received_at}  {entry.size:>8} B"
             f"  from <{entry.mail_from}>  {detail or ''}"
         )
+        if entry.decision and entry.status != "failed":
+            print(f"{'':>8}decided: {entry.decision}")
     print(f"{len(entries)} message(s)", file=sys.stderr)
     return exit_codes.OK
 

@@ -14,26 +14,28 @@ import secrets
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from gateway.clock import Clock, SystemClock
 from gateway.desk.actions import Desk
+from gateway.desk.decide import Decision, Reading, decide, describe
 from gateway.desk.notifications import Notifier
-from gateway.desk.opening import open_for_customer, refuse_opening
 from gateway.desk.queries import TicketQueries
 from gateway.desk.route import Clue, route_mail
 from gateway.desk.store import TicketStore
 from gateway.inbound.spool import DONE, IGNORED, Spool, SpoolEntry
-from gateway.model import Address, ParsedMail, Status, TicketRef
+from gateway.model import Address, ParsedMail, TicketRef
 from gateway.outbound.outbox import Outbox, ReturnedMail
 from gateway.outbound.render import GATEWAY_NAME, Renderer
 from gateway.parsing.forwards import Request, attached_message, request_in
 from gateway.parsing.limits import check_limits
 from gateway.parsing.mail import parse_address
 from gateway.parsing.workers import Parser, discard_spilled
-from gateway.rules.classify import Context, classify
+from gateway.rules.classify import Context, Verdict, classify
+from gateway.rules.commands import Proof
 from gateway.rules.signed_addresses import Rating, SignedTag, Signer, is_open_form, looks_signed, plus_tag
-from gateway.rules.tickets import asks_for_my_tickets, is_ours, requester_of, ticket_numbers_in
+from gateway.rules.tickets import is_ours, requester_of, ticket_numbers_in
 from gateway.rules.trust import (
     DnsLookup,
     agent_domains,
@@ -54,10 +56,6 @@ repeats = collapse_repeats(logging.getLogger(__name__ + ".repeats"))
 
 LOOKAHEAD = 4  # mails claimed and parsing while one is applied...
 LOOKAHEAD_BYTES = 8 * 1024 * 1024  # ...unless they are large: then one at a time, for memory
-
-
-class UnprocessableMailError(Exception):
-    """A mail that can never become a ticket entry as it is (kept raw, marked failed)."""
 
 
 class Pipeline:
@@ -161,8 +159,8 @@ class Pipeline:
             dkim_domains = await self._dkim_domains(entry, mail)
             request = self._request(entry, mail)  # text work, so outside the transaction
             async with self.database.transaction():
-                status, outcome = await self._apply(entry, mail, dkim_domains, request)
-                self.spool.mark_done(entry.id, outcome, status)
+                status, outcome, decision = await self._apply(entry, mail, dkim_domains, request)
+                self.spool.mark_done(entry.id, outcome, status, describe(decision))
         except Exception as error:  # one broad except per unit of work: keep it, say why
             if is_temporary(error):  # busy, locked or full: the same work succeeds later
                 await self._retry_later(entry, mail, error)
@@ -171,7 +169,7 @@ class Pipeline:
             tracebacks.warning("the traceback of a failed mail (%s)", type(error).__name__, exc_info=True)
             await self.spool.mark_failed(entry.id, f"{type(error).__name__}: {error}")
         else:
-            log.info("inbound %d %s: %s", entry.id, _id_of(mail), outcome)
+            log.info("inbound %d %s: %s [%s]", entry.id, _id_of(mail), outcome, describe(decision))
             self.on_outbox_changed()
         finally:
             if mail is not None:
@@ -186,65 +184,67 @@ class Pipeline:
 
     async def _apply(
         self, entry: SpoolEntry, mail: ParsedMail, dkim_domains: frozenset[str], request: Request | None = None
-    ) -> tuple[str, str]:
-        """What the mail does, as (spool status, outcome); `request`: what it asks of an open address."""
+    ) -> tuple[str, str, Decision]:
+        """Read, decide, act: (spool status, outcome, decision); `request`: what it asks of an open address."""
         verdict = classify(mail, entry.mail_from, self.context)
+        reading = await self._read(entry, mail, verdict, dkim_domains, request)
+        decision = decide(mail, verdict, reading, self.settings)
+        outcome = await self.desk.apply(decision, entry, mail, self._mailbox_of(entry, mail), reading)
+        return (IGNORED if decision.ignored else DONE), outcome, decision
+
+    async def _read(
+        self, entry: SpoolEntry, mail: ParsedMail, verdict: Verdict, dkim_domains: frozenset[str],
+        request: Request | None,
+    ) -> Reading:  # fmt: skip
+        """Everything the decision needs from the database and the envelope, read once."""
         if verdict.kind == "loop":
-            return IGNORED, f"ignored: {verdict}"
+            return Reading()
         if verdict.kind == "bounce":
-            returned = await self._returned_mail(entry)
-            if returned is None or returned.ticket_id is None:
-                return IGNORED, f"ignored: {verdict}, not sent back to a return address of ours for a ticket"
-            stored = await self.store.ticket_holding_inbound(mail.message_id)
-            if stored is not None:  # the same report delivered twice
-                return (
-                    DONE,
-                    f"duplicate (Message-ID <{mail.message_id}> already stored), ticket {stored.number} unchanged",
-                )
-            return DONE, await self.desk.bounce(entry, mail, verdict, returned.ticket_id, returned.recipients)
+            return await self._read_report(entry, mail)
         author = requester_of(mail, parse_address(entry.mail_from))
         if author is None:
-            raise UnprocessableMailError("no sender address: neither a From header nor an envelope sender")
-        mailbox = self._mailbox_of(entry, mail)
-        automatic = verdict.kind in ("auto_reply", "bulk")
+            return Reading()
         signed = await self._signed_clues(entry, author.address)
         opening = self._opening(entry, author.address)
-        if asks_for_my_tickets(mail.subject) and not automatic and not signed and not opening:
-            return DONE, await self.desk.my_tickets(entry, mail, author, mailbox)
         route = await route_mail(mail, self.store, signed, opening)
-        if route.kind == "duplicate":
-            assert route.ticket is not None
-            return DONE, f"duplicate ({route.reason}), ticket {route.ticket.number} unchanged"
-        if automatic:  # never a ticket, a notification or a status change
-            if route.ticket is None:
-                return IGNORED, f"ignored: {verdict}"
-            return DONE, await self.desk.keep_automatic(route.ticket, entry, mail, author, verdict)
-        forged = self._unsigned_address(entry, mail, author)
-        if forged is not None:
-            return await self._unsigned(route.ticket, entry, mail, author, forged)
-        if route.kind == "open":
-            return await self._open(entry, mail, author, mailbox, request)
-        if route.ticket is None:
-            return DONE, await self.desk.open_ticket(entry, mail, author, mailbox)
-        return DONE, await self._reply(route.ticket, entry, mail, author, mailbox, dkim_domains)
+        forged = self._unsigned_address(entry, mail, author) or ""
+        reading = Reading(author, route, bool(signed), opening, forged, request=request)
+        if forged:
+            return replace(reading, forged_ticket=route.ticket or await self._ticket_named_by(forged))
+        if route.kind != "reply" or route.ticket is None or verdict.kind != "normal":
+            return reading
+        return await self._read_ticket(reading, route.ticket, entry, mail, author, dkim_domains)
 
-    async def _reply(
-        self, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, author: Address, mailbox: MailboxSettings,
+    async def _read_ticket(
+        self, reading: Reading, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, author: Address,
         dkim_domains: frozenset[str],
-    ) -> str:  # fmt: skip
+    ) -> Reading:  # fmt: skip
+        """The ticket a reply threads into, and what proves who wrote it."""
+        view = await self.store.ticket_view(ticket.id)
         rating = self._rating_in(entry, mail, ticket.number)
-        if rating is not None:
-            return await self.desk.rating(ticket, entry, mail, author, rating)
         if self.settings.agents.is_agent(author.address):
             proof = agent_proof(
                 mail.headers, entry.peer, entry.rcpt_tos, ticket.number, author.address, self.settings.agents,
                 self.settings.security, self.signer, dkim_domains,
             )  # fmt: skip
-            return await self.desk.agent_reply(ticket, entry, mail, author, proof)
-        if ticket.status == Status.CLOSED:
-            return await self.desk.open_ticket(entry, mail, author, mailbox, follow_up_of=ticket)
+            return replace(reading, view=view, rating=rating, agent_proof=proof)
         signed = any(self.signer.reply_address_verifies(a, ticket.number, author.address) for a in entry.rcpt_tos)
-        return await self.desk.customer_reply(ticket, entry, mail, author, mailbox, signed)
+        proof_of_customer = Proof.SIGNED if signed else await self._answered(ticket, mail, author)
+        return replace(reading, view=view, rating=rating, signed_reply=signed, customer_proof=proof_of_customer)
+
+    async def _answered(self, ticket: TicketRef, mail: ParsedMail, author: Address) -> Proof:
+        """A reply naming a mail we sent this person on this ticket: its Message-ID was only
+        ever in their mailbox."""
+        answered = await self.store.sent_to(ticket.id, (*mail.in_reply_to, *reversed(mail.references)), author.address)
+        return Proof.NONE if answered is None else Proof.REPLY
+
+    async def _read_report(self, entry: SpoolEntry, mail: ParsedMail) -> Reading:
+        returned = await self._returned_mail(entry)
+        if returned is None or returned.ticket_id is None:
+            return Reading()
+        ticket = await self.store.ticket_by_id(returned.ticket_id)
+        stored = await self.store.ticket_holding_inbound(mail.message_id)
+        return Reading(returned_ticket=ticket, returned_to=returned.recipients, stored_report=stored)
 
     def _unsigned_address(self, entry: SpoolEntry, mail: ParsedMail, author: Address) -> str | None:
         """An address of ours (envelope, To or Cc) whose tag has a signed form we did not sign
@@ -256,19 +256,12 @@ class Pipeline:
                 return address
         return None
 
-    async def _unsigned(
-        self, ticket: TicketRef | None, entry: SpoolEntry, mail: ParsedMail, author: Address, address: str
-    ) -> tuple[str, str]:
-        """Mail to an address we did not sign changes nothing: an internal entry on the ticket
-        it names (or routes to), else it is set aside raw with the reason."""
-        reason = f"sent to <{address}>, whose signature does not verify: nothing honoured"
-        if is_open_form(address) and self.settings.agents.is_agent(author.address):
-            return DONE, await refuse_opening(self.desk, author, self._mailbox_of(entry, mail), mail, reason)
+    async def _ticket_named_by(self, address: str) -> TicketRef | None:
         for number in ticket_numbers_in(plus_tag(address), self.store.number_prefix):
-            ticket = ticket or await self.store.ticket_by_number(number)
-        if ticket is None:
-            return IGNORED, f"ignored: {reason}, for no known ticket"
-        return DONE, await self.desk.refuse(ticket, entry, mail, author, reason)
+            ticket = await self.store.ticket_by_number(number)
+            if ticket is not None:
+                return ticket
+        return None
 
     def _opening(self, entry: SpoolEntry, author: str) -> str:
         """An envelope recipient that is an open address we signed for the author or the
@@ -285,16 +278,6 @@ class Pipeline:
         inner = attached.content if attached else None
         raw = inner.path.read_bytes() if inner is not None and not isinstance(inner, bytes) else inner
         return request_in(mail, raw)
-
-    async def _open(
-        self, entry: SpoolEntry, mail: ParsedMail, author: Address, mailbox: MailboxSettings, request: Request | None
-    ) -> tuple[str, str]:
-        """A ticket an agent opens for a customer. The open address is the agent's proof, as a
-        signed reply address is (trust.agent_proof): it went only to who received that
-        notification; a From that is not an agent's is not honoured, and not answered."""
-        if not self.settings.agents.is_agent(author.address):
-            return IGNORED, f"ignored: open address used by <{author.address}>, who is not an agent"
-        return DONE, await open_for_customer(self.desk, entry, mail, author, mailbox, request)
 
     async def _dkim_domains(self, entry: SpoolEntry, mail: ParsedMail) -> frozenset[str]:
         """Agents' domains whose DKIM signature on this mail verifies. It asks DNS, so only

@@ -36,8 +36,8 @@ COMMIT_BATCH_BYTES = 8 * 1024 * 1024
 OUT_OF_SPACE_PAUSE = timedelta(seconds=5)
 INSERT = "INSERT INTO spool (received_at, mail_from, rcpt_tos, peer, size, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
 INSERT_RAW = "INSERT INTO spool_raw (id, raw) VALUES (last_insert_rowid(), zeroblob(?))"  # right after INSERT
-FINISH = "UPDATE spool SET status = ?, outcome = ?, error = ?, updated_at = ? WHERE id = ?"
-SUMMARY_COLUMNS = "id, received_at, mail_from, rcpt_tos, status, attempts, outcome, error, size"
+FINISH = "UPDATE spool SET status = ?, outcome = ?, decision = ?, error = ?, updated_at = ? WHERE id = ?"
+SUMMARY_COLUMNS = "id, received_at, mail_from, rcpt_tos, status, attempts, outcome, error, size, decision"
 ENTRY_COLUMNS = "id, mail_from, rcpt_tos, peer, size, attempts"
 
 
@@ -95,6 +95,7 @@ class SpoolSummary:
     outcome: str | None
     error: str | None
     size: int
+    decision: str | None = None  # desk/decide.describe of what the pipeline decided
 
 
 class Spool:
@@ -239,17 +240,17 @@ class Spool:
             "UPDATE spool SET status = 'queued' WHERE id = ? AND status = 'processing'", (spool_id,)
         )
 
-    def mark_done(self, spool_id: int, outcome: str, status: str = DONE) -> None:
+    def mark_done(self, spool_id: int, outcome: str, status: str = DONE, decision: str | None = None) -> None:
         """Record the outcome (done, or ignored: kept raw only) inside the transaction that applied it."""
         now = timestamp(self.clock.now())
-        self.database.defer(FINISH, (status, outcome, None, now, spool_id))
+        self.database.defer(FINISH, (status, outcome, decision, None, now, spool_id))
 
     async def requeue(self, spool_id: int) -> None:
         """Put a mail back in the queue after a temporary failure."""
-        await self.database.write(FINISH, (QUEUED, None, None, timestamp(self.clock.now()), spool_id))
+        await self.database.write(FINISH, (QUEUED, None, None, None, timestamp(self.clock.now()), spool_id))
 
     async def mark_failed(self, spool_id: int, error: str) -> None:
-        await self.database.write(FINISH, (FAILED, None, error, timestamp(self.clock.now()), spool_id))
+        await self.database.write(FINISH, (FAILED, None, None, error, timestamp(self.clock.now()), spool_id))
 
     async def recover_interrupted(self, max_attempts: int) -> tuple[int, int]:
         """After a crash: requeue rows left processing; set aside those out of attempts.

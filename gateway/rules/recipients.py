@@ -303,3 +303,9 @@ def keep_only(mail: PlannedMail, kept: Sequence[str]) -> PlannedMail | None:
     if not to and cc:  # as plan() does: the first remaining CC becomes the addressee
         to, cc = cc[:1], cc[1:]
     return replace(mail, to=to, cc=cc) if to else None
+
+
+def audiences(event: Event) -> tuple[str, ...]:
+    """Who may hear of an event, as the table names them ("agents", "requester", "cc")."""
+    named = (audience for rule in RULES if rule.event is event for audience in (rule.to, rule.cc))
+    return tuple(dict.fromkeys(str(audience) for audience in named if audience is not Audience.NOBODY))

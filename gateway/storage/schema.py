@@ -13,6 +13,7 @@ CREATE TABLE IF NOT EXISTS spool (
         CHECK (status IN ('queued', 'processing', 'done', 'failed', 'ignored')),
     attempts INTEGER NOT NULL DEFAULT 0,
     outcome TEXT,                      -- what the pipeline did with it
+    decision TEXT,                     -- what it decided, in one line (desk/decide.describe)
     error TEXT,                        -- why it failed, for `inbound list`
     updated_at TEXT NOT NULL
 );
