@@ -16,6 +16,7 @@ from gateway.outbound.render import Occasion, Renderer, TemplateCheckError, _sam
 from gateway.rules.recipients import RULES, PlannedMail
 from gateway.settings import load_settings
 from tests.conftest import write_config
+from tests.golden.make import renders
 
 CLOCK = FixedClock(datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
 
@@ -127,3 +128,13 @@ def test_mime_values_cannot_open_a_new_header() -> None:
     )  # fmt: skip
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert message["Bcc"] is None and "victim" in message["Subject"]
+
+
+def test_every_language_renders_exactly_the_golden_mail(tmp_path: Path) -> None:
+    """Customers' and agents' mail, byte for byte (`python -m tests.golden.make` rewrites the
+    files after a deliberate change; the diff of tests/golden/ shows what readers will see)."""
+    golden = Path(__file__).parent / "golden"
+    rendered = dict(renders(tmp_path))
+    assert sorted(rendered) == sorted(str(p.relative_to(golden)) for p in golden.glob("*/*.eml"))
+    for name, raw in rendered.items():
+        assert raw == (golden / name).read_bytes(), f"{name} differs from its golden file"
