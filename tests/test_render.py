@@ -138,3 +138,32 @@ def test_every_language_renders_exactly_the_golden_mail(tmp_path: Path) -> None:
     assert sorted(rendered) == sorted(str(p.relative_to(golden)) for p in golden.glob("*/*.eml"))
     for name, raw in rendered.items():
         assert raw == (golden / name).read_bytes(), f"{name} differs from its golden file"
+
+
+def test_an_override_folder_holds_per_language_files_first_then_shared_ones(tmp_path: Path) -> None:
+    overrides = tmp_path / "overrides"
+    (overrides / "en").mkdir(parents=True)
+    (overrides / "en" / "acknowledgement.txt").write_text("Only for English readers {{ token }}\n")
+    (overrides / "acknowledgement.txt").write_text('{{ _("Hello") }}, {{ token }}\n')
+    # Written for per-language folders: extends and includes name the language.
+    (overrides / "pt").mkdir()
+    (overrides / "pt" / "acknowledgement.html").write_text(
+        '{% extends "pt/_layout.html" %}{% block content %}<p>Recebemos.</p>{% endblock %}'
+    )
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("[outbound]\n", f'[outbound]\ntemplates_dir = "{overrides}"\n'))
+    renderer = Renderer(load_settings(config), CLOCK)
+    renderer.check()
+    ticket = _sample_ticket()
+    planned = PlannedMail("acknowledgement", (ticket.requester,), (), "auto-replied", False)
+    parts = {}
+    for language in ("es", "en", "pt"):
+        mailbox = renderer.settings.mailboxes[0].model_copy(update={"language": language})
+        message = email.message_from_bytes(renderer.render(planned, ticket, mailbox, sample_occasion(ticket)).raw,
+                                           policy=email.policy.default)  # fmt: skip
+        parts[language] = (message.get_body(("plain",)).get_content(), message.get_body(("html",)).get_content())
+    assert parts["es"][0].strip() == "Hola, [#TK-000000]"
+    assert parts["pt"][0].strip() == "Olá, [#TK-000000]"
+    assert parts["en"][0].strip() == "Only for English readers [#TK-000000]"
+    assert "<p>Recebemos.</p>" in parts["pt"][1] and "Recibimos su solicitud" in parts["es"][1]
+    assert '<html lang="pt">' in parts["pt"][1]
