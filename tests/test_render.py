@@ -167,3 +167,20 @@ def test_an_override_folder_holds_per_language_files_first_then_shared_ones(tmp_
     assert parts["en"][0].strip() == "Only for English readers [#TK-000000]"
     assert "<p>Recebemos.</p>" in parts["pt"][1] and "Recibimos su solicitud" in parts["es"][1]
     assert '<html lang="pt">' in parts["pt"][1]
+
+
+def test_every_string_of_the_templates_is_translated_in_every_catalog() -> None:
+    """A string missing from a catalog would reach Spanish readers in English, silently."""
+    from babel.messages.extract import extract_from_dir
+    from babel.messages.frontend import parse_mapping_cfg
+    from babel.messages.pofile import read_po
+
+    root = Path(__file__).resolve().parent.parent
+    with (root / "babel.cfg").open() as config:
+        method_map, options_map = parse_mapping_cfg(config)
+    wanted = {found[2] for found in extract_from_dir(str(root), method_map, options_map)}
+    assert len(wanted) > 100
+    for language in ("es", "pt"):
+        with (root / "gateway" / "locale" / language / "LC_MESSAGES" / "messages.po").open("rb") as source:
+            translated = {m.id for m in read_po(source) if m.id and m.string and not m.fuzzy}
+        assert wanted - translated == set(), language
