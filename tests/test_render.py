@@ -16,6 +16,7 @@ from gateway.outbound.render import Occasion, Renderer, TemplateCheckError, _sam
 from gateway.rules.recipients import RULES, PlannedMail
 from gateway.settings import load_settings
 from tests.conftest import write_config
+from tests.golden.make import renders
 
 CLOCK = FixedClock(datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
 
@@ -127,3 +128,59 @@ def test_mime_values_cannot_open_a_new_header() -> None:
     )  # fmt: skip
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert message["Bcc"] is None and "victim" in message["Subject"]
+
+
+def test_every_language_renders_exactly_the_golden_mail(tmp_path: Path) -> None:
+    """Customers' and agents' mail, byte for byte (`python -m tests.golden.make` rewrites the
+    files after a deliberate change; the diff of tests/golden/ shows what readers will see)."""
+    golden = Path(__file__).parent / "golden"
+    rendered = dict(renders(tmp_path))
+    assert sorted(rendered) == sorted(str(p.relative_to(golden)) for p in golden.glob("*/*.eml"))
+    for name, raw in rendered.items():
+        assert raw == (golden / name).read_bytes(), f"{name} differs from its golden file"
+
+
+def test_an_override_folder_holds_per_language_files_first_then_shared_ones(tmp_path: Path) -> None:
+    overrides = tmp_path / "overrides"
+    (overrides / "en").mkdir(parents=True)
+    (overrides / "en" / "acknowledgement.txt").write_text("Only for English readers {{ token }}\n")
+    (overrides / "acknowledgement.txt").write_text('{{ _("Hello") }}, {{ token }}\n')
+    # Written for per-language folders: extends and includes name the language.
+    (overrides / "pt").mkdir()
+    (overrides / "pt" / "acknowledgement.html").write_text(
+        '{% extends "pt/_layout.html" %}{% block content %}<p>Recebemos.</p>{% endblock %}'
+    )
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("[outbound]\n", f'[outbound]\ntemplates_dir = "{overrides}"\n'))
+    renderer = Renderer(load_settings(config), CLOCK)
+    renderer.check()
+    ticket = _sample_ticket()
+    planned = PlannedMail("acknowledgement", (ticket.requester,), (), "auto-replied", False)
+    parts = {}
+    for language in ("es", "en", "pt"):
+        mailbox = renderer.settings.mailboxes[0].model_copy(update={"language": language})
+        message = email.message_from_bytes(renderer.render(planned, ticket, mailbox, sample_occasion(ticket)).raw,
+                                           policy=email.policy.default)  # fmt: skip
+        parts[language] = (message.get_body(("plain",)).get_content(), message.get_body(("html",)).get_content())
+    assert parts["es"][0].strip() == "Hola, [#TK-000000]"
+    assert parts["pt"][0].strip() == "Olá, [#TK-000000]"
+    assert parts["en"][0].strip() == "Only for English readers [#TK-000000]"
+    assert "<p>Recebemos.</p>" in parts["pt"][1] and "Recibimos su solicitud" in parts["es"][1]
+    assert '<html lang="pt">' in parts["pt"][1]
+
+
+def test_every_string_of_the_templates_is_translated_in_every_catalog() -> None:
+    """A string missing from a catalog would reach Spanish readers in English, silently."""
+    from babel.messages.extract import extract_from_dir
+    from babel.messages.frontend import parse_mapping_cfg
+    from babel.messages.pofile import read_po
+
+    root = Path(__file__).resolve().parent.parent
+    with (root / "babel.cfg").open() as config:
+        method_map, options_map = parse_mapping_cfg(config)
+    wanted = {found[2] for found in extract_from_dir(str(root), method_map, options_map)}
+    assert len(wanted) > 100
+    for language in ("es", "pt"):
+        with (root / "gateway" / "locale" / language / "LC_MESSAGES" / "messages.po").open("rb") as source:
+            translated = {m.id for m in read_po(source) if m.id and m.string and not m.fuzzy}
+        assert wanted - translated == set(), language

@@ -1,19 +1,37 @@
 """Render a planned notification into a complete mail, bytes ready for the relay.
 
-The only module that imports jinja2. Guarantees: every subject carries the ticket token;
-the bytes themselves are written by `mime`, which keeps customer text out of the headers'
-structure.
+The only module that imports jinja2 and babel. Guarantees: every subject carries the ticket
+token; the bytes themselves are written by `mime`, which keeps customer text out of the
+headers' structure.
+
+Each text exists once: gateway/templates/ holds one set of templates written in English, and
+gateway/locale/<lang>/LC_MESSAGES/messages.po translates their strings (Jinja2's i18n
+extension, `{% trans %}` and `_()`). Adding a language is a catalog, not a copy of the
+templates; babel.cfg says how.
 """
 
 from __future__ import annotations
 
+import gettext
 import secrets
 from dataclasses import dataclass, field
 from email.utils import format_datetime
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from jinja2 import (
+    BaseLoader,
+    Environment,
+    FileSystemLoader,
+    PackageLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateNotFound,
+    select_autoescape,
+)
 
 from gateway.clock import Clock
 from gateway.model import Address, Attachment, MessageView, StoredFile, TicketView
@@ -70,38 +88,81 @@ class Occasion:
     extra: dict[str, Any] = field(default_factory=dict)  # errors, ticket lists, …
 
 
-def shipped_templates() -> Path:
-    return Path(__file__).resolve().parent.parent / "templates"
+def shipped_catalogs() -> Path:
+    return Path(__file__).resolve().parent.parent / "locale"
+
+
+def catalog(language: str) -> gettext.NullTranslations:
+    """The language's translations, compiled from its .po when loaded: one file to edit, and
+    no compiled .mo to keep in step. Without a catalog the templates' own (English) words show."""
+    path = shipped_catalogs() / language / "LC_MESSAGES" / "messages.po"
+    if not path.is_file():
+        return gettext.NullTranslations()
+    with path.open("rb") as source:
+        messages = read_po(source)
+    compiled = BytesIO()
+    write_mo(compiled, messages)
+    compiled.seek(0)
+    return gettext.GNUTranslations(compiled)
+
+
+class LanguageLoader(BaseLoader):
+    """An admin's `<templates_dir>/<lang>/<name>`, then `<templates_dir>/<name>`, then ours.
+
+    A name written "<lang>/<name>" (`{% include "es/_mark.txt" %}` in an override made for
+    per-language folders) means <name> in this language."""
+
+    def __init__(self, language: str, override: Path | None) -> None:
+        self.language = language
+        folders = [override / language, override] if override is not None else []
+        self.loaders: list[BaseLoader] = [FileSystemLoader(folder) for folder in folders]
+        self.loaders.append(PackageLoader("gateway", "templates"))
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str | None, Any]:
+        name = template.removeprefix(f"{self.language}/")
+        for loader in self.loaders:
+            try:
+                return loader.get_source(environment, name)
+            except TemplateNotFound:
+                continue
+        raise TemplateNotFound(template)
+
+
+def environment(language: str, override: Path | None) -> Environment:
+    """Templates as one language's readers get them. The babel.cfg extraction options match
+    these (trim_blocks, lstrip_blocks), so the catalogs' msgids are the strings looked up."""
+    made = Environment(
+        loader=LanguageLoader(language, override),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,  # checked once at start-up; no stat() per mail
+        extensions=["jinja2.ext.i18n"],
+    )
+    made.install_gettext_translations(catalog(language), newstyle=False)  # type: ignore[attr-defined]
+    return made
 
 
 class Renderer:
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self.settings = settings
         self.clock = clock
-        folders = [shipped_templates()]
-        if settings.outbound.templates_dir is not None:
-            folders.insert(0, settings.outbound.templates_dir)  # an admin's files win
-        self.environment = Environment(
-            loader=ChoiceLoader([FileSystemLoader(folder) for folder in folders]),
-            autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-            auto_reload=False,  # checked once at start-up; no stat() per mail
-        )
+        self.environments: dict[str, Environment] = {}  # per language, made on first use
 
     def render(
         self, planned: PlannedMail, ticket: TicketView | None, mailbox: MailboxSettings, occasion: Occasion
     ) -> OutboundMail:
         """A complete mail; `ticket` is None only for mail about no one ticket (my tickets)."""
         context = self._context(planned, ticket, mailbox, occasion)
-        name = f"{mailbox.language}/{planned.template}"
-        subject = mime.one_line(self.environment.get_template(f"{name}.subject.txt").render(context))
+        templates = self._environment(mailbox.language)
+        name = planned.template
+        subject = mime.one_line(templates.get_template(f"{name}.subject.txt").render(context))
         if ticket is not None and ticket_token(ticket.number) not in subject:
             subject = f"{ticket_token(ticket.number)} {subject}"  # an override forgot it: keep threading
-        text = self.environment.get_template(f"{name}.txt").render(context)
-        html = self.environment.get_template(f"{name}.html").render(context)
+        text = templates.get_template(f"{name}.txt").render(context)
+        html = templates.get_template(f"{name}.html").render(context)
         # Random first, then the ticket: the first part is what a return address carries (tokens.py).
         idstring = ticket.number.lower() if ticket else "gateway"
         message_id = f"{secrets.token_hex(MESSAGE_TOKEN_BYTES)}.{idstring}@{self.settings.message_id_domain}"
@@ -142,6 +203,11 @@ class Renderer:
                 except TemplateError as error:
                     where = f"{mailbox.language}/{rule.template}"
                     raise TemplateCheckError(f"template {where}: {error.message or error}") from error
+
+    def _environment(self, language: str) -> Environment:
+        if language not in self.environments:
+            self.environments[language] = environment(language, self.settings.outbound.templates_dir)
+        return self.environments[language]
 
     def _context(
         self, planned: PlannedMail, ticket: TicketView | None, mailbox: MailboxSettings, occasion: Occasion
