@@ -174,9 +174,9 @@ class Pipeline:
             await self.spool.mark_failed(entry.id, f"{type(error).__name__}: {error}")
             metrics.processed(entry.received_at, "failed", str(error))
         else:
+            metrics.processed(entry.received_at, status, outcome)
             log.info("inbound %d %s: %s", entry.id, _id_of(mail), outcome,
                      extra=mail_fields(entry.id, mail.message_id, outcome))  # fmt: skip
-            metrics.processed(entry.received_at, status, outcome)
             self.on_outbox_changed()
         finally:
             if mail is not None:
