@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
 import signal
+from pathlib import Path
 
-from gateway.clock import Clock, SystemClock
+from gateway.clock import Clock, SystemClock, timestamp
 from gateway.desk.pipeline import Pipeline
 from gateway.inbound.connections import Listener
 from gateway.inbound.listener import InboundHandler, start_listener
@@ -21,6 +23,8 @@ from gateway.inbound.spool import Spool
 from gateway.outbound.relay import Relay
 from gateway.outbound.render import Renderer
 from gateway.processor import Processor, ProcessorProcess
+from gateway.runtime import metrics
+from gateway.runtime.state_file import DaemonState, remove_state, state_path, write_state
 from gateway.settings import Settings
 from gateway.storage.database import Database
 
@@ -109,13 +113,41 @@ def _check_open_file_limit(settings: Settings) -> None:
 
 
 async def serve(settings: Settings) -> None:
+    try:  # first: the children count into its directory
+        endpoint = metrics.start(settings.metrics.address, settings.database.path)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, f"[metrics] listen {settings.metrics.listen}") from None
     gateway = Gateway(settings, separate_process=True)
-    await gateway.start()
-    shutdown = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, shutdown.set)
-    await shutdown.wait()
-    log.info("shutting down: no new connections, the processor finishes the mail in hand")
-    await gateway.stop()
+    state = state_path(settings.database.path)
+    try:
+        await gateway.start()
+        _record_state(gateway, state, endpoint)
+        shutdown = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, shutdown.set)
+        await shutdown.wait()
+        log.info("shutting down: no new connections, the processor finishes the mail in hand")
+        await gateway.stop()
+    finally:
+        remove_state(state)
+        if endpoint is not None:
+            endpoint.stop()
     log.info("stopped")
+
+
+def _record_state(gateway: Gateway, path: Path, endpoint: metrics.Endpoint | None) -> None:
+    """Write what `status` reads (state_file.py), and again whenever a child is started again."""
+    assert isinstance(gateway.processor, ProcessorProcess)
+    children = gateway.processor.children
+    started_at = timestamp(gateway.clock.now())
+    metrics_at = "{}:{}".format(*endpoint.address) if endpoint is not None else ""
+
+    def write() -> None:
+        pids = {child.name: child.process.pid for child in children if child.process and child.process.pid}
+        state = DaemonState(os.getpid(), gateway.settings.smtp.host, gateway.port, started_at, pids, metrics_at)
+        write_state(path, state)
+
+    for child in children:
+        child.on_spawn = write
+    write()

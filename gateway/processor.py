@@ -129,7 +129,7 @@ class ProcessorProcess:
 
 def run_processor(settings: Settings, new_mail: Connection, new_outbox: Connection, parent_pid: int) -> None:
     """The processor process's entry point."""
-    begin_child(settings.logging.level, parent_pid)
+    begin_child(settings.logging.level, parent_pid, settings.logging.format)
     asyncio.run(_serve_processor(settings, new_mail, new_outbox))
 
 

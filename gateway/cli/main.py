@@ -21,6 +21,7 @@ from gateway.cli import exit_codes
 from gateway.cli.attachments import add_attachment_commands
 from gateway.cli.queues import add_inbound_commands, add_outbox_commands
 from gateway.cli.read_only import NoDatabaseError
+from gateway.cli.status import add_status_command
 from gateway.cli.tickets import add_ticket_commands
 from gateway.clock import SystemClock
 from gateway.daemon import serve
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"ticket-gateway: {error}", file=sys.stderr)
         return exit_codes.USAGE
-    configure_logging(settings.logging.level)
+    configure_logging(settings.logging.level, settings.logging.format)
     command: Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]] = args.command
     try:
         return asyncio.run(command(settings, args))
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--recipient", action="append", default=[], help="envelope recipient (repeatable)")
     ingest.add_argument("--sender", default="", help="envelope sender")
     command("check-config", run_check_config, "validate the configuration and print the effective settings")
+    add_status_command(command)
 
     tickets = commands.add_parser("tickets", help="list, show and export tickets").add_subparsers(
         required=True, metavar="ACTION"
@@ -99,7 +101,8 @@ async def run_serve(settings: Settings, args: argparse.Namespace) -> int:
         log.error("%s", problem)
         return exit_codes.USAGE
     except OSError as error:
-        log.error("cannot listen on %s:%d: %s", settings.smtp.host, settings.smtp.port, error.strerror)
+        where = error.filename or f"{settings.smtp.host}:{settings.smtp.port}"  # [metrics] names itself
+        log.error("cannot listen on %s: %s", where, error.strerror)
         return exit_codes.TEMPFAIL
     return exit_codes.OK
 

@@ -44,7 +44,8 @@ from gateway.rules.trust import (
     signed_address_proves,
     verified_dkim_domains,
 )
-from gateway.runtime.logs import collapse_repeats
+from gateway.runtime import metrics
+from gateway.runtime.logs import collapse_repeats, mail_fields
 from gateway.settings import MailboxSettings, Settings
 from gateway.storage.database import Database, is_temporary
 
@@ -165,11 +166,15 @@ class Pipeline:
             if is_temporary(error):  # busy, locked or full: the same work succeeds later
                 await self._retry_later(entry, mail, error)
                 return
-            log.warning("inbound %d %s: failed: %s", entry.id, _id_of(mail), error)
+            log.warning("inbound %d %s: failed: %s", entry.id, _id_of(mail), error,
+                        extra=mail_fields(entry.id, mail.message_id if mail else None, f"failed: {error}"))  # fmt: skip
             tracebacks.warning("the traceback of a failed mail (%s)", type(error).__name__, exc_info=True)
             await self.spool.mark_failed(entry.id, f"{type(error).__name__}: {error}")
+            metrics.processed(entry.received_at, "failed", str(error))
         else:
-            log.info("inbound %d %s: %s [%s]", entry.id, _id_of(mail), outcome, describe(decision))
+            metrics.processed(entry.received_at, status, outcome)
+            log.info("inbound %d %s: %s [%s]", entry.id, _id_of(mail), outcome, describe(decision),
+                     extra=mail_fields(entry.id, mail.message_id, outcome))  # fmt: skip
             self.on_outbox_changed()
         finally:
             if mail is not None:

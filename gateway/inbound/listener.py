@@ -20,6 +20,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 from gateway.inbound.connections import ConnectionLimits, Listener, listen
 from gateway.inbound.spool import Spool
 from gateway.parsing.limits import header_size
+from gateway.runtime import metrics
 from gateway.settings import Settings
 from gateway.storage.database import is_disk_full, is_temporary
 
@@ -169,6 +170,12 @@ class StreamingData(SMTP):
         if self.transport is not None and not self.transport.is_closing():
             self._writer.write(IDLE_TIMEOUT.format(hostname=self.hostname).encode() + b"\r\n")
         super()._timeout_cb()  # type: ignore[no-untyped-call]
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        """Every RCPT and DATA reply of the handler, counted by code (metrics.py)."""
+        status = await super()._call_handler_hook(command, *args)
+        metrics.replied(command, status)
+        return status
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd command method

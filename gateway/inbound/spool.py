@@ -38,7 +38,7 @@ INSERT = "INSERT INTO spool (received_at, mail_from, rcpt_tos, peer, size, updat
 INSERT_RAW = "INSERT INTO spool_raw (id, raw) VALUES (last_insert_rowid(), zeroblob(?))"  # right after INSERT
 FINISH = "UPDATE spool SET status = ?, outcome = ?, decision = ?, error = ?, updated_at = ? WHERE id = ?"
 SUMMARY_COLUMNS = "id, received_at, mail_from, rcpt_tos, status, attempts, outcome, error, size, decision"
-ENTRY_COLUMNS = "id, mail_from, rcpt_tos, peer, size, attempts"
+ENTRY_COLUMNS = "id, mail_from, rcpt_tos, peer, size, attempts, received_at"
 
 
 @dataclass
@@ -80,6 +80,7 @@ class SpoolEntry:
     peer: str
     size: int  # of the raw mail, which `Spool.raw` reads when it is needed
     attempts: int
+    received_at: str = ""  # when it was accepted (250): the processing latency's start
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,7 @@ class Spool:
             peer=row["peer"],
             size=row["size"],
             attempts=row["attempts"],
+            received_at=row["received_at"],
         )
 
     async def take_in_hand(self, entry: SpoolEntry) -> SpoolEntry:

@@ -25,6 +25,7 @@ from gateway.clock import Clock, SystemClock, timestamp
 from gateway.outbound.delivery import FAILED, SENT, Delivery, RelayConnection
 from gateway.outbound.outbox import Outbox, OutboxEntry
 from gateway.outbound.sent_log import SentLog
+from gateway.runtime import metrics
 from gateway.runtime.children import begin_child, until_stopped
 from gateway.runtime.logs import collapse_repeats
 from gateway.settings import OutboundSettings, Settings
@@ -126,6 +127,7 @@ class Relay:
             log.warning("outbox %d: failed for good: %s", entry.id, delivery.reply)
         else:
             await self._retry_or_give_up(entry, delivery)
+        metrics.notification(delivery.outcome)
         await self._note_reachability(delivery)
 
     async def _retry_or_give_up(self, entry: OutboxEntry, delivery: Delivery) -> None:
@@ -185,7 +187,7 @@ def make_relay(settings: Settings, database: Database, clock: Clock) -> Relay:
 
 def run_relay(settings: Settings, new_outbox: Connection, parent_pid: int) -> None:
     """The relay process's entry point."""
-    begin_child(settings.logging.level, parent_pid)
+    begin_child(settings.logging.level, parent_pid, settings.logging.format)
     asyncio.run(_serve_relay(settings, new_outbox))
 
 

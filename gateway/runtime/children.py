@@ -17,6 +17,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from gateway.runtime import metrics
 from gateway.runtime.lifeline import end_with_parent, spawn_context
 from gateway.runtime.logs import configure_logging
 
@@ -61,6 +62,7 @@ class Supervised:
         self.process: BaseProcess | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self.on_spawn: Callable[[], None] = lambda: None  # the daemon records the new pid (status)
 
     async def start(self) -> None:
         self._spawn()
@@ -73,6 +75,7 @@ class Supervised:
         process.start()
         self.process = process
         log.info("%s started, pid %s", self.name, process.pid)
+        self.on_spawn()
 
     async def _supervise(self) -> None:
         loop = asyncio.get_running_loop()
@@ -122,11 +125,12 @@ async def _exited(process: BaseProcess) -> int | None:
     return process.exitcode
 
 
-def begin_child(log_level: str, parent_pid: int) -> None:
-    """First thing in a child: end with the daemon, yield the CPU to it, log as it does."""
+def begin_child(log_level: str, parent_pid: int, log_format: str = "text") -> None:
+    """First thing in a child: end with the daemon, yield the CPU to it, log and count as it does."""
     end_with_parent(parent_pid)
     os.nice(CHILD_NICENESS)
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
+    metrics.enable_in_child()
 
 
 async def until_stopped(bell: Connection, answer: Callable[[], None]) -> None:
