@@ -97,7 +97,7 @@ class TicketStore:
         ticket = TicketRef(inserted.lastrowid, number, new.status)
         for statement in (*_participants(ticket.id, [new.requester], "requester", now),
                           *_participants(ticket.id, new.cc, "cc", now)):  # fmt: skip
-            self.database.defer(*statement)
+            self.database.defer(statement)
         self.record_history(ticket.id, "status", None, new.status, new.requester.address, now)
         return ticket
 
@@ -149,7 +149,7 @@ class TicketStore:
         digest, size = attachment.sha256, attachment.size
         self.database.defer("INSERT OR IGNORE INTO blobs (sha256, size, content) VALUES (?, ?, zeroblob(?))",
                             (digest, size, size))  # fmt: skip
-        self.database.defer(*fill_blob("blobs", "content", attachment.source()))
+        self.database.defer(fill_blob("blobs", "content", attachment.source()))
         self.database.defer(
             "INSERT INTO attachments (message_row, filename, content_type, size, sha256) VALUES (?, ?, ?, ?, ?)",
             (message_row, attachment.filename, attachment.content_type, size, digest),
