@@ -14,7 +14,8 @@ import nh3
 
 from gateway.clock import timestamp
 from gateway.model import Address, Attachment, MessageView, StoredFile, StoredMessage, TicketRef, TicketView
-from gateway.rules.tickets import NewTicket, format_number
+from gateway.rules.subject_token import format_number
+from gateway.rules.tickets import NewTicket
 from gateway.storage.database import Database, Statement, fill_blob, read_blob
 
 MAX_THREAD_IDS = 200  # In-Reply-To and References looked up at most: an attacker writes them

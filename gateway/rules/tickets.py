@@ -1,4 +1,6 @@
-"""Ticket domain rules: statuses, priorities, types, numbers, tokens and participants.
+"""Ticket domain rules: labels, priorities, subjects, participants and a new ticket's fields.
+
+Ticket numbers and the subject token live in subject_token.py.
 
 Pure code, no I/O: the pipeline asks these functions what a mail means for a ticket and
 then acts on the answer in one transaction.
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.model import Address, ParsedMail, Priority, Status, TicketType
+from gateway.rules.subject_token import without_tokens
 
 if TYPE_CHECKING:
     from gateway.rules.fields import CustomerFields
@@ -66,7 +69,6 @@ LABELS: dict[str, dict[str, str]] = {
 }
 
 
-NUMBER_DIGITS = 6
 PRIORITY_ORDER = [Priority.LOW, Priority.MEDIUM, Priority.HIGH, Priority.URGENT]
 # X-Priority 1 (Highest) and 2 (High), as Outlook and Thunderbird write it.
 HIGH_X_PRIORITIES = frozenset({"1", "2"})
@@ -102,26 +104,6 @@ class NewTicket:
     company: str = ""
     phone: str = ""
     follow_up_of: int | None = None
-
-
-def format_number(prefix: str, sequence: int) -> str:
-    return f"{prefix}-{sequence:0{NUMBER_DIGITS}d}"
-
-
-def ticket_token(number: str) -> str:
-    """The token every outbound subject carries, so a reply finds its ticket."""
-    return f"[#{number}]"
-
-
-def token_pattern(prefix: str) -> re.Pattern[str]:
-    # Anywhere in the subject, any case, with or without "[#...]"; not inside a longer word.
-    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(prefix)}-(\d{{1,12}})(?!\d)", re.IGNORECASE)
-
-
-def ticket_numbers_in(subject: str, prefix: str) -> list[str]:
-    """Ticket numbers named in a subject, normalised (`tk-123` → `TK-000123`), in order."""
-    found = (format_number(prefix, int(digits)) for digits in token_pattern(prefix).findall(subject))
-    return list(dict.fromkeys(found))
 
 
 def priority_from_headers(mail: ParsedMail, default: Priority) -> Priority:
@@ -272,8 +254,7 @@ def follow_up_subject(subject: str, prefix: str, previous: str = "") -> str:
     """A closed ticket's reply, as the subject of its follow-up: no Re:, no old token, and
     none of what our own subjects add after the ticket's subject (" · Cerrado",
     " · confirmación de cambio"): a reply to our mail is the closed ticket's subject again."""
-    token = re.compile(rf"\[?#?\s*(?<![A-Za-z0-9]){re.escape(prefix)}-\d+\s*\]?", re.IGNORECASE)
-    cleaned = " ".join(PREFIXES.sub("", token.sub("", subject)).split())
+    cleaned = " ".join(PREFIXES.sub("", without_tokens(subject, prefix)).split())
     before = " ".join(previous.split())
     if before and (cleaned.casefold() == before.casefold() or cleaned.casefold().startswith(f"{before} · ".casefold())):
         return before
