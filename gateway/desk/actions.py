@@ -34,14 +34,13 @@ from gateway.rules.lifecycle import (
 )
 from gateway.rules.recipients import Event, customer_did, rating_told
 from gateway.rules.signed_addresses import Rating
+from gateway.rules.subjects import asks_for_open_only, follow_up_subject
 from gateway.rules.tickets import (
     Followed,
     Newcomers,
-    asks_for_open_only,
     by_company,
     cap_newcomers,
     copied_people,
-    follow_up_subject,
     is_ours,
     open_ticket,
 )
