@@ -150,7 +150,7 @@ class Database:
         self.connection = connection
         self.write_lock = write_lock
         self._lock_file = lock_file  # flocked from BEGIN to COMMIT or ROLLBACK, on the connection's thread
-        self._deferred: list[Sql | FillBlob | ReadBlob] = []
+        self._deferred: list[Statement] = []
 
     @classmethod
     async def open(cls, path: Path, write_lock: asyncio.Lock | None = None, durable: bool = True) -> Database:
@@ -210,7 +210,7 @@ class Database:
         """One statement in a transaction of its own, in one trip; returns any rows it RETURNs."""
         async with self.write_lock:
             try:
-                _, written, _ = await self.execute_all([Sql(BEGIN), Sql(sql, parameters), Sql(COMMIT)])
+                _, written, _ = await self.execute_all([(BEGIN, ()), (sql, parameters), (COMMIT, ())])
             except BaseException:
                 await self._roll_back()
                 raise
@@ -225,16 +225,16 @@ class Database:
         """A write whose outcome nobody waits for: it goes with the next trip, in order.
         A failure shows there (at the latest at COMMIT) and rolls the transaction back.
         `statement` is SQL text (with `parameters`) or a statement of any kind."""
-        self._deferred.append(_typed(Sql(statement, parameters) if isinstance(statement, str) else statement))
+        self._deferred.append((statement, parameters) if isinstance(statement, str) else statement)
 
     async def execute(self, sql: str, parameters: tuple[object, ...] = ()) -> Executed:
-        (executed,) = await self.execute_all([Sql(sql, parameters)])
+        (executed,) = await self.execute_all([(sql, parameters)])
         return executed
 
     async def execute_all(self, statements: Sequence[Statement]) -> Results:
         """Run the deferred writes, then `statements`, in one trip; returns the latter's results."""
         deferred = len(self._deferred)
-        batch, self._deferred = [*self._deferred, *map(_typed, statements)], []
+        batch, self._deferred = [*self._deferred, *statements], []
         results = await run_on_thread(self.connection, partial(_execute_all, self._lock_file, batch))
         return Results(results[deferred:])
 
@@ -268,15 +268,7 @@ def _lock_for_writing(lock_file: int) -> None:
             nap = min(nap * 2, 0.001)
 
 
-def _typed(statement: Statement) -> Sql | FillBlob | ReadBlob:
-    if isinstance(statement, tuple):
-        return Sql(*statement)
-    return statement
-
-
-def _execute_all(
-    lock_file: int, statements: list[Sql | FillBlob | ReadBlob], connection: sqlite3.Connection
-) -> list[Executed]:
+def _execute_all(lock_file: int, statements: list[Statement], connection: sqlite3.Connection) -> list[Executed]:
     """On the database's thread: each statement in turn, its rows fetched and cursor closed;
     the flock taken before a BEGIN and let go once the transaction is over."""
     results: list[Executed] = []
@@ -288,8 +280,10 @@ def _execute_all(
             elif isinstance(statement, ReadBlob):
                 _read_blob(connection, results[-1], statement)
                 results.append(Executed([], None, 0))
-            else:
-                results.append(_execute_one(connection, lock_file, statement))
+            elif isinstance(statement, Sql):
+                results.append(_execute_one(connection, lock_file, statement.text, statement.params, statement.name))
+            else:  # the shorthand pair, the most common statement: no object built for it
+                results.append(_execute_one(connection, lock_file, *statement))
     finally:
         # aiosqlite's thread keeps its last call, arguments and all, until the next one: a
         # spooled 25 MB mail would stay in memory as long as the connection is idle.
@@ -297,18 +291,20 @@ def _execute_all(
     return results
 
 
-def _execute_one(connection: sqlite3.Connection, lock_file: int, statement: Sql) -> Executed:
-    if statement.text == BEGIN:
+def _execute_one(
+    connection: sqlite3.Connection, lock_file: int, sql: str, parameters: tuple[object, ...], name: str = ""
+) -> Executed:
+    if sql == BEGIN:
         _lock_for_writing(lock_file)
-    writing = statement.text == BEGIN or connection.in_transaction
+    writing = sql == BEGIN or connection.in_transaction
     try:
-        cursor = connection.execute(statement.text, statement.params)
+        cursor = connection.execute(sql, parameters)
     finally:
         # Over: COMMIT, ROLLBACK, a BEGIN that failed, or SQLite rolling back by itself.
         if writing and not connection.in_transaction:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
     try:
-        return Executed(cursor.fetchall(), cursor.lastrowid, cursor.rowcount, statement.name)
+        return Executed(cursor.fetchall(), cursor.lastrowid, cursor.rowcount, name)
     finally:
         cursor.close()
 
