@@ -18,7 +18,7 @@ from gateway.rules.lifecycle import (
     customers_are_told,
 )
 from gateway.rules.signed_addresses import Signer, looks_signed, message_token
-from gateway.rules.tickets import asks_for_my_tickets, follow_up_subject
+from gateway.rules.subjects import asks_for_my_tickets, follow_up_subject
 
 S = Status
 

@@ -6,7 +6,8 @@ import pytest
 
 from gateway.model import Address, Priority
 from gateway.parsing.mail import parse_mail
-from gateway.rules.tickets import cap_newcomers, copied_people, format_number, priority_from_headers, ticket_numbers_in
+from gateway.rules.subject_token import format_number, ticket_numbers_in
+from gateway.rules.tickets import cap_newcomers, copied_people, priority_from_headers
 from tests.conftest import make_mail
 
 

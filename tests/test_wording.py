@@ -12,7 +12,7 @@ from gateway.model import Address, Status
 from gateway.outbound.wording import day, greeting_name, when
 from gateway.rules.lifecycle import News, incident_news, status_news
 from gateway.rules.recipients import Event, People, plan
-from gateway.rules.tickets import follow_up_subject
+from gateway.rules.subjects import follow_up_subject
 from gateway.settings import MailboxSettings
 
 SANTIAGO = ZoneInfo("America/Santiago")

@@ -44,7 +44,8 @@ from gateway.model import (
 from gateway.rules.fields import fields_from
 from gateway.rules.lifecycle import auto_close_due
 from gateway.rules.recipients import Event, rating_told
-from gateway.rules.tickets import Followed, asks_for_open_only, by_company, follow_up_subject, open_ticket
+from gateway.rules.subjects import asks_for_open_only, follow_up_subject
+from gateway.rules.tickets import Followed, by_company, open_ticket
 from gateway.settings import MailboxSettings, Settings
 
 log = logging.getLogger(__name__)

@@ -31,14 +31,8 @@ from gateway.rules.lifecycle import (
 )
 from gateway.rules.recipients import Event, audiences, customer_did
 from gateway.rules.signed_addresses import Rating, is_open_form
-from gateway.rules.tickets import (
-    Newcomers,
-    asks_for_my_tickets,
-    asks_for_open_only,
-    cap_newcomers,
-    copied_people,
-    is_ours,
-)
+from gateway.rules.subjects import asks_for_my_tickets, asks_for_open_only
+from gateway.rules.tickets import Newcomers, cap_newcomers, copied_people, is_ours
 from gateway.settings import Settings
 
 SHOWN_LEFT_OUT = 100  # copied addresses named in a note; the stored message keeps them all

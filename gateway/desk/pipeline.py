@@ -35,7 +35,8 @@ from gateway.parsing.workers import Parser, discard_spilled
 from gateway.rules.classify import Context, Verdict, classify
 from gateway.rules.commands import Proof
 from gateway.rules.signed_addresses import Rating, SignedTag, Signer, is_open_form, looks_signed, plus_tag
-from gateway.rules.tickets import is_ours, requester_of, ticket_numbers_in
+from gateway.rules.subject_token import ticket_numbers_in
+from gateway.rules.tickets import is_ours, requester_of
 from gateway.rules.trust import (
     DnsLookup,
     agent_domains,

@@ -18,7 +18,7 @@ from typing import Literal
 
 from gateway.desk.store import TicketStore
 from gateway.model import ParsedMail, TicketRef
-from gateway.rules.tickets import ticket_numbers_in
+from gateway.rules.subject_token import ticket_numbers_in
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ import nh3
 
 from gateway.clock import timestamp
 from gateway.model import Address, Attachment, MessageView, StoredFile, StoredMessage, TicketRef, TicketView
-from gateway.rules.tickets import NewTicket, format_number
+from gateway.rules.subject_token import format_number
+from gateway.rules.tickets import NewTicket
 from gateway.storage.database import Database, Statement, fill_blob, read_blob
 
 MAX_THREAD_IDS = 200  # In-Reply-To and References looked up at most: an attacker writes them
@@ -97,7 +98,7 @@ class TicketStore:
         ticket = TicketRef(inserted.lastrowid, number, new.status)
         for statement in (*_participants(ticket.id, [new.requester], "requester", now),
                           *_participants(ticket.id, new.cc, "cc", now)):  # fmt: skip
-            self.database.defer(*statement)
+            self.database.defer(statement)
         self.record_history(ticket.id, "status", None, new.status, new.requester.address, now)
         return ticket
 
@@ -149,7 +150,7 @@ class TicketStore:
         digest, size = attachment.sha256, attachment.size
         self.database.defer("INSERT OR IGNORE INTO blobs (sha256, size, content) VALUES (?, ?, zeroblob(?))",
                             (digest, size, size))  # fmt: skip
-        self.database.defer(*fill_blob("blobs", "content", attachment.source()))
+        self.database.defer(fill_blob("blobs", "content", attachment.source()))
         self.database.defer(
             "INSERT INTO attachments (message_row, filename, content_type, size, sha256) VALUES (?, ?, ?, ?, ?)",
             (message_row, attachment.filename, attachment.content_type, size, digest),

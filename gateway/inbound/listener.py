@@ -17,6 +17,7 @@ from typing import IO, Any, BinaryIO
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
+from gateway.inbound.aiosmtpd_adapter import AdaptedSMTP
 from gateway.inbound.connections import ConnectionLimits, Listener, listen
 from gateway.inbound.spool import Spool
 from gateway.parsing.limits import header_size
@@ -136,7 +137,7 @@ class InboundHandler:
         return reply
 
 
-class StreamingData(SMTP):
+class StreamingData(AdaptedSMTP):
     """DATA written to a temporary file as it arrives (in memory up to a megabyte, then on
     disk), instead of aiosmtpd's list of lines joined at the end: ten 25 MB mails at once
     would otherwise hold well over half a gigabyte. The handler reads `envelope.data_file`.
@@ -146,6 +147,7 @@ class StreamingData(SMTP):
     during DATA it was a total deadline (300 s: a 25 MB mail needed ~87 KB/s). Here every
     byte received during DATA restarts it, and `data_timeout` bounds DATA as a whole.
     `on_close` is called once, when the connection is lost (the listener's slot is free).
+    What this borrows from aiosmtpd's internals, and why: see aiosmtpd_adapter.
     """
 
     def __init__(self, *args: Any, data_timeout: float, on_close: Callable[[], None], **kwargs: Any) -> None:
@@ -162,14 +164,13 @@ class StreamingData(SMTP):
 
     def data_received(self, data: bytes) -> None:
         if self._in_data:  # progress: a slow but steady sender is not idle
-            self._reset_timeout()
+            self.restart_idle_timer()
         super().data_received(data)
 
-    def _timeout_cb(self) -> None:
+    def on_idle_timeout(self) -> None:
         # aiosmtpd closes without a word; a client that hears 421 knows to retry.
         if self.transport is not None and not self.transport.is_closing():
-            self._writer.write(IDLE_TIMEOUT.format(hostname=self.hostname).encode() + b"\r\n")
-        super()._timeout_cb()  # type: ignore[no-untyped-call]
+            self.write_now(IDLE_TIMEOUT.format(hostname=self.hostname).encode() + b"\r\n")
 
     async def _call_handler_hook(self, command: str, *args: Any) -> Any:
         """Every RCPT and DATA reply of the handler, counted by code (metrics.py)."""
@@ -204,7 +205,7 @@ class StreamingData(SMTP):
             self._in_data = False
         if problem:
             data.close()
-            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            self.end_data()
             await self.push(problem)
             return
         data.seek(0)
@@ -212,8 +213,8 @@ class StreamingData(SMTP):
         # the mail is committed, or closes it itself. Closing it here when this session is
         # cancelled (the client hung up after its ".") would pull it from under the spool.
         self.envelope.data_file = data  # type: ignore[attr-defined]
-        status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        status = await self.call_data_hook()
+        self.end_data()
         await self.push(status)
 
     async def _close_on_data_timeout(self) -> None:
@@ -233,10 +234,10 @@ class StreamingData(SMTP):
         line_start = True
         while True:
             try:
-                piece = await self._reader.readuntil(b"\r\n")
+                piece = await self.stream.readuntil(b"\r\n")
                 line_ends = True
             except asyncio.LimitOverrunError as overrun:  # no CRLF within the limit: the line goes on
-                piece = await self._reader.readexactly(overrun.consumed)
+                piece = await self.stream.readexactly(overrun.consumed)
                 line_ends = False
             if line_start:
                 if piece == b".\r\n":

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import BinaryIO
 
 from gateway.clock import Clock, timestamp
-from gateway.storage.database import Database, Statement, fill_blob, is_disk_full, is_temporary
+from gateway.storage.database import Database, FillBlob, Sql, Statement, is_disk_full, is_temporary
 
 log = logging.getLogger(__name__)
 
@@ -184,12 +184,12 @@ class Spool:
             if not isinstance(pending.raw, bytes):
                 pending.raw.seek(0)  # read again from the start after a failed attempt
             statements += [
-                (INSERT, (now, pending.mail_from, pending.rcpt_tos, pending.peer, pending.size, now)),
-                (INSERT_RAW, (pending.size,)),
-                fill_blob("spool_raw", "raw", pending.raw),
+                Sql(INSERT, (now, pending.mail_from, pending.rcpt_tos, pending.peer, pending.size, now), name="spool"),
+                Sql(INSERT_RAW, (pending.size,)),
+                FillBlob("spool_raw", "raw", pending.raw),
             ]
-        inserted = await database.execute_all(statements)
-        return [row.lastrowid for row in inserted[::3] if row.lastrowid is not None]  # an INSERT always has one
+        inserted = (await database.execute_all(statements)).named("spool")
+        return [row.lastrowid for row in inserted if row.lastrowid is not None]  # an INSERT always has one
 
     def _next_batch(self) -> list[Pending]:
         taken, size = 0, 0

@@ -39,7 +39,7 @@ from gateway.outbound import mime
 from gateway.outbound.outbox import OutboundMail
 from gateway.outbound.wording import day, greeting_name, when
 from gateway.rules.recipients import RULES, PlannedMail, entry_kind
-from gateway.rules.tickets import ticket_token
+from gateway.rules.subject_token import ticket_token
 from gateway.settings import MailboxSettings, Settings
 
 GATEWAY_NAME = "ticket-gateway"

@@ -24,13 +24,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from gateway.rules.subject_token import ANY_NUMBER
+
 MAC_LENGTH = 16  # hex characters: 64 bits, plenty against guessing by mail
 # Case-insensitive: some MTAs change the case of local parts.
-REPLY_TAG = re.compile(r"^(?P<number>[a-z][a-z0-9]*-\d+)\.(?P<mac>[0-9a-f]{16})$", re.IGNORECASE)
+REPLY_TAG = re.compile(rf"^(?P<number>{ANY_NUMBER})\.(?P<mac>[0-9a-f]{{16}})$", re.IGNORECASE)
 BOUNCE_TAG = re.compile(r"^b\.(?P<token>[0-9a-f]{16})\.(?P<mac>[0-9a-f]{16})$", re.IGNORECASE)
 OPEN_TAG = re.compile(r"^abrir\.(?P<agent>[0-9a-f]{8})\.(?P<mac>[0-9a-f]{16})$", re.IGNORECASE)
 RATING_TAG = re.compile(
-    r"^rate\.(?P<number>[a-z][a-z0-9]*-\d+)\.(?P<round>\d+)\.(?P<answer>yes|no)\.(?P<mac>[0-9a-f]{16})$",
+    rf"^rate\.(?P<number>{ANY_NUMBER})\.(?P<round>\d+)\.(?P<answer>yes|no)\.(?P<mac>[0-9a-f]{{16}})$",
     re.IGNORECASE,
 )
 
@@ -38,7 +40,7 @@ RATING_TAG = re.compile(
 # number (reply addresses), `b.…`
 # (bounce addresses), or anything ending in a MAC. Other tags (`ventas+peru@`) are plain
 # sub-addressing (RFC 5233): they route to the mailbox and prove nothing.
-SIGNED_LOOKING = re.compile(r"^(rate|b|abrir)\.|^[a-z][a-z0-9]*-\d+(\.|$)|\.[0-9a-f]{16}$", re.IGNORECASE)
+SIGNED_LOOKING = re.compile(rf"^(rate|b|abrir)\.|^{ANY_NUMBER}(\.|$)|\.[0-9a-f]{{16}}$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

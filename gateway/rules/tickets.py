@@ -1,4 +1,7 @@
-"""Ticket domain rules: statuses, priorities, types, numbers, tokens and participants.
+"""Ticket domain rules: labels, priorities, participants and a new ticket's fields.
+
+Ticket numbers and the subject token live in subject_token.py, what a subject says in
+subjects.py.
 
 Pure code, no I/O: the pipeline asks these functions what a mail means for a ticket and
 then acts on the answer in one transaction.
@@ -6,11 +9,11 @@ then acts on the answer in one transaction.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.model import Address, ParsedMail, Priority, Status, TicketType
+from gateway.rules.subjects import ticket_subject
 
 if TYPE_CHECKING:
     from gateway.rules.fields import CustomerFields
@@ -66,7 +69,6 @@ LABELS: dict[str, dict[str, str]] = {
 }
 
 
-NUMBER_DIGITS = 6
 PRIORITY_ORDER = [Priority.LOW, Priority.MEDIUM, Priority.HIGH, Priority.URGENT]
 # X-Priority 1 (Highest) and 2 (High), as Outlook and Thunderbird write it.
 HIGH_X_PRIORITIES = frozenset({"1", "2"})
@@ -102,26 +104,6 @@ class NewTicket:
     company: str = ""
     phone: str = ""
     follow_up_of: int | None = None
-
-
-def format_number(prefix: str, sequence: int) -> str:
-    return f"{prefix}-{sequence:0{NUMBER_DIGITS}d}"
-
-
-def ticket_token(number: str) -> str:
-    """The token every outbound subject carries, so a reply finds its ticket."""
-    return f"[#{number}]"
-
-
-def token_pattern(prefix: str) -> re.Pattern[str]:
-    # Anywhere in the subject, any case, with or without "[#...]"; not inside a longer word.
-    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(prefix)}-(\d{{1,12}})(?!\d)", re.IGNORECASE)
-
-
-def ticket_numbers_in(subject: str, prefix: str) -> list[str]:
-    """Ticket numbers named in a subject, normalised (`tk-123` → `TK-000123`), in order."""
-    found = (format_number(prefix, int(digits)) for digits in token_pattern(prefix).findall(subject))
-    return list(dict.fromkeys(found))
 
 
 def priority_from_headers(mail: ParsedMail, default: Priority) -> Priority:
@@ -225,59 +207,6 @@ def _defaults(mailbox: Mailbox) -> Followed:
         brand=mailbox.brand, product=mailbox.product, company="", phone="", fiscal_id=None, fiscal_id_valid=None,
         people=(),
     )  # fmt: skip
-
-
-MY_TICKETS_SUBJECTS = frozenset({"mis tickets", "#mis-tickets", "my tickets", "meus tickets", "#my-tickets"})
-MY_OPEN_TICKETS_SUBJECTS = frozenset({
-    "mis tickets abiertos", "#mis-tickets-abiertos", "my open tickets", "#my-open-tickets",
-    "meus tickets abertos", "#meus-tickets-abertos",
-})  # fmt: skip
-
-
-def asks_for_my_tickets(subject: str) -> bool:
-    """A mail whose subject is "Mis tickets" or "Mis tickets abiertos" (any case, behind any
-    Re:) asks for a list."""
-    return _bare(subject) in MY_TICKETS_SUBJECTS | MY_OPEN_TICKETS_SUBJECTS
-
-
-def asks_for_open_only(subject: str) -> bool:
-    return _bare(subject) in MY_OPEN_TICKETS_SUBJECTS
-
-
-def _bare(subject: str) -> str:
-    return " ".join(PREFIXES.sub("", subject).split()).lower()
-
-
-PREFIXES = re.compile(r"^\s*((re|rv|fw|fwd|tr|enc|aw|wg|res)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
-
-
-# Subjects a web form or a hurried customer writes that say nothing of the case: a
-# `Título:` line replaces them (in any case, behind any Re:/Fwd:).
-GENERIC_SUBJECTS = frozenset({
-    "", "(sin asunto)", "sin asunto", "no subject", "(no subject)", "sem assunto", "(sem assunto)",
-    "nuevo ticket", "nueva solicitud", "nuevo caso", "formulario de contacto", "formulario web", "contacto",
-    "soporte", "ayuda", "consulta", "solicitud", "new ticket", "contact form", "web form", "support", "help",
-    "novo ticket", "formulário de contato", "suporte", "ajuda", "ticket", "caso",
-})  # fmt: skip
-
-
-def ticket_subject(subject: str, title: str) -> str:
-    """A help-centre form's `Título:` line names the case when the mail's subject does not
-    (empty, or the form's fixed "Formulario de contacto")."""
-    said = " ".join(PREFIXES.sub("", subject).split()).casefold()
-    return title.strip() if title.strip() and said in GENERIC_SUBJECTS else (subject or "(sin asunto)")
-
-
-def follow_up_subject(subject: str, prefix: str, previous: str = "") -> str:
-    """A closed ticket's reply, as the subject of its follow-up: no Re:, no old token, and
-    none of what our own subjects add after the ticket's subject (" · Cerrado",
-    " · confirmación de cambio"): a reply to our mail is the closed ticket's subject again."""
-    token = re.compile(rf"\[?#?\s*(?<![A-Za-z0-9]){re.escape(prefix)}-\d+\s*\]?", re.IGNORECASE)
-    cleaned = " ".join(PREFIXES.sub("", token.sub("", subject)).split())
-    before = " ".join(previous.split())
-    if before and (cleaned.casefold() == before.casefold() or cleaned.casefold().startswith(f"{before} · ".casefold())):
-        return before
-    return cleaned or before or subject
 
 
 def requester_of(mail: ParsedMail, envelope_sender: str | None) -> Address | None:

@@ -21,20 +21,20 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
 import aiosqlite
 
+from gateway.storage.aiosqlite_adapter import run_on_thread
 from gateway.storage.schema import SCHEMA
 
 BUSY_TIMEOUT_MS = 5000
 BEGIN, COMMIT, ROLLBACK = "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"
-FILL_BLOB = "-- fill the blob the statement before inserted"  # not SQL: see fill_blob()
-READ_BLOB = "-- read the blob the statement before selected"  # not SQL: see read_blob()
 BLOB_PIECE_BYTES = 256 * 1024
 NO_LOCK_FILE = -1  # a read-only connection never writes, so it takes no write lock
 
@@ -73,22 +73,49 @@ def is_temporary(error: BaseException) -> bool:
     return _primary_code(error) in WAIT_FOR_OTHERS or is_disk_full(error)
 
 
-Statement = tuple[str, tuple[object, ...]]
+@dataclass(frozen=True)
+class Sql:
+    """One SQL statement and its parameters. `name` lets the caller pick its results out
+    of a batch (`Results.named`) instead of counting positions."""
+
+    text: str
+    params: tuple[object, ...] = ()
+    name: str = ""
 
 
-def fill_blob(table: str, column: str, source: bytes | BinaryIO | Path) -> Statement:
-    """A statement to follow an INSERT that gave `column` a `zeroblob()` of the source's
-    size: writes the source into it in pieces, through SQLite's blob handle, if the INSERT
-    made a row (an INSERT OR IGNORE may not). Bound as a parameter instead, a value is
-    copied whole by SQLite and again into the row: a 25 MB mail would be held three times."""
-    return (FILL_BLOB, (table, column, source))
+@dataclass(frozen=True)
+class FillBlob:
+    """Follows an INSERT that gave `column` a `zeroblob()` of the source's size: writes the
+    source into it in pieces, through SQLite's blob handle, if the INSERT made a row (an
+    INSERT OR IGNORE may not). Bound as a parameter instead, a value is copied whole by
+    SQLite and again into the row: a 25 MB mail would be held three times."""
+
+    table: str
+    column: str
+    source: bytes | BinaryIO | Path
 
 
-def read_blob(table: str, column: str, sink: Callable[[bytes], object]) -> Statement:
-    """A statement to follow a SELECT whose first row starts with a rowid of `table`: hands
-    the blob to `sink` in pieces, on the database's thread, through SQLite's blob handle;
-    a SELECT of the value would hold it whole twice, SQLite's copy and ours."""
-    return (READ_BLOB, (table, column, sink))
+@dataclass(frozen=True)
+class ReadBlob:
+    """Follows a SELECT whose first row starts with a rowid of `table`: hands the blob to
+    `sink` in pieces, on the database's thread, through SQLite's blob handle; a SELECT of
+    the value would hold it whole twice, SQLite's copy and ours."""
+
+    table: str
+    column: str
+    sink: Callable[[bytes], object]
+
+
+# A plain `(sql, parameters)` pair is shorthand for `Sql(sql, parameters)`.
+Statement = Sql | FillBlob | ReadBlob | tuple[str, tuple[object, ...]]
+
+
+def fill_blob(table: str, column: str, source: bytes | BinaryIO | Path) -> FillBlob:
+    return FillBlob(table, column, source)
+
+
+def read_blob(table: str, column: str, sink: Callable[[bytes], object]) -> ReadBlob:
+    return ReadBlob(table, column, sink)
 
 
 @dataclass(frozen=True)
@@ -98,6 +125,15 @@ class Executed:
     rows: list[sqlite3.Row]
     lastrowid: int | None
     rowcount: int
+    name: str = ""  # the statement's (`Sql.name`)
+
+
+class Results(list[Executed]):
+    """A batch's results, one per statement in order (a blob statement's is empty)."""
+
+    def named(self, name: str) -> list[Executed]:
+        """The results of the statements called `name`, in order."""
+        return [executed for executed in self if executed.name == name]
 
 
 class Database:
@@ -105,7 +141,7 @@ class Database:
     writes all go through `transaction()`, under the process's shared write lock.
 
     Each trip to aiosqlite's thread costs far more than a statement (a thread hand-off
-    each way, ~0.1 ms under load against a few µs), so statements travel in batches:
+    each way, against a few µs), so statements travel in batches (see aiosqlite_adapter):
     `defer` holds a write whose result nobody waits for until the next statement that
     does, or the COMMIT, and they go to the thread together, in order.
     """
@@ -185,26 +221,22 @@ class Database:
         if self.connection.in_transaction:  # not when the BEGIN never left, or itself failed
             await self.execute(ROLLBACK)
 
-    def defer(self, sql: str, parameters: tuple[object, ...] = ()) -> None:
+    def defer(self, statement: str | Statement, parameters: tuple[object, ...] = ()) -> None:
         """A write whose outcome nobody waits for: it goes with the next trip, in order.
-        A failure shows there (at the latest at COMMIT) and rolls the transaction back."""
-        self._deferred.append((sql, parameters))
+        A failure shows there (at the latest at COMMIT) and rolls the transaction back.
+        `statement` is SQL text (with `parameters`) or a statement of any kind."""
+        self._deferred.append((statement, parameters) if isinstance(statement, str) else statement)
 
     async def execute(self, sql: str, parameters: tuple[object, ...] = ()) -> Executed:
         (executed,) = await self.execute_all([(sql, parameters)])
         return executed
 
-    async def execute_all(self, statements: list[Statement]) -> list[Executed]:
+    async def execute_all(self, statements: Sequence[Statement]) -> Results:
         """Run the deferred writes, then `statements`, in one trip; returns the latter's results."""
         deferred = len(self._deferred)
         batch, self._deferred = [*self._deferred, *statements], []
-        # aiosqlite runs only one statement per trip through its public methods; `_execute`
-        # is what they all use to run a call on its thread (pinned in pyproject.toml).
-        connection = self.connection
-        results: list[Executed] = await connection._execute(  # type: ignore[no-untyped-call]
-            _execute_all, connection._conn, self._lock_file, batch
-        )
-        return results[deferred:]
+        results = await run_on_thread(self.connection, partial(_execute_all, self._lock_file, batch))
+        return Results(results[deferred:])
 
     async def fetch_all(self, sql: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         return (await self.execute(sql, parameters)).rows
@@ -236,33 +268,22 @@ def _lock_for_writing(lock_file: int) -> None:
             nap = min(nap * 2, 0.001)
 
 
-def _execute_all(connection: sqlite3.Connection, lock_file: int, statements: list[Statement]) -> list[Executed]:
+def _execute_all(lock_file: int, statements: list[Statement], connection: sqlite3.Connection) -> list[Executed]:
     """On the database's thread: each statement in turn, its rows fetched and cursor closed;
     the flock taken before a BEGIN and let go once the transaction is over."""
     results: list[Executed] = []
     try:
-        for sql, parameters in statements:
-            if sql == FILL_BLOB:
-                _fill_blob(connection, results[-1], *parameters)  # type: ignore[arg-type]
+        for statement in statements:
+            if isinstance(statement, FillBlob):
+                _fill_blob(connection, results[-1], statement)
                 results.append(Executed([], None, 0))
-                continue
-            if sql == READ_BLOB:
-                _read_blob(connection, results[-1], *parameters)  # type: ignore[arg-type]
+            elif isinstance(statement, ReadBlob):
+                _read_blob(connection, results[-1], statement)
                 results.append(Executed([], None, 0))
-                continue
-            if sql == BEGIN:
-                _lock_for_writing(lock_file)
-            writing = sql == BEGIN or connection.in_transaction
-            try:
-                cursor = connection.execute(sql, parameters)
-            finally:
-                # Over: COMMIT, ROLLBACK, a BEGIN that failed, or SQLite rolling back by itself.
-                if writing and not connection.in_transaction:
-                    fcntl.flock(lock_file, fcntl.LOCK_UN)
-            try:
-                results.append(Executed(cursor.fetchall(), cursor.lastrowid, cursor.rowcount))
-            finally:
-                cursor.close()
+            elif isinstance(statement, Sql):
+                results.append(_execute_one(connection, lock_file, statement.text, statement.params, statement.name))
+            else:  # the shorthand pair, the most common statement: no object built for it
+                results.append(_execute_one(connection, lock_file, *statement))
     finally:
         # aiosqlite's thread keeps its last call, arguments and all, until the next one: a
         # spooled 25 MB mail would stay in memory as long as the connection is idle.
@@ -270,24 +291,38 @@ def _execute_all(connection: sqlite3.Connection, lock_file: int, statements: lis
     return results
 
 
-def _fill_blob(
-    connection: sqlite3.Connection, inserted: Executed, table: str, column: str, source: bytes | BinaryIO | Path
-) -> None:
+def _execute_one(
+    connection: sqlite3.Connection, lock_file: int, sql: str, parameters: tuple[object, ...], name: str = ""
+) -> Executed:
+    if sql == BEGIN:
+        _lock_for_writing(lock_file)
+    writing = sql == BEGIN or connection.in_transaction
+    try:
+        cursor = connection.execute(sql, parameters)
+    finally:
+        # Over: COMMIT, ROLLBACK, a BEGIN that failed, or SQLite rolling back by itself.
+        if writing and not connection.in_transaction:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+    try:
+        return Executed(cursor.fetchall(), cursor.lastrowid, cursor.rowcount, name)
+    finally:
+        cursor.close()
+
+
+def _fill_blob(connection: sqlite3.Connection, inserted: Executed, statement: FillBlob) -> None:
     if inserted.rowcount != 1 or inserted.lastrowid is None:
         return
-    with connection.blobopen(table, column, inserted.lastrowid) as blob:
-        for piece in _pieces(source):
+    with connection.blobopen(statement.table, statement.column, inserted.lastrowid) as blob:
+        for piece in _pieces(statement.source):
             blob.write(piece)
 
 
-def _read_blob(
-    connection: sqlite3.Connection, selected: Executed, table: str, column: str, sink: Callable[[bytes], object]
-) -> None:
+def _read_blob(connection: sqlite3.Connection, selected: Executed, statement: ReadBlob) -> None:
     if not selected.rows:
         return
-    with connection.blobopen(table, column, selected.rows[0][0], readonly=True) as blob:
+    with connection.blobopen(statement.table, statement.column, selected.rows[0][0], readonly=True) as blob:
         for piece in iter(lambda: blob.read(BLOB_PIECE_BYTES), b""):
-            sink(piece)
+            statement.sink(piece)
 
 
 def _pieces(source: bytes | BinaryIO | Path) -> Iterator[bytes | memoryview]:
