@@ -222,6 +222,17 @@ class AgentSettings(Section):
         return address in self.addresses or address.rpartition("@")[2] in self.domains
 
 
+class RetentionSettings(Section):
+    """How long what is only kept for looking back is kept; tickets, their messages and
+    attachments are kept for ever. 0: keep for ever too."""
+
+    # Raw bytes of inbound mail processed (done or ignored) this many days ago; failed mail
+    # stays until retried. Envelopes of mail that became a ticket's message stay with it.
+    inbound_days: int = Field(default=90, ge=0)
+    # Mail the relay accepted this many days ago; queued and failed mail stays.
+    outbox_days: int = Field(default=90, ge=0)
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -287,6 +298,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = SecuritySettings()
     limits: LimitSettings = LimitSettings()
     notifications: NotificationSettings = NotificationSettings()
+    retention: RetentionSettings = RetentionSettings()
     # Per language, labels replacing the defaults: [labels.es] open = "Enviado".
     labels: dict[Literal["es", "en", "pt"], dict[Status | Priority | TicketType, str]] = {}
     mailboxes: list[MailboxSettings] = Field(min_length=1)

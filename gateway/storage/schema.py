@@ -1,5 +1,9 @@
-"""The database's tables, in one script run at every open (CREATE … IF NOT EXISTS): the
-spool, tickets and their people, messages, files, history, ratings and the outbox."""
+"""Schema version 1: the database's tables as first released (the spool, tickets and their
+people, messages, files, history, ratings and the outbox), with CREATE … IF NOT EXISTS.
+
+Frozen: databases out there were made by this script. Every change is a new migration in
+migrations.py, which also says how to add one; this is its migration 1.
+"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
