@@ -44,8 +44,8 @@ async def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
     path = settings.database.path
     path.parent.mkdir(parents=True, exist_ok=True)
     applied = migrate(path)
-    for migration in applied:
-        print(f"applied {migration.version}: {migration.description}")
+    for version, what in applied:
+        print(f"schema version {version}: {what}")
     if not applied:
         print(f"{path}: schema version {LATEST}, nothing to do")
     if args.vacuum:

@@ -78,6 +78,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 LATEST = MIGRATIONS[-1].version
+RECOGNISED = "the first release's tables, found in place and kept as they are"
 
 
 class SchemaVersionError(Exception):
@@ -110,9 +111,9 @@ def check_readable(path: Path, version: int) -> None:
         )
 
 
-def migrate(path: Path) -> list[Migration]:
-    """Bring the file at `path` up to LATEST; returns the migrations applied (none when it
-    is current: then it costs one read of the header). Raises SchemaTooNewError."""
+def migrate(path: Path) -> list[tuple[int, str]]:
+    """Bring the file at `path` up to LATEST; returns the versions applied, each with what
+    it did (none when current: then it costs one read of the header). Raises SchemaTooNewError."""
     connection = sqlite3.connect(path, isolation_level=None)
     try:
         connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -121,11 +122,16 @@ def migrate(path: Path) -> list[Migration]:
             raise too_new(path, version)
         if version == LATEST:
             return []
-        if version == 0 and not _has_tables(connection):
+        recognised = version == 0 and _has_tables(connection)
+        if version == 0 and not recognised:
             # Only possible before the first table exists; lets retention hand freed pages
             # back to the file system (PRAGMA incremental_vacuum) instead of keeping them.
             connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        return [migration for migration in MIGRATIONS if _apply(connection, path, migration)]
+        applied = [migration for migration in MIGRATIONS if _apply(connection, path, migration)]
+        return [
+            (migration.version, RECOGNISED if recognised and migration.version == 1 else migration.description)
+            for migration in applied
+        ]
     finally:
         connection.close()
 
