@@ -24,7 +24,7 @@ from gateway.clock import timestamp
 from gateway.storage.database import Database
 
 BATCH_ROWS = 500
-VACUUM_PAGES = 2000  # pages handed back per transaction: 8 MB at SQLite's 4 KiB default
+VACUUM_PAGES = 500  # pages handed back per transaction: 2 MB at SQLite's 4 KiB default
 INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
 
 # The newest finished mail received before the cutoff: ids grow with time, so no older
@@ -116,9 +116,11 @@ async def _purge_outbox(database: Database, cutoff: str, dry_run: bool) -> int:
 
 async def _hand_back_free_pages(database: Database) -> int:
     free = await _count(database, "PRAGMA freelist_count")
-    for _ in range(0, free, VACUUM_PAGES):
+    # Stepped once, as the sqlite3 module steps a statement that returns no rows, the pragma
+    # hands back one page whatever N it is given: so one statement per page, in one trip.
+    for start in range(0, free, VACUUM_PAGES):
         async with database.transaction():
-            await database.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})")
+            await database.execute_all([("PRAGMA incremental_vacuum(1)", ())] * min(VACUUM_PAGES, free - start))
         await asyncio.sleep(0)
     return free - await _count(database, "PRAGMA freelist_count")
 
