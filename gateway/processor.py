@@ -22,8 +22,11 @@ from gateway.outbound.relay import make_relay, run_relay
 from gateway.runtime.children import Bell, Supervised, begin_child, ring, until_stopped
 from gateway.settings import Settings
 from gateway.storage.database import Database
+from gateway.storage.retention import purge
 
 log = logging.getLogger(__name__)
+
+PURGE_EVERY_SECONDS = 24 * 3600
 
 
 class Processor:
@@ -54,7 +57,10 @@ class Processor:
         requeued, set_aside = await self.pipeline.spool.recover_interrupted(self.settings.pipeline.max_attempts)
         if requeued or set_aside:
             log.warning("recovered after a crash: %d mail requeued, %d set aside as failed", requeued, set_aside)
-        self._tasks = [asyncio.create_task(self._close_stale_periodically(), name="auto-close")]
+        self._tasks = [
+            asyncio.create_task(self._close_stale_periodically(), name="auto-close"),
+            asyncio.create_task(self._purge_daily(await self._open_database()), name="retention"),
+        ]
         if self.outbox_bell is None:
             self.relay = make_relay(self.settings, await self._open_database(), self.clock)
             self.pipeline.on_outbox_changed = self.relay.wakeup.set
@@ -81,6 +87,20 @@ class Processor:
                 log.exception("auto-close failed; trying again in %g minutes", interval / 60)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=interval)
+
+    async def _purge_daily(self, database: Database) -> None:
+        """[retention], once at start and then every day (storage/retention.py)."""
+        retention = self.settings.retention
+        while not self.stopping.is_set():
+            try:
+                purged = await purge(database, self.clock.now(), retention.inbound_days,
+                                     retention.outbox_days)  # fmt: skip
+                if purged.inbound_mail or purged.outbox_mail:
+                    log.info("retention: purged %s", purged.as_dict())
+            except Exception:  # a locked database, say: tomorrow's round tries again
+                log.exception("retention: purge failed; trying again in a day")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=PURGE_EVERY_SECONDS)
 
     async def drain(self) -> None:
         """Process all queued mail, then try every notification due now (tests wait on this)."""

@@ -222,6 +222,17 @@ class AgentSettings(Section):
         return address in self.addresses or address.rpartition("@")[2] in self.domains
 
 
+class RetentionSettings(Section):
+    """How long what is only kept for looking back is kept; tickets, their messages and
+    attachments are kept for ever. 0: keep for ever too."""
+
+    # Raw bytes of inbound mail processed (done or ignored) this many days ago; failed mail
+    # stays until retried. Envelopes of mail that became a ticket's message stay with it.
+    inbound_days: int = Field(default=90, ge=0)
+    # Mail the relay accepted this many days ago; queued and failed mail stays.
+    outbox_days: int = Field(default=90, ge=0)
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # "json": one object per line (time, level, process, logger, message, and the spool id,
@@ -337,6 +348,7 @@ class Settings(BaseSettings):
     notifications: NotificationSettings = NotificationSettings()
     health: HealthSettings = HealthSettings()
     metrics: MetricsSettings = MetricsSettings()
+    retention: RetentionSettings = RetentionSettings()
     # Per language, labels replacing the defaults: [labels.es] open = "Enviado".
     labels: dict[Literal["es", "en", "pt"], dict[Status | Priority | TicketType, str]] = {}
     mailboxes: list[MailboxSettings] = Field(min_length=1)

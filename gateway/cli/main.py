@@ -19,6 +19,7 @@ from typing import Any
 from gateway import __version__
 from gateway.cli import exit_codes
 from gateway.cli.attachments import add_attachment_commands
+from gateway.cli.maintenance import add_maintenance_commands
 from gateway.cli.queues import add_inbound_commands, add_outbox_commands
 from gateway.cli.read_only import NoDatabaseError
 from gateway.cli.status import add_status_command
@@ -30,6 +31,7 @@ from gateway.outbound.render import Renderer, TemplateCheckError
 from gateway.runtime.logs import configure_logging
 from gateway.settings import ConfigError, Settings, config_path, load_settings
 from gateway.storage.database import is_temporary
+from gateway.storage.migrations import SchemaVersionError
 
 log = logging.getLogger("gateway")
 
@@ -48,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except NoDatabaseError as error:
         print(f"ticket-gateway: {error}", file=sys.stderr)
         return exit_codes.NOINPUT
+    except SchemaVersionError as error:
+        print(f"ticket-gateway: {error}", file=sys.stderr)
+        return exit_codes.SCHEMA_VERSION
     except KeyboardInterrupt:
         return exit_codes.OK
 
@@ -75,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--sender", default="", help="envelope sender")
     command("check-config", run_check_config, "validate the configuration and print the effective settings")
     add_status_command(command)
+    add_maintenance_commands(command)
 
     tickets = commands.add_parser("tickets", help="list, show and export tickets").add_subparsers(
         required=True, metavar="ACTION"

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from gateway.cli import exit_codes
 from gateway.cli.read_only import open_read_only
 from gateway.desk.pipeline import open_pipeline
 from gateway.inbound.spool import STATUSES as SPOOL_STATUSES
+from gateway.inbound.spool import SpoolSummary
 from gateway.outbound.outbox import STATUSES as OUTBOX_STATUSES
+from gateway.outbound.outbox import OutboxSummary
 from gateway.settings import Settings
 
 
 def add_inbound_commands(inbound: Any, command: Any) -> None:
     listing = command("list", run_inbound_list, "list spooled mail and what became of it", inbound)
     listing.add_argument("--status", choices=SPOOL_STATUSES)
+    listing.add_argument("--json", action="store_true", help="print JSON")
     show = command("show", run_inbound_show, "write one spooled mail's raw bytes to standard output", inbound)
     show.add_argument("id", type=int, metavar="ID")
     _add_retry(command("retry", run_inbound_retry, "re-run failed mail through the pipeline", inbound))
@@ -25,19 +31,23 @@ def add_inbound_commands(inbound: Any, command: Any) -> None:
 def add_outbox_commands(outbox: Any, command: Any) -> None:
     listing = command("list", run_outbox_list, "list outgoing mail and what the relay answered", outbox)
     listing.add_argument("--status", choices=OUTBOX_STATUSES)
+    listing.add_argument("--json", action="store_true", help="print JSON")
     show = command("show", run_outbox_show, "write one outgoing mail, as rendered, to standard output", outbox)
     show.add_argument("id", type=int, metavar="ID")
-    _add_retry(command("retry", run_outbox_retry, "queue failed outgoing mail again", outbox))
+    retry = command("retry", run_outbox_retry, "send failed and deferred mail now (postqueue -f)", outbox)
+    _add_retry(retry, "every failed and deferred mail")
 
 
-def _add_retry(parser: argparse.ArgumentParser) -> None:
+def _add_retry(parser: argparse.ArgumentParser, everything: str = "every failed mail") -> None:
     parser.add_argument("ids", nargs="*", type=int, metavar="ID")
-    parser.add_argument("--all", action="store_true", help="every failed mail")
+    parser.add_argument("--all", action="store_true", help=everything)
 
 
 async def run_inbound_list(settings: Settings, args: argparse.Namespace) -> int:
     async with open_read_only(settings) as reader:
         entries = await reader.spool.summaries(args.status)
+    if args.json:
+        return _print_json(entries)
     for entry in entries:
         detail = entry.error if entry.status == "failed" else entry.outcome
         print(
@@ -53,6 +63,8 @@ async def run_inbound_list(settings: Settings, args: argparse.Namespace) -> int:
 async def run_outbox_list(settings: Settings, args: argparse.Namespace) -> int:
     async with open_read_only(settings) as reader:
         entries = await reader.outbox.summaries(args.status)
+    if args.json:
+        return _print_json(entries)
     for entry in entries:
         when = entry.sent_at if entry.status == "sent" else f"next {entry.next_attempt_at}"
         print(
@@ -60,6 +72,11 @@ async def run_outbox_list(settings: Settings, args: argparse.Namespace) -> int:
             f" to {', '.join(entry.recipients)}  tries {entry.attempts}  {when}  {entry.relay_reply or ''}"
         )
     print(f"{len(entries)} message(s)", file=sys.stderr)
+    return exit_codes.OK
+
+
+def _print_json(entries: Sequence[SpoolSummary | OutboxSummary]) -> int:
+    print(json.dumps([dataclasses.asdict(entry) for entry in entries], indent=2, ensure_ascii=False))
     return exit_codes.OK
 
 
@@ -100,7 +117,7 @@ async def run_outbox_retry(settings: Settings, args: argparse.Namespace) -> int:
     async with open_pipeline(settings) as pipeline:
         requeued = await pipeline.outbox.retry(None if args.all else args.ids)
     for outbox_id in requeued:
-        print(f"{outbox_id}: queued (a running daemon sends it within seconds)")
+        print(f"{outbox_id}: due now (a running daemon sends it within [pipeline] poll_seconds)")
     return _report_missing(args.ids, requeued)
 
 

@@ -18,6 +18,7 @@ from gateway.inbound.spool import Spool
 from gateway.outbound.outbox import Outbox
 from gateway.settings import Settings
 from gateway.storage.database import Database
+from gateway.storage.migrations import check_readable
 
 OURS = "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name IN ('spool', 'tickets', 'outbox')"
 
@@ -51,6 +52,8 @@ async def open_read_only(settings: Settings) -> AsyncIterator[Reader]:
             raise NoDatabaseError(f"{path} is not a ticket-gateway database: {error} (check [database] path)") from None
         if ours is None or ours["n"] != 3:
             raise NoDatabaseError(f"{path} is not a ticket-gateway database (check [database] path)")
+        version = await database.fetch_one("PRAGMA user_version")
+        check_readable(path, int(version[0]) if version else 0)  # never migrates: see migrations.py
         clock = SystemClock()
         yield Reader(TicketQueries(database), Spool(database, clock), Outbox(database, clock))
     finally:

@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 from gateway.clock import Clock, timestamp
 from gateway.storage.database import Database, FillBlob, Sql, Statement, is_disk_full, is_temporary
+from gateway.storage.requeue import requeue
 
 log = logging.getLogger(__name__)
 
@@ -276,17 +277,8 @@ class Spool:
 
     async def retry(self, spool_ids: list[int] | None) -> list[int]:
         """Queue failed mail again (all of it when `spool_ids` is None); returns the ids."""
-        now = timestamp(self.clock.now())
-        which: str = ""
-        parameters: tuple[int, ...] = ()
-        if spool_ids is not None:
-            which, parameters = f" AND id IN ({','.join('?' * len(spool_ids))})", tuple(spool_ids)
-        rows = await self.database.write(
-            "UPDATE spool SET status = 'queued', attempts = 0, error = NULL, updated_at = ?"
-            f" WHERE status = 'failed'{which} RETURNING id",
-            (now, *parameters),
-        )
-        return sorted(row["id"] for row in rows)
+        changes = "status = 'queued', attempts = 0, error = NULL, updated_at = ?"
+        return await requeue(self.database, "spool", changes, (timestamp(self.clock.now()),), spool_ids)
 
     async def backlog(self) -> int:
         """Mail accepted and not yet processed."""

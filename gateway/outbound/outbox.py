@@ -19,9 +19,11 @@ from datetime import datetime
 from gateway.clock import Clock, timestamp
 from gateway.outbound.sent_log import SentRecord
 from gateway.storage.database import Database
+from gateway.storage.requeue import requeue
 
 QUEUED, SENT, FAILED = "queued", "sent", "failed"
 STATUSES = (QUEUED, SENT, FAILED)
+FLUSH = "outbox_flush_requested_at"  # meta row: see Outbox.retry
 SUMMARY_COLUMNS = (
     "o.id, t.number AS ticket, o.template, o.message_id, o.recipients, o.status, o.attempts,"
     " o.created_at, o.next_attempt_at, o.sent_at, o.relay_reply"
@@ -166,18 +168,26 @@ class Outbox:
         )
 
     async def retry(self, outbox_ids: list[int] | None) -> list[int]:
-        """Queue failed mail again now (all of it when `outbox_ids` is None); returns the ids."""
+        """Send failed and deferred mail now (all of it when `outbox_ids` is None), as
+        Postfix's `postqueue -f` does; returns the ids. Failed mail starts afresh (attempts,
+        give_up_hours); deferred mail keeps its count and deadline, and is only due now. A
+        running relay sees it at its next look (at most [pipeline] poll_seconds) and, if it
+        was waiting to probe an unreachable relay, tries at once (`flush_requested_at`)."""
         now = timestamp(self.clock.now())
-        which: str = ""
-        parameters: tuple[int, ...] = ()
-        if outbox_ids is not None:
-            which, parameters = f" AND id IN ({','.join('?' * len(outbox_ids))})", tuple(outbox_ids)
-        rows = await self.database.write(
-            "UPDATE outbox SET status = 'queued', attempts = 0, created_at = ?, next_attempt_at = ?, updated_at = ?"
-            f" WHERE status = 'failed'{which} RETURNING id",
-            (now, now, now, *parameters),
+        failed = "status = 'failed'"
+        changes = (
+            f"attempts = CASE WHEN {failed} THEN 0 ELSE attempts END,"
+            f" created_at = CASE WHEN {failed} THEN ? ELSE created_at END,"
+            " status = 'queued', next_attempt_at = ?, updated_at = ?"
         )
-        return sorted(row["id"] for row in rows)
+        which = f"{failed} OR (status = 'queued' AND next_attempt_at > ?)"
+        flush = ("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (FLUSH, now))
+        return await requeue(self.database, "outbox", changes, (now, now, now, now), outbox_ids, which, (flush,))
+
+    async def flush_requested_at(self) -> str | None:
+        """When `retry` last asked for mail to go now (from any process)."""
+        row = await self.database.fetch_one("SELECT value FROM meta WHERE name = ?", (FLUSH,))
+        return None if row is None else str(row["value"])
 
     async def summaries(self, status: str | None = None) -> list[OutboxSummary]:
         where, parameters = ("WHERE o.status = ?", (status,)) if status else ("", ())

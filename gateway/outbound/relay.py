@@ -57,6 +57,7 @@ class Relay:
         self.wakeup = asyncio.Event()
         self._down_since: datetime | None = None  # the relay did not answer our last try
         self._next_probe_at: datetime | None = None
+        self._flush_seen: str | None = None  # the last `outbox retry` this relay answered
         # One delivery round at a time: drain() must not send what the worker is sending.
         self._round = asyncio.Lock()
 
@@ -96,6 +97,8 @@ class Relay:
         tried = 0
         async with self._round:
             await self._reconcile()  # first what a relay killed after a 250 never recorded
+            if (flush := await self.outbox.flush_requested_at()) != self._flush_seen:
+                self._flush_seen, self._next_probe_at = flush, None  # `outbox retry`: try now, probe or not
             try:
                 while not self._paused() and (entries := await self.outbox.due(BATCH, self.sent_log.pending)):
                     for entry in entries:

@@ -31,7 +31,7 @@ from typing import BinaryIO
 import aiosqlite
 
 from gateway.storage.aiosqlite_adapter import run_on_thread
-from gateway.storage.schema import SCHEMA
+from gateway.storage.migrations import migrate
 
 BUSY_TIMEOUT_MS = 5000
 BEGIN, COMMIT, ROLLBACK = "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"
@@ -157,6 +157,7 @@ class Database:
         """`durable`: every COMMIT is on disk when it returns (the spool's must be). The
         pipeline's and relay's may wait for the next fsync: their input is durable already."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(migrate, path)  # up to the schema's latest version (migrations.py)
         # isolation_level=None: transactions are begun explicitly, never implicitly.
         connection = await aiosqlite.connect(path, isolation_level=None)
         connection.row_factory = sqlite3.Row
@@ -168,7 +169,6 @@ class Database:
                 "foreign_keys = ON",
             ):
                 await connection.execute(f"PRAGMA {pragma}")
-            await connection.executescript(SCHEMA)
             lock_file = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except BaseException:
             await connection.close()  # else its thread keeps the process alive

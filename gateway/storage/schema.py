@@ -1,5 +1,9 @@
-"""The database's tables, in one script run at every open (CREATE … IF NOT EXISTS): the
-spool, tickets and their people, messages, files, history, ratings and the outbox."""
+"""Schema version 1: the database's tables as first released (the spool, tickets and their
+people, messages, files, history, ratings and the outbox), with CREATE … IF NOT EXISTS.
+
+Frozen: databases out there were made by this script. Every change is a new migration in
+migrations.py, which also says how to add one; this is its migration 1.
+"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -13,7 +17,6 @@ CREATE TABLE IF NOT EXISTS spool (
         CHECK (status IN ('queued', 'processing', 'done', 'failed', 'ignored')),
     attempts INTEGER NOT NULL DEFAULT 0,
     outcome TEXT,                      -- what the pipeline did with it
-    decision TEXT,                     -- what it decided, in one line (desk/decide.describe)
     error TEXT,                        -- why it failed, for `inbound list`
     updated_at TEXT NOT NULL
 );

@@ -1,0 +1,141 @@
+"""Upgrades: a database of the first release is brought up to date with its data kept; a
+newer one is refused by everything; commands that only read never migrate."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from gateway.storage.migrations import LATEST
+from tests.conftest import PROJECT, make_mail, run_cli
+
+FIRST_RELEASE_SCHEMA = PROJECT / "tests" / "data" / "schema_v1.sql"
+RAW = make_mail("Factura duplicada", message_id="<v1-mail@empresa.example>")
+INGEST = ("--sender", "cliente@empresa.example", "--recipient", "soporte.latam@estela.example")
+NOW = "2024-05-02T10:00:00.000+00:00"
+
+
+def first_release_database(path: Path) -> None:
+    """A database as the first release left it: its tables, a ticket with a message and an
+    attachment, the raw mail, a notification sent; user_version 0."""
+    with sqlite3.connect(path) as connection:
+        connection.executescript(FIRST_RELEASE_SCHEMA.read_text())
+        connection.execute(
+            "INSERT INTO spool (id, received_at, mail_from, rcpt_tos, size, status, outcome, updated_at)"
+            " VALUES (1, ?, 'cliente@empresa.example', '[\"soporte.latam@estela.example\"]', ?, 'done',"
+            " 'new ticket', ?)",
+            (NOW, len(RAW), NOW),
+        )
+        connection.execute("INSERT INTO spool_raw (id, raw) VALUES (1, ?)", (RAW,))
+        connection.execute(
+            "INSERT INTO tickets (id, number, subject, requester, mailbox, type, priority, status, created_at,"
+            " updated_at) VALUES (1, 'TK-000007', 'Factura duplicada', 'cliente@empresa.example',"
+            " 'soporte.latam@estela.example', 'request', 'medium', 'open', ?, ?)",
+            (NOW, NOW),
+        )
+        connection.execute("UPDATE counters SET value = 7 WHERE name = 'ticket'")
+        connection.execute(
+            "INSERT INTO messages (id, ticket_id, spool_id, message_id, direction, author, body, created_at)"
+            " VALUES (1, 1, 1, 'v1-mail@empresa.example', 'inbound', 'cliente@empresa.example', 'Hola', ?)",
+            (NOW,),
+        )
+        connection.execute("INSERT INTO blobs (sha256, size, content) VALUES ('ab', 3, x'010203')")
+        connection.execute(
+            "INSERT INTO attachments (message_row, filename, content_type, size, sha256)"
+            " VALUES (1, 'factura.pdf', 'application/pdf', 3, 'ab')"
+        )
+        connection.execute(
+            "INSERT INTO outbox (ticket_id, template, message_id, envelope_from, recipients, raw, status,"
+            " created_at, next_attempt_at, sent_at, updated_at) VALUES (1, 'ack', 'ack-1@estela.example',"
+            " 'soporte.latam@estela.example', '[\"cliente@empresa.example\"]', x'41', 'sent', ?, ?, ?, ?)",
+            (NOW, NOW, NOW, NOW),
+        )
+    assert user_version(path) == 0
+
+
+def user_version(path: Path) -> int:
+    with sqlite3.connect(path) as connection:
+        return int(connection.execute("PRAGMA user_version").fetchone()[0])
+
+
+def index_names(path: Path) -> set[str]:
+    with sqlite3.connect(path) as connection:
+        return {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+
+
+def test_a_first_release_database_is_migrated_and_keeps_its_data(config_path: Path) -> None:
+    database = config_path.parent / "gateway.db"
+    first_release_database(database)
+
+    migrated = run_cli(config_path, "migrate")
+    assert migrated.returncode == 0, migrated.stderr.decode()
+    lines = migrated.stdout.decode().splitlines()
+    assert lines[0] == "schema version 1: the first release's tables, found in place and kept as they are"
+    assert lines[1].startswith("schema version 2: indexes")
+    assert lines[2].startswith("schema version 3: spool.decision")
+    assert user_version(database) == LATEST
+    assert {"spool_finished", "outbox_sent", "messages_spool"} <= index_names(database)
+
+    [ticket] = json.loads(run_cli(config_path, "tickets", "list", "--json").stdout)
+    assert (ticket["number"], ticket["subject"]) == ("TK-000007", "Factura duplicada")
+    assert run_cli(config_path, "inbound", "show", "1").stdout == RAW
+    [attachment] = json.loads(run_cli(config_path, "attachments", "list", "TK-000007", "--json").stdout)
+    assert attachment["filename"] == "factura.pdf"
+    [sent] = json.loads(run_cli(config_path, "outbox", "list", "--json").stdout)
+    assert sent["status"] == "sent" and sent["ticket"] == "TK-000007"
+
+    # The new release writes into it as into its own: numbering goes on from the old counter.
+    stored = run_cli(config_path, "ingest", *INGEST, stdin=make_mail("Otro"))
+    assert stored.returncode == 0, stored.stderr.decode()
+    numbers = [t["number"] for t in json.loads(run_cli(config_path, "tickets", "list", "--json").stdout)]
+    assert sorted(numbers) == ["TK-000007", "TK-000008"]
+    listed = run_cli(config_path, "inbound", "list").stdout.decode()  # the decision column, added by migration 3
+    assert "decided: new ticket (no ticket token or known Message-ID)" in listed, listed
+
+    again = run_cli(config_path, "migrate")
+    assert again.stdout.decode().strip().endswith(f"schema version {LATEST}, nothing to do")
+
+
+def test_commands_that_only_read_never_migrate(config_path: Path) -> None:
+    database = config_path.parent / "gateway.db"
+    first_release_database(database)
+    for command in (["tickets", "list"], ["inbound", "list", "--json"], ["outbox", "list"]):
+        result = run_cli(config_path, *command)
+        assert result.returncode == 75, command
+        assert b"run ticket-gateway migrate" in result.stderr
+    assert user_version(database) == 0
+
+
+def test_a_writing_command_migrates_on_its_way(config_path: Path) -> None:
+    database = config_path.parent / "gateway.db"
+    first_release_database(database)
+    result = run_cli(config_path, "purge", "--dry-run")
+    assert result.returncode == 0, result.stderr.decode()
+    assert user_version(database) == LATEST
+
+
+def test_a_database_from_a_newer_release_is_refused_and_left_alone(config_path: Path) -> None:
+    database = config_path.parent / "gateway.db"
+    assert run_cli(config_path, "migrate").returncode == 0  # a fresh one
+    with sqlite3.connect(database) as connection:
+        connection.execute(f"PRAGMA user_version = {LATEST + 1}")
+    for command in (["serve"], ["migrate"], ["tickets", "list"], ["purge"]):
+        result = run_cli(config_path, *command)  # serve returns: the daemon did not start
+        assert result.returncode == 75, (command, result.stderr)
+        message = result.stderr.decode()
+        assert f"schema version {LATEST + 1}, newer than this ticket-gateway (schema version {LATEST})" in message
+    ingested = run_cli(config_path, "ingest", *INGEST, stdin=make_mail("x"))
+    assert ingested.returncode == 75  # the MTA keeps the mail until the right release runs
+    assert user_version(database) == LATEST + 1
+
+
+def test_a_new_database_is_at_the_latest_version_with_incremental_auto_vacuum(config_path: Path) -> None:
+    database = config_path.parent / "gateway.db"
+    result = run_cli(config_path, "migrate")
+    assert [line.split(":")[0] for line in result.stdout.decode().splitlines()] == [
+        f"schema version {version}" for version in range(1, LATEST + 1)
+    ]
+    assert user_version(database) == LATEST
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL
