@@ -148,7 +148,7 @@ class Desk:
         added = await self.store.add_participants(ticket.id, reply.cc_add, "cc", now)
         await self.store.update_fields(ticket.id, reply.fields, author.address, now)
         if reply.wanted:
-            await self._set_status(ticket.id, reply.old, reply.wanted, author.address, now)
+            await self.set_status(ticket.id, reply.old, reply.wanted, author.address, now)
         queued = await self._tell(ticket.id, decision.notices, author, mail.message_id)
         moved = f", {reply.old} → {reply.new}" if reply.new is not reply.old else ""
         return f"reply to {ticket.number}{moved}, {added} new cc, {queued} notification(s)"
@@ -183,7 +183,7 @@ class Desk:
             visibility, note = ("internal", "agent note") if reply.internal else ("system", "commands only")
             await self._keep(ticket.id, entry, mail, author, reply.text, visibility, note)
         if reply.wanted:
-            await self._set_status(ticket.id, reply.old, reply.wanted, author.address, now)
+            await self.set_status(ticket.id, reply.old, reply.wanted, author.address, now)
         rest = [notice for notice in decision.notices if notice not in answer]
         queued += await self._tell(ticket.id, rest, author, mail.message_id)
         kind = "public reply" if reply.public else ("internal note" if reply.internal else "commands")
@@ -240,8 +240,8 @@ class Desk:
         resolved_at = datetime.fromisoformat(view.resolved_at) if view.resolved_at else None
         if not auto_close_due(Status(view.status), resolved_at, now, self.settings.tickets.auto_close_hours):
             return False
-        await self._set_status(ticket_id, Status.RESOLVED, Status.CLOSED, SYSTEM, now)
-        await self._tell_status(ticket_id, Status.RESOLVED, Status.CLOSED, Address("", SYSTEM), None)
+        await self.set_status(ticket_id, Status.RESOLVED, Status.CLOSED, SYSTEM, now)
+        await self.tell_status(ticket_id, Status.RESOLVED, Status.CLOSED, Address("", SYSTEM), None)
         return True
 
     # -- steps ------------------------------------------------------------------------------
@@ -284,7 +284,7 @@ class Desk:
         message = inbound_message(mail, author, text, visibility=visibility, note=note)
         await self.store.add_message(ticket_id, entry.id, message, self.clock.now())
 
-    async def _set_status(self, ticket_id: int, old: Status, new: Status, by: str, now: datetime) -> Status:
+    async def set_status(self, ticket_id: int, old: Status, new: Status, by: str, now: datetime) -> Status:
         changes: dict[str, object] = {"status": new}
         if new is Status.RESOLVED:
             view = await self.store.ticket_view(ticket_id)
@@ -294,7 +294,7 @@ class Desk:
         await self.store.update_fields(ticket_id, changes, by, now)
         return new
 
-    async def _tell_status(self, ticket_id: int, old: Status, new: Status, author: Address, trigger: str | None,
+    async def tell_status(self, ticket_id: int, old: Status, new: Status, author: Address, trigger: str | None,
                            *, replied: bool = False, incident: str | None = None) -> int:  # fmt: skip
         """One mail to the customer naming what changed (decide.status_notice)."""
         view = await self.store.ticket_view(ticket_id)

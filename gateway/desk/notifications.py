@@ -1,4 +1,4 @@
-"""Turning an event on a ticket into rendered mail in the outbox (the I/O side of notify.py)."""
+"""Turning an event on a ticket into rendered mail in the outbox (the I/O side of rules/recipients.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """An agent opens a ticket for a customer, applied inside the pipeline's transaction.
 
-The mail came to the agent's signed open address (tokens.py), which proves the agent is
+The mail came to the agent's signed open address (rules/signed_addresses.py), which proves the agent is
 who received that address in a notification, as a signed reply address does. The ticket
 is the customer's: they are the requester and get the acknowledgement as if they had
 written; their forwarded text and files are its first message; the agent's own words stay
@@ -12,8 +12,12 @@ honoured changes nothing and the agent is told why.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import Protocol
 
+from gateway.clock import Clock
+from gateway.desk.notifications import Notifier
+from gateway.desk.store import TicketStore
 from gateway.inbound.spool import SpoolEntry
 from gateway.model import Address, ParsedMail, Status, StoredMessage
 from gateway.parsing.forwards import Request
@@ -22,10 +26,23 @@ from gateway.rules.fields import customer_fields
 from gateway.rules.lifecycle import TransitionError, change
 from gateway.rules.recipients import Event
 from gateway.rules.tickets import cap_newcomers, is_ours, open_ticket
-from gateway.settings import MailboxSettings
+from gateway.settings import MailboxSettings, Settings
 
-if TYPE_CHECKING:
-    from gateway.desk.actions import Desk
+
+class Desk(Protocol):
+    """What opening a ticket uses of actions.Desk (which calls in here, so this module
+    names the parts it needs instead of importing it)."""
+
+    settings: Settings
+    clock: Clock
+    store: TicketStore
+    notifier: Notifier
+
+    async def set_status(self, ticket_id: int, old: Status, new: Status, by: str, now: datetime) -> Status: ...
+
+    async def tell_status(self, ticket_id: int, old: Status, new: Status, author: Address, trigger: str | None,
+                          *, replied: bool = False, incident: str | None = None) -> int: ...  # fmt: skip
+
 
 OPENED_BY = "opened_by"  # the history field naming the agent who opened a ticket for a customer
 NO_CUSTOMER = "names no customer: forward their mail, or write #solicitante Name <address>"
@@ -90,8 +107,8 @@ async def _open(
             status = change(Status.OPEN, Status(wanted)) or Status.OPEN
         except TransitionError:
             status = Status.OPEN
-        await desk._set_status(ticket.id, Status.OPEN, status, agent.address, now)
-        queued += await desk._tell_status(ticket.id, Status.OPEN, status, agent, mail.message_id)
+        await desk.set_status(ticket.id, Status.OPEN, status, agent.address, now)
+        queued += await desk.tell_status(ticket.id, Status.OPEN, status, agent, mail.message_id)
     kind = "forwarded mail" if request.forwarded else "#solicitante"
     return (f"new ticket {ticket.number} in {mailbox.address} for <{request.requester.address}>, opened by agent"
             f" <{agent.address}> ({kind}), {len(commands.changes)} change(s), {queued} notification(s)")  # fmt: skip

@@ -52,7 +52,7 @@ from gateway.storage.database import Database, is_temporary
 
 log = logging.getLogger(__name__)
 # Lines that a flood of bad mail or a broken database repeats: at most one a minute each,
-# with a count (logs.py); the one-line "inbound N: failed: reason" stays per mail.
+# with a count (runtime/logs.py); the one-line "inbound N: failed: reason" stays per mail.
 tracebacks = collapse_repeats(logging.getLogger(__name__ + ".tracebacks"))
 repeats = collapse_repeats(logging.getLogger(__name__ + ".repeats"))
 

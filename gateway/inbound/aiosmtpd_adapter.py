@@ -1,7 +1,7 @@
 """The one place that reaches into aiosmtpd's internals (pyproject pins `aiosmtpd<1.5`).
 
-aiosmtpd's SMTP class collects DATA as a list of lines joined at the end: ten 25 MB mails
-at once would hold well over half a gigabyte. The listener streams DATA into a file
+aiosmtpd's SMTP class collects DATA as a list of lines joined at the end: several times
+each mail's size in memory per session (docs/performance.md). The listener streams DATA into a file
 instead (listener.StreamingData), which means replacing `smtp_DATA`, and so doing what
 the original does around it with parts aiosmtpd keeps private:
 

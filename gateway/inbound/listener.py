@@ -139,12 +139,12 @@ class InboundHandler:
 
 class StreamingData(AdaptedSMTP):
     """DATA written to a temporary file as it arrives (in memory up to a megabyte, then on
-    disk), instead of aiosmtpd's list of lines joined at the end: ten 25 MB mails at once
-    would otherwise hold well over half a gigabyte. The handler reads `envelope.data_file`.
+    disk), instead of aiosmtpd's list of lines joined at the end, which holds several times
+    each mail's size per session (docs/performance.md). The handler reads `envelope.data_file`.
     RFC 5321 §4.1.1.4 (DATA, 354, the final "."), §4.5.2 (dot-stuffing), §4.5.3.1.6 (lines).
 
     Timeouts: aiosmtpd's `timeout` is a timer restarted only when a command arrives, so
-    during DATA it was a total deadline (300 s: a 25 MB mail needed ~87 KB/s). Here every
+    during DATA it would be a total deadline, cutting a slow but steady sender. Here every
     byte received during DATA restarts it, and `data_timeout` bounds DATA as a whole.
     `on_close` is called once, when the connection is lost (the listener's slot is free).
     What this borrows from aiosmtpd's internals, and why: see aiosmtpd_adapter.
@@ -277,7 +277,7 @@ def make_protocol_factory(settings: Settings, handler: InboundHandler) -> Callab
 
 async def start_listener(settings: Settings, handler: InboundHandler) -> Listener:
     """Listen on `[smtp] host` and `port`, within `[smtp] max_connections` and
-    `max_connections_per_client` (see gateway/connections.py)."""
+    `max_connections_per_client` (see gateway/inbound/connections.py)."""
     limits = ConnectionLimits(settings.smtp.max_connections, settings.smtp.max_connections_per_client)
     return Listener(listen(settings.smtp.host, settings.smtp.port), make_protocol_factory(settings, handler), limits)
 

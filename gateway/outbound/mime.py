@@ -1,7 +1,7 @@
 """Outgoing mail as bytes on the wire: headers, RFC 2047 words, multipart bodies.
 
-Pure code. Written out directly rather than through `email.generator`, which took most of
-a notification's cost in the profile (its header folding re-parses every value). Every
+Pure code. Written out directly rather than through `email.generator`, whose header
+folding re-parses every value: most of a notification's cost (docs/performance.md). Every
 value is made one line first (CR, LF and other control characters become spaces), so no
 customer-supplied text can add a header. Each address is encoded on its own and then
 joined, so a comma in an accented display name can never merge two recipients (Python

@@ -32,7 +32,7 @@ from gateway.settings import OutboundSettings, Settings
 from gateway.storage.database import Database
 
 log = logging.getLogger(__name__)
-repeats = collapse_repeats(logging.getLogger(__name__ + ".repeats"))  # at most one a minute, counted (logs.py)
+repeats = collapse_repeats(logging.getLogger(__name__ + ".repeats"))  # at most one a minute, counted (runtime/logs.py)
 
 BATCH = 50  # due mail taken per look at the outbox
 

@@ -46,7 +46,7 @@ GATEWAY_NAME = "ticket-gateway"
 MAX_REFERENCES = 20  # enough for any client to thread; bounded so headers stay small
 MAX_PREVIOUS_MESSAGES = 5
 READ_PIECE_BYTES = 57 * 4096  # whole base64 lines: nothing carried over between pieces
-MESSAGE_TOKEN_BYTES = 8  # 16 hex characters: a return address's token (tokens.py)
+MESSAGE_TOKEN_BYTES = 8  # 16 hex characters: a return address's token (rules/signed_addresses.py)
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ class Renderer:
             subject = f"{ticket_token(ticket.number)} {subject}"  # an override forgot it: keep threading
         text = templates.get_template(f"{name}.txt").render(context)
         html = templates.get_template(f"{name}.html").render(context)
-        # Random first, then the ticket: the first part is what a return address carries (tokens.py).
+        # Random first, then the ticket: the first part is what a return address carries (rules/signed_addresses.py).
         idstring = ticket.number.lower() if ticket else "gateway"
         message_id = f"{secrets.token_hex(MESSAGE_TOKEN_BYTES)}.{idstring}@{self.settings.message_id_domain}"
         recipients = tuple(person.address for person in (*planned.to, *planned.cc))

@@ -4,7 +4,7 @@ Every connection runs in WAL mode; a durable one (the listener's) with `synchron
 so a COMMIT that returned is on disk: the listener relies on that before it answers 250.
 
 SQLite lets one writer in at a time, and its own busy handler waits by sleeping in growing
-steps (up to 100 ms a nap), which under load left mail waiting for a lock long released, and
+steps (up to 100 ms a nap), which under load leaves mail waiting for a lock long released, and
 let a busy writer in another process starve the listener. So every transaction first takes
 our own write lock, which lets the next writer in within a millisecond of it being free: the
 connections of one process queue for an asyncio.Lock in the event loop, and then for an
