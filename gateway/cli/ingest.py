@@ -68,7 +68,7 @@ async def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
     try:
         return await _ingest(settings, args.recipient, envelope_sender(args.sender))
     except Exception as error:  # the one broad except of a pipe delivery: retry, never bounce (see above)
-        return fail(f"temporary failure, the MTA will retry: {type(error).__name__}: {error}")
+        return fail(f"temporary failure, try again later: {type(error).__name__}: {error}")
 
 
 async def _ingest(settings: Settings, recipients: list[str], sender: str) -> int:
