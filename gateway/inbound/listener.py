@@ -41,6 +41,7 @@ HEADER_TOO_LARGE = "552 5.3.4 Message header too large ({size} bytes, limit {lim
 # client to retry later, as Postfix's "421 4.4.2 Error: timeout exceeded" does.
 IDLE_TIMEOUT = "421 4.4.2 {hostname} Error: timeout exceeded, closing connection"
 DATA_TIMEOUT = "421 4.4.2 {hostname} Error: DATA took over {seconds:g} s, closing connection"
+WRONG_PROTOCOL = '421 4.3.5 {hostname} speaks SMTP, not LMTP: set [smtp] protocol = "lmtp" in its configuration'
 
 
 class InboundHandler:
@@ -256,8 +257,20 @@ class StreamingLMTP(StreamingData, LMTP):
     """LMTP with the same streaming DATA."""
 
 
+class StreamingSMTP(StreamingData):
+    """SMTP, answering an LMTP client's LHLO (RFC 2033 §4.1) with 421: Postfix's `lmtp:`
+    transport bounces every mail on aiosmtpd's `500 "LHLO" not recognized`, and defers it
+    on a 4xx, so the mail waits until `[smtp] protocol` is fixed."""
+
+    async def smtp_LHLO(self, arg: str) -> None:  # noqa: N802 - aiosmtpd command method
+        log.error('an LMTP client (LHLO) came to an SMTP listener: set [smtp] protocol = "lmtp"')
+        await self.push(WRONG_PROTOCOL.format(hostname=self.hostname))
+        assert self.transport is not None
+        self.transport.close()
+
+
 def make_protocol_factory(settings: Settings, handler: InboundHandler) -> Callable[[Callable[[], None]], SMTP]:
-    protocol_class = StreamingLMTP if settings.smtp.protocol == "lmtp" else StreamingData
+    protocol_class = StreamingLMTP if settings.smtp.protocol == "lmtp" else StreamingSMTP
 
     def factory(on_close: Callable[[], None]) -> SMTP:
         return protocol_class(
