@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gateway.daemon import Gateway
 from tests.conftest import MAILBOX, Sink, make_mail, run_cli, send
-from tests.test_desk import AGENTS, agent_answers, last_to, text_of
+from tests.support.desk import AGENTS, agent_answers, last_to, text_of
 
 
 async def writes(gateway: Gateway, sender: str, subject: str, body: str, cc: str | None = None) -> None:
