@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from gateway.clock import SystemClock
 from gateway.daemon import Gateway
 from gateway.inbound.listener import InboundHandler, start_listener
@@ -100,6 +102,7 @@ def test_sigterm_stops_cleanly_with_exit_0(tmp_path: Path) -> None:
     assert statuses in (["done"], ["queued"])  # finished, or left safely for the next start
 
 
+@pytest.mark.slow
 def test_serve_processes_mail_in_a_child_process_started_again_when_it_dies(tmp_path: Path) -> None:
     daemon = start_daemon(write_config(tmp_path))
     process, processor_pid = daemon.process, daemon.children["processor"]
@@ -118,6 +121,7 @@ def test_serve_processes_mail_in_a_child_process_started_again_when_it_dies(tmp_
         assert process.wait(timeout=30) == 0
 
 
+@pytest.mark.slow
 async def test_serve_relays_from_a_process_of_its_own_rung_when_notifications_are_queued(
     tmp_path: Path, relay: Sink
 ) -> None:
