@@ -10,7 +10,7 @@ import pytest
 from gateway.daemon import Gateway
 from gateway.rules.recipients import customer_did, entry_kind, rating_told
 from tests.conftest import MAILBOX, Sink, make_mail, send, write_config
-from tests.test_desk import (
+from tests.support.desk import (
     AGENT,
     AGENTS,
     CC,

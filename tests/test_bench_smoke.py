@@ -12,6 +12,8 @@ import pytest
 
 from tests.conftest import PROJECT
 
+pytestmark = pytest.mark.slow  # each runs the benchmark: tens of seconds on 2 cores
+
 
 def run_bench(tmp_path: Path, *options: str) -> tuple[dict[str, Any], bytes]:
     """`python -m bench` with these options; its saved report and what it printed."""

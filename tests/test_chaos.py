@@ -24,6 +24,8 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import MAILBOX, PROJECT, Sink, free_port, make_mail, write_config
 
 SEED = 1913
@@ -98,6 +100,7 @@ def deliver_like_an_mta(port: int, raw: bytes, sender: str, stop: threading.Even
             stop.wait(0.05)  # an MTA's retry interval, shortened
 
 
+@pytest.mark.slow
 async def test_kills_at_seeded_moments_lose_nothing_and_duplicate_nothing(tmp_path: Path, relay: Sink) -> None:
     chooser = random.Random(SEED)
     kill_after = sorted(chooser.sample(range(20, MAILS - 20), len(KILLS)))

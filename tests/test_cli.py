@@ -143,6 +143,7 @@ def test_a_read_only_command_on_a_file_that_is_not_ours_says_so(tmp_path: Path) 
     assert result.returncode == 66 and b"is not a ticket-gateway database" in result.stderr
 
 
+@pytest.mark.slow
 def test_read_only_commands_read_an_existing_database_and_write_nothing(config_path: Path) -> None:
     ingest(config_path, make_mail("Caso uno"), "soporte.latam@estela.example")
     database = config_path.parent / "gateway.db"

@@ -11,7 +11,7 @@ import pytest
 from gateway.daemon import Gateway
 from gateway.settings import Settings, load_settings
 from tests.conftest import Sink, make_mail, send
-from tests.test_desk import REQUESTER, customer_writes, opened, text_of
+from tests.support.desk import REQUESTER, customer_writes, opened, text_of
 
 
 @pytest.fixture

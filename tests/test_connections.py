@@ -18,7 +18,7 @@ from typing import Any
 from gateway.daemon import Gateway
 from gateway.settings import Settings
 from tests.conftest import MAILBOX, make_mail, send_blocking, spool_rows, write_config
-from tests.test_daemon import Daemon, start_daemon
+from tests.support.daemon import Daemon, start_daemon
 
 FLOOD_ADDRESS = "127.0.0.2"  # Linux answers the whole of 127/8: a second client next to 127.0.0.1
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.daemon import Gateway
 from tests.conftest import ReceivedMail, Sink, crlf, send, spool_rows
-from tests.test_parse import _corpus
+from tests.support.parsing import corpus
 
 # What a failed spool row may say: a reason the pipeline gives for mail it cannot take
 # (kept raw). An AttributeError, TypeError, UnicodeError... is the parser breaking.
@@ -12,17 +12,17 @@ REASONED_FAILURES = ("UnprocessableMailError: ",)
 
 
 async def test_every_corpus_mail_sent_over_smtp_is_accounted_for(gateway: Gateway) -> None:
-    corpus = _corpus()
-    assert len([path for path in corpus if path.name.startswith("msg_")]) >= 40  # CPython's data/msg_*.txt
-    for path in corpus:
+    paths = corpus()
+    assert len([path for path in paths if path.name.startswith("msg_")]) >= 40  # CPython's data/msg_*.txt
+    for path in paths:
         assert await send(gateway, crlf(path.read_bytes())) == {}, path.name
     await gateway.drain()
 
     rows = spool_rows(gateway.settings.database.path)
-    assert len(rows) == len(corpus)
+    assert len(rows) == len(paths)
     stored = await gateway.pipeline.database.fetch_all("SELECT DISTINCT spool_id FROM messages")
     in_a_ticket = {row["spool_id"] for row in stored}
-    for path, row in zip(corpus, rows, strict=True):
+    for path, row in zip(paths, rows, strict=True):
         sent = crlf(path.read_bytes())
         sent += b"" if sent.endswith(b"\r\n") else b"\r\n"  # SMTP ends DATA on a line
         assert row["raw"] == sent, path.name  # the raw bytes are always kept

@@ -9,7 +9,7 @@ import pytest
 from gateway.daemon import Gateway
 from gateway.settings import Settings
 from tests.conftest import MAILBOX, Sink, make_mail, send
-from tests.test_desk import AGENT, AGENTS, CC, REQUESTER, customer_writes, last_to, opened, text_of, ticket
+from tests.support.desk import AGENT, AGENTS, CC, REQUESTER, customer_writes, last_to, opened, text_of, ticket
 
 REQUESTER_FROM = "María José Pérez <mjperez@distribuidora-andes.example>"
 

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import queue
-import re
 import select
 import signal
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, NamedTuple
+
+import pytest
 
 from gateway.clock import SystemClock
 from gateway.daemon import Gateway
@@ -23,6 +19,7 @@ from gateway.inbound.spool import Spool
 from gateway.settings import Settings, load_settings
 from gateway.storage.database import Database
 from tests.conftest import MAILBOX, PROJECT, SECOND_MAILBOX, Sink, make_mail, send_blocking, spool_rows, write_config
+from tests.support.daemon import spool_statuses, start_daemon, wait_for_log
 
 
 async def lmtp_exchange(port: int, recipients: list[str], raw: bytes) -> list[bytes]:
@@ -71,59 +68,6 @@ async def test_lmtp_answers_once_per_recipient(tmp_path: Path) -> None:
     assert len(tickets) == 1
 
 
-class Daemon(NamedTuple):
-    process: subprocess.Popen[bytes]
-    port: int
-    children: dict[str, int]  # pid of the processor and of the relay
-    log: queue.Queue[bytes]  # its log lines from "listening on" on
-
-
-def start_daemon(
-    config: Path, environment: dict[str, str] | None = None, preexec_fn: Callable[[], None] | None = None
-) -> Daemon:
-    """`python -m gateway serve` as a child process, as its log tells of it."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "--config", str(config), "serve"],
-        stderr=subprocess.PIPE,
-        cwd=PROJECT,
-        env={**os.environ, **(environment or {})},
-        preexec_fn=preexec_fn,  # e.g. a lowered open-file limit
-    )
-    assert process.stderr is not None
-    children = {}
-    for line in process.stderr:
-        if started := re.search(rb"(\w+) started, pid (\d+)", line):
-            children[started[1].decode()] = int(started[2])
-        if b"listening on" in line:
-            port = int(line.split(b"listening on ")[1].split(b" ")[0].rsplit(b":", 1)[1])
-            # Keep reading its log, or a full pipe would block the daemon.
-            log: queue.Queue[bytes] = queue.Queue()
-            threading.Thread(target=_forward, args=(process.stderr, log), daemon=True).start()
-            return Daemon(process, port, children, log)
-    raise AssertionError(f"daemon did not start, exit {process.wait()}")
-
-
-def _forward(stream: IO[bytes], log: queue.Queue[bytes]) -> None:
-    for line in stream:
-        log.put(line)
-
-
-def wait_for_log(daemon: Daemon, pattern: bytes, seconds: float = 60) -> bytes:
-    """The daemon's next log line matching `pattern` (its processor and relay log there too)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            line = daemon.log.get(timeout=max(deadline - time.monotonic(), 0))
-        except queue.Empty:
-            raise AssertionError(f"no log line like {pattern!r} within {seconds} s") from None
-        if re.search(pattern, line):
-            return line
-
-
-def spool_statuses(database: Path) -> list[str]:
-    return [row["status"] for row in spool_rows(database)]
-
-
 async def test_mail_answered_250_survives_sigkill_and_is_processed_after_restart(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     process, port, *_ = start_daemon(config)
@@ -158,6 +102,7 @@ def test_sigterm_stops_cleanly_with_exit_0(tmp_path: Path) -> None:
     assert statuses in (["done"], ["queued"])  # finished, or left safely for the next start
 
 
+@pytest.mark.slow
 def test_serve_processes_mail_in_a_child_process_started_again_when_it_dies(tmp_path: Path) -> None:
     daemon = start_daemon(write_config(tmp_path))
     process, processor_pid = daemon.process, daemon.children["processor"]
@@ -176,6 +121,7 @@ def test_serve_processes_mail_in_a_child_process_started_again_when_it_dies(tmp_
         assert process.wait(timeout=30) == 0
 
 
+@pytest.mark.slow
 async def test_serve_relays_from_a_process_of_its_own_rung_when_notifications_are_queued(
     tmp_path: Path, relay: Sink
 ) -> None:

@@ -9,50 +9,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gateway.daemon import Gateway
-from tests.conftest import MAILBOX, ReceivedMail, Sink, make_mail, run_cli, sample, send
-
-REQUESTER = "mjperez@distribuidora-andes.example"
-CC = "jnunez@distribuidora-andes.example"
-AGENTS = "agentes@estela.example"
-AGENT = "Carla Soto <csoto@estela.example>"
-
-
-def text_of(mail: ReceivedMail) -> str:
-    return mail.message.get_body(("plain",)).get_content()
-
-
-def last_to(relay: Sink, address: str) -> ReceivedMail:
-    mails = relay.handler.to(address)
-    assert mails, f"nothing was sent to {address}"
-    return mails[-1]
-
-
-async def agent_answers(gateway: Gateway, notice: ReceivedMail, body: str, sender: str = AGENT) -> None:
-    """An agent hits Reply on a notification: to its signed Reply-To, in its thread."""
-    reply_to = notice.message["Reply-To"]
-    subject = f"Re: {notice.message['Subject']}"
-    extra = {"In-Reply-To": notice.message["Message-ID"]}
-    await send(gateway, make_mail(subject, body=body, sender=sender, to=reply_to, extra_headers=extra), [reply_to])
-    await gateway.drain()
-
-
-async def customer_writes(gateway: Gateway, subject: str, body: str, to: str = MAILBOX, **headers: str) -> None:
-    sender = "María José Pérez <mjperez@distribuidora-andes.example>"
-    await send(gateway, make_mail(subject, body=body, sender=sender, to=to, extra_headers=headers), [to])
-    await gateway.drain()
-
-
-async def ticket(gateway: Gateway, number: str = "TK-000001") -> dict:
-    shown = await gateway.pipeline.queries.show_ticket(number)
-    assert shown is not None
-    return shown
-
-
-async def opened(gateway: Gateway, relay: Sink) -> ReceivedMail:
-    """The customer opens TK-000001 with a CC and a RUT line; returns the agents' notice."""
-    await send(gateway, sample("01-new-utf8-cc.eml"))
-    await gateway.drain()
-    return last_to(relay, AGENTS)
+from tests.conftest import Sink, run_cli, sample, send
+from tests.support.desk import (
+    AGENTS,
+    CC,
+    REQUESTER,
+    agent_answers,
+    customer_writes,
+    last_to,
+    opened,
+    rating_address,
+    text_of,
+    ticket,
+)
 
 
 async def test_full_scenario_by_mail_only(gateway: Gateway, relay: Sink, config_path: Path) -> None:
@@ -189,11 +158,6 @@ async def test_requester_may_raise_priority_and_close_their_ticket(gateway: Gate
     assert tk["messages"][-1]["body"] == "Listo, gracias."
     confirmation = last_to(relay, REQUESTER)  # the requester hears of the change they made
     assert "confirmación" in confirmation.message["Subject"] and "Cerrado" in text_of(confirmation)
-
-
-def rating_address(mail: ReceivedMail, answer: str) -> str:
-    line = next(line for line in text_of(mail).splitlines() if f"{answer} me ayudó: mailto:" in line)
-    return line.split("mailto:")[1].split("?")[0]
 
 
 async def test_a_rating_counts_once_per_resolution_and_a_forged_one_not_at_all(gateway: Gateway, relay: Sink) -> None:

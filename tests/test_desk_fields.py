@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from gateway.daemon import Gateway
 from tests.conftest import MAILBOX, Sink, make_mail, run_cli, send
-from tests.test_desk import AGENTS, agent_answers, last_to, text_of
+from tests.support.desk import AGENTS, agent_answers, last_to, text_of
 
 
 async def writes(gateway: Gateway, sender: str, subject: str, body: str, cc: str | None = None) -> None:
@@ -23,6 +25,7 @@ def listed(config: Path, *filters: str) -> list[dict[str, object]]:
     return tickets
 
 
+@pytest.mark.slow
 async def test_fiscal_id_is_found_by_any_written_form(gateway: Gateway, config_path: Path) -> None:
     await writes(gateway, "a@cliente.example", "Factura", "RUT: 76086428-5")
     await writes(gateway, "b@cliente.example", "Factura", "NIT: 900.123.456-8")

@@ -13,7 +13,7 @@ import pytest
 from gateway.daemon import Gateway
 from gateway.settings import load_settings
 from tests.conftest import PROJECT, Sink, make_mail, run_cli, send
-from tests.test_desk import agent_answers, last_to, rating_address, text_of
+from tests.support.desk import agent_answers, last_to, rating_address, text_of
 
 CUSTOMER = "cliente@empresa.example"
 

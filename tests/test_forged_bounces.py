@@ -8,7 +8,7 @@ import pytest
 
 from gateway.daemon import Gateway
 from tests.conftest import MAILBOX, Sink, crlf, make_mail, send, spool_rows
-from tests.test_desk import agent_answers, last_to
+from tests.support.desk import agent_answers, last_to
 
 REQUESTER = "maria@cliente.example"
 AGENTS = "agentes@estela.example"

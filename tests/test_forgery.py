@@ -12,7 +12,7 @@ import pytest
 
 from gateway.daemon import Gateway
 from tests.conftest import MAILBOX, Sink, make_mail, send, spool_rows
-from tests.test_desk import AGENTS, CC, REQUESTER, agent_answers, last_to, opened, rating_address, text_of
+from tests.support.desk import AGENTS, CC, REQUESTER, agent_answers, last_to, opened, rating_address, text_of
 
 FROM_REQUESTER = f"María José Pérez <{REQUESTER}>"
 ATTACKER = "attacker@evil.example"  # the envelope sender: anyone

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bench.fuzz import account, header_controls, send_all
 from bench.mutations import fuzz_corpus
 from gateway.daemon import Gateway
@@ -16,6 +18,7 @@ FUZZ_MAILS = 300
 SEED = 24
 
 
+@pytest.mark.slow
 async def test_fuzzed_mail_is_accounted_for_and_no_header_carries_a_control(gateway: Gateway, relay: Sink) -> None:
     mails = fuzz_corpus(FUZZ_MAILS, seed=SEED)
     replies = await asyncio.to_thread(send_all, gateway.port, mails)

@@ -3,14 +3,11 @@ senders, spoofed agents, limits, quoted text and hostile HTML, over real SMTP.""
 
 from __future__ import annotations
 
-import base64
 import logging
 import smtplib
-import subprocess
 from email.message import EmailMessage
 from pathlib import Path
 
-import dkim
 import pytest
 
 from gateway.daemon import Gateway
@@ -18,10 +15,9 @@ from gateway.parsing.mail import parse_mail
 from gateway.parsing.quotes import new_part
 from gateway.rules.classify import Context, classify
 from tests.conftest import MAILBOX, SHARED_MAIL, Sink, crlf, make_mail, sample, send, spool_rows
-from tests.test_desk import agent_answers, last_to, text_of
+from tests.support.desk import REQUESTER, agent_answers, dkim_signed, last_to, open_first_ticket, text_of
 
 LOCAL_MAIL = Path(__file__).parent / "mail"
-REQUESTER = "mjperez@distribuidora-andes.example"
 CONTEXT = Context(frozenset({MAILBOX}), "ticket-gateway", "agentes@estela.example")
 
 
@@ -63,13 +59,6 @@ def test_classification_of_real_world_shapes(source: Path, name: str, envelope: 
 def test_new_part_of_client_replies(name: str, expected: str) -> None:
     mail = parse_mail(local(name))
     assert new_part(mail.text, mail.html, mail.has_text_part) == expected
-
-
-async def open_first_ticket(gateway: Gateway, relay: Sink) -> str:
-    """TK-000001 from the shared sample; returns the acknowledgement's Message-ID."""
-    await send(gateway, sample("01-new-utf8-cc.eml"))
-    await gateway.drain()
-    return str(last_to(relay, REQUESTER).message["Message-ID"])
 
 
 @pytest.mark.parametrize(
@@ -176,18 +165,6 @@ async def test_reply_from_a_stranger_is_flagged_for_agents_only(gateway: Gateway
     shown = await gateway.pipeline.queries.show_ticket("TK-000001")
     assert shown["status"] == "open" and "x@otra.example" not in shown["cc"]
     assert shown["messages"][-1]["visibility"] == "internal" and "unverified_sender" in shown["messages"][-1]["note"]
-
-
-def dkim_signed(raw: bytes, domain: str = "estela.example") -> tuple[bytes, object]:
-    key = subprocess.run(["openssl", "genrsa", "2048"], capture_output=True, check=True).stdout
-    public = subprocess.run(["openssl", "rsa", "-pubout", "-outform", "DER"], input=key, capture_output=True).stdout
-    signature = dkim.sign(raw, b"sel", domain.encode(), key, include_headers=[b"from", b"to", b"subject"])
-    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
-
-    def dns(name: bytes, timeout: int = 5) -> bytes | None:  # our key, as DNS would give it
-        return record if name == f"sel._domainkey.{domain}.".encode() else None
-
-    return signature + raw, dns
 
 
 @pytest.mark.parametrize("security", [{"verify_dkim": True}])

@@ -13,16 +13,7 @@ from gateway.daemon import Gateway
 from gateway.parsing.workers import SPILL_BYTES
 from gateway.settings import load_settings
 from tests.conftest import MAILBOX, SECOND_MAILBOX, crlf, make_mail, sample, send, spool_rows, write_config
-
-
-async def ticket(gateway: Gateway, number: str) -> dict:
-    shown = await gateway.pipeline.queries.show_ticket(number)
-    assert shown is not None, f"no ticket {number}"
-    return shown
-
-
-async def all_tickets(gateway: Gateway) -> list[dict]:
-    return await gateway.pipeline.queries.list_tickets()
+from tests.support.desk import all_tickets, ticket
 
 
 async def test_new_mail_becomes_a_ticket_with_cc_and_mailbox_fields(gateway: Gateway) -> None:

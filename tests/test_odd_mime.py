@@ -11,7 +11,7 @@ from gateway.parsing.limits import LimitExceededError, check_limits
 from gateway.parsing.mail import parse_mail
 from gateway.settings import LimitSettings
 from tests.conftest import MAILBOX, send, spool_rows
-from tests.test_parse import _read, _strings, _surrogate_or_nul
+from tests.support.parsing import read_field, strings, surrogate_or_nul
 
 
 def _mail(*lines: bytes, body: bytes = b"Hola\r\n", subject: bytes = b"Caso raro") -> bytes:
@@ -98,8 +98,8 @@ ITEM_2_CASES = [
 )
 def test_odd_mime_gives_the_best_text(raw: bytes, what: str, expected: object) -> None:
     mail = parse_mail(raw)
-    assert (mail.text.strip() if what == "text" else _read(mail, what)) == expected
-    assert not [text for text in _strings(mail) if _surrogate_or_nul(text)]
+    assert (mail.text.strip() if what == "text" else read_field(mail, what)) == expected
+    assert not [text for text in strings(mail) if surrogate_or_nul(text)]
 
 
 DEEP_CASES = {
@@ -129,7 +129,7 @@ def test_nesting_a_real_mail_has_is_read_whole() -> None:
     check_limits(mail, LimitSettings())
 
 
-def _sender(mail: ParsedMail) -> str:
+def sender_of(mail: ParsedMail) -> str:
     return mail.sender.name if mail.sender else ""
 
 
@@ -166,7 +166,7 @@ ITEM_3_FILES = [
 
 @pytest.mark.parametrize(("lines", "what", "expected"), ITEM_3_CASES)
 def test_broken_encoded_words_decode_as_far_as_they_can(lines: list[bytes], what: str, expected: str) -> None:
-    value = _read(parse_mail(b"\r\n".join((b"From: a@b.example", *lines, b"", b"x"))), what)
+    value = read_field(parse_mail(b"\r\n".join((b"From: a@b.example", *lines, b"", b"x"))), what)
     assert value == expected
     assert not set(str(value)) & set(CONTROLS)
 
@@ -174,7 +174,7 @@ def test_broken_encoded_words_decode_as_far_as_they_can(lines: list[bytes], what
 @pytest.mark.parametrize(("line", "expected"), ITEM_3_SENDERS)
 def test_display_names_hold_no_control_characters(line: bytes, expected: str) -> None:
     mail = parse_mail(b"\r\n".join((line, b"Subject: x", b"", b"x")))
-    assert _sender(mail) == expected and not set(_sender(mail)) & set(CONTROLS)
+    assert sender_of(mail) == expected and not set(sender_of(mail)) & set(CONTROLS)
 
 
 @pytest.mark.parametrize(("parameter", "expected"), ITEM_3_FILES)

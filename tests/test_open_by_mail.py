@@ -8,7 +8,7 @@ from email.message import EmailMessage
 
 from gateway.daemon import Gateway
 from tests.conftest import MAILBOX, ReceivedMail, Sink, crlf, make_mail, send
-from tests.test_desk import AGENT, AGENTS, last_to, opened, text_of, ticket
+from tests.support.desk import AGENT, AGENTS, last_to, opened, text_of, ticket
 
 CUSTOMER = "maria@cliente.example"
 COLLEAGUE = "pedro@cliente.example"

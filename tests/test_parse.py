@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from gateway.model import ParsedMail
 from gateway.parsing.html_text import html_to_text
 from gateway.parsing.mail import decode_text, parse_mail, safe_filename
-from tests.conftest import SHARED_MAIL, sample
+from tests.conftest import sample
+from tests.support.parsing import corpus, read_field, strings, surrogate_or_nul
 
 
 def test_rfc2047_subject_and_names_are_decoded() -> None:
@@ -111,38 +109,15 @@ def test_header_injection_characters_are_flattened() -> None:
     assert "\r" not in mail.subject and "\n" not in mail.subject
 
 
-def _corpus() -> list[Path]:
-    import test  # CPython's own test package ships odd real-world mail
-
-    data = Path(test.__file__).parent / "test_email" / "data"
-    return sorted(data.glob("msg_*.txt")) + sorted(SHARED_MAIL.glob("*.eml"))
-
-
-@pytest.mark.parametrize("path", _corpus(), ids=lambda path: path.name)
+@pytest.mark.parametrize("path", corpus(), ids=lambda path: path.name)
 def test_parser_never_raises_on_real_world_mail(path: Path) -> None:
     mail = parse_mail(path.read_bytes())
     assert isinstance(mail.text, str) and isinstance(mail.subject, str)
-    assert not [text for text in _strings(mail) if _surrogate_or_nul(text)]
+    assert not [text for text in strings(mail) if surrogate_or_nul(text)]
 
 
 def _mail(*header_lines: bytes, body: bytes = b"Hola\r\n") -> bytes:
     return b"\r\n".join((b"To: soporte@estela.example", *header_lines, b"", b"")) + body
-
-
-def _strings(value: object) -> Iterator[str]:
-    """Every str a parsed mail holds, at any depth."""
-    if isinstance(value, str):
-        yield value
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for field in dataclasses.fields(value):
-            yield from _strings(getattr(value, field.name))
-    elif isinstance(value, tuple | list):
-        for item in value:
-            yield from _strings(item)
-
-
-def _surrogate_or_nul(text: str) -> bool:
-    return any(char == "\x00" or "\ud800" <= char <= "\udfff" for char in text)
 
 
 DSN_8BIT = (
@@ -157,10 +132,6 @@ ATTACHMENT_8BIT = (
     b'--b\r\nContent-Type: application/pdf; name="factura a\xf1o.pdf"\r\n'
     b'Content-Disposition: attachment; filename="factura a\xf1o.pdf"\r\n\r\n%PDF\r\n--b--'
 )
-
-
-def _sender(mail: ParsedMail) -> tuple[str, str] | None:
-    return (mail.sender.name, mail.sender.address) if mail.sender else None
 
 
 # (header bytes as sent, what to read from the parsed mail, the text a person would expect)
@@ -197,19 +168,8 @@ HEADER_CASES = [
 ]
 
 
-def _read(mail: ParsedMail, what: str) -> object:
-    readers = {
-        "sender": _sender,
-        "cc": lambda mail: tuple((a.name, a.address) for a in mail.cc),
-        "from": lambda mail: mail.header("from"),
-        "filenames": lambda mail: tuple(a.filename for a in mail.attachments),
-        "diagnostics": lambda mail: tuple(f.diagnostic for f in mail.report.failures) if mail.report else None,
-    }
-    return readers[what](mail) if what in readers else getattr(mail, what)
-
-
 @pytest.mark.parametrize(("lines", "what", "expected"), HEADER_CASES)
 def test_any_header_bytes_give_the_text_a_person_wrote(lines: list[bytes], what: str, expected: object) -> None:
     mail = parse_mail(_mail(*lines))
-    assert _read(mail, what) == expected
-    assert not [text for text in _strings(mail) if _surrogate_or_nul(text)]
+    assert read_field(mail, what) == expected
+    assert not [text for text in strings(mail) if surrogate_or_nul(text)]

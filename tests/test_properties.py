@@ -21,7 +21,7 @@ from gateway.daemon import Gateway
 from gateway.parsing.mail import parse_mail
 from gateway.settings import load_settings
 from tests.conftest import MAILBOX, SHARED_MAIL, crlf, write_config
-from tests.test_parse import _strings, _surrogate_or_nul
+from tests.support.parsing import strings, surrogate_or_nul
 
 SAMPLES = [crlf(path.read_bytes()) for path in sorted(SHARED_MAIL.glob("*.eml"))]
 HEADER_NAMES = ["From", "To", "Cc", "Subject", "Message-ID", "In-Reply-To", "References", "Content-Type",
@@ -137,7 +137,7 @@ raw_value = st.lists(st.one_of(st.binary(max_size=40), encoded_word), max_size=4
 def test_raw_8bit_headers_never_yield_surrogates_or_nul(headers: list[tuple[str, bytes]], body: bytes) -> None:
     raw = b"".join(name.encode() + b": " + value + b"\r\n" for name, value in headers) + b"\r\n" + body
     mail = parse_mail(raw)
-    assert not [text for text in _strings(mail) if _surrogate_or_nul(text)]
+    assert not [text for text in strings(mail) if surrogate_or_nul(text)]
 
 
 def large_mail(top: str, quote_depth: int, quoted_lines: int, long_line: int, attachment_kb: int, html: bool) -> bytes:

@@ -11,7 +11,7 @@ from gateway.parsing.html_text import html_to_text
 from gateway.parsing.quotes import new_part
 from tests.conftest import MAILBOX, crlf, make_mail, send
 from tests.quote_cases import CASES, Case
-from tests.test_inbound import ticket
+from tests.support.desk import ticket
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])

@@ -16,7 +16,7 @@ from gateway.desk.route import NEW, Clue, Evidence, Route, decide
 from gateway.model import TicketRef
 from gateway.rules.signed_addresses import SignedTag, Signer
 from tests.conftest import MAILBOX, Sink, make_mail, send
-from tests.test_desk import (
+from tests.support.desk import (
     AGENT,
     AGENTS,
     CC,

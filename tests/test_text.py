@@ -17,7 +17,7 @@ from gateway.parsing.workers import read_mail
 from gateway.rules.commands import parse_commands
 from gateway.rules.fields import customer_fields
 from tests.conftest import make_mail, send, spool_rows
-from tests.test_inbound import all_tickets
+from tests.support.desk import all_tickets
 
 QUOTED = "> Hola Ana, recibimos su solicitud.\n"
 REQUESTER = "Ana Soto <ana@cliente.example>"

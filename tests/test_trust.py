@@ -18,8 +18,7 @@ from gateway.rules.signed_addresses import Signer
 from gateway.rules.trust import agent_proof, results_prove, trusted_results
 from gateway.settings import AgentSettings, SecuritySettings
 from tests.conftest import Sink, make_mail, send
-from tests.test_desk import agent_answers, last_to
-from tests.test_hygiene import dkim_signed, open_first_ticket
+from tests.support.desk import agent_answers, dkim_signed, last_to, open_first_ticket
 
 AGENTS = {"agentes@estela.example", "csoto@estela.example"}
 ISSUE_RESULTS = "mx.estela.example; dkim=pass header.d=estela.example"  # exactly as in the issue
