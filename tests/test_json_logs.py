@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gateway.runtime.logs import JsonFormatter, add_process_and_spool, mail_fields
 from tests.conftest import MAILBOX, make_mail, send_blocking, write_config
-from tests.test_daemon import start_daemon, wait_for_log
+from tests.support.daemon import start_daemon, wait_for_log
 
 
 def test_json_lines_carry_process_spool_id_message_id_ticket_outcome_and_rule(tmp_path: Path) -> None:

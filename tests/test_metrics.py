@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gateway.runtime.metrics import outcome_kind
 from tests.conftest import MAILBOX, Sink, make_mail, send_blocking, write_config
-from tests.test_daemon import start_daemon, wait_for_log
+from tests.support.daemon import start_daemon, wait_for_log
 
 
 def scrape(address: str) -> dict[str, float]:

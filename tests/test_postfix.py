@@ -39,7 +39,7 @@ from tests.conftest import (
     spool_rows,
     write_config,
 )
-from tests.test_daemon import Daemon, start_daemon, wait_for_log
+from tests.support.daemon import Daemon, start_daemon, wait_for_log
 
 POSTFIX_DOC = PROJECT / "docs" / "postfix.md"
 GATEWAY_MAX_SIZE = 1_000_000

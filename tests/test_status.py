@@ -11,7 +11,7 @@ from gateway.inbound.spool import Spool
 from gateway.settings import load_settings
 from gateway.storage.database import Database
 from tests.conftest import make_mail, run_cli, write_config
-from tests.test_daemon import start_daemon, wait_for_log
+from tests.support.daemon import start_daemon, wait_for_log
 
 WAITING_CONFIG = """
 [pipeline]
