@@ -33,12 +33,7 @@ VALUES = {
     "incidente": "incident", "problema": "problem", "pregunta": "question", "solicitud": "request",
 }  # fmt: skip
 # Rows the code does not meet yet: sample → why (strict: the row fails once it is met).
-NOT_YET: dict[str, str] = {
-    "04-reply-outlook-es-in-reply-to-only.eml": (
-        "new_part: the stored new text keeps the quoted history below Outlook's Spanish reply header"
-        " ('________________________________' then 'De: / Enviado: / Para: / Asunto:'): parsing/quotes.py"
-    ),
-}
+NOT_YET: dict[str, str] = {}
 
 
 @dataclass

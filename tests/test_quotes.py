@@ -51,3 +51,30 @@ def test_inline_answers_between_quotes_are_kept() -> None:
 )
 def test_html_only_replies(html: str) -> None:
     assert new_part("", html, has_text_part=False) == "Sigue fallando."
+
+
+OUR_OWN_FORWARDED = """Sigue fallando, ahora también en la sucursal Maipú.
+
+Andrés
+
+________________________________
+De: Soporte LATAM <soporte.latam@estela.example>
+Enviado: viernes, 20 de noviembre de 2026 11:05
+Para: Andrés Muñoz <amunoz@logistica-sur.example>
+Asunto: [#TK-000002] Reporte de inventario no genera
+
+Hola Andrés, recibimos su solicitud con el número TK-000002."""
+
+
+@pytest.mark.parametrize(
+    ("ours", "expected"),
+    [
+        # Outlook in Spanish answers with "RV:" (reenviar) as often as "RE:": when what is
+        # forwarded is our own mail, it is already in the ticket: only the words on top are new.
+        (frozenset({"soporte.latam@estela.example"}), "Sigue fallando, ahora también en la sucursal Maipú.\n\nAndrés"),
+        (frozenset({"soporte.chile@estela.example"}), OUR_OWN_FORWARDED),  # someone else's mail: all of it is new
+        (frozenset(), OUR_OWN_FORWARDED),
+    ],
+)
+def test_a_forward_of_our_own_mail_is_a_reply(ours: frozenset[str], expected: str) -> None:
+    assert new_part(OUR_OWN_FORWARDED, subject="RV: reporte inventario", ours=ours) == expected

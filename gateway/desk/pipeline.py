@@ -70,7 +70,7 @@ class Pipeline:
         self.outbox = Outbox(database, clock)
         self.queries = TicketQueries(database)
         self.renderer = Renderer(settings, clock)
-        self.parser = Parser(parse_workers, settings.database.path)
+        self.parser = Parser(parse_workers, settings.database.path, settings.our_addresses)
         self.lookahead = LOOKAHEAD if parse_workers else 1
         self._ahead: deque[tuple[SpoolEntry, asyncio.Future[ParsedMail] | None]] = deque()
         self.wakeup = asyncio.Event()

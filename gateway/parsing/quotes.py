@@ -34,6 +34,7 @@ TIME = re.compile(r"\d{1,2}[:.]\d{2}")
 QUOTED = re.compile(r"\s*>")
 # "iPhoneOn Nov 20": an opener glued to the word before it (Apple Mail's "Sent from my iPhone").
 GLUED = re.compile(r"(?<=[a-z0-9)])(?=(?:On|El|Em|Le|Am|Il|Op|Den|W dniu|Vào) )")
+ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 PREFIX = re.compile(r"\s*(?:\[[^\]]{0,40}\]\s*)*([^\W\d_]{1,8})\s*(?:\[\d{1,4}\])?\s*:")
 
 
@@ -46,20 +47,44 @@ class Kind(Enum):
     FORWARD = "forward"  # "---------- Forwarded message ---------"
 
 
-def new_part(text: str, html: str | None = None, has_text_part: bool = True, subject: str = "") -> str:
-    """What the sender wrote in this mail, without what they quoted."""
+def new_part(
+    text: str, html: str | None = None, has_text_part: bool = True, subject: str = "",
+    ours: frozenset[str] = frozenset(),
+) -> str:  # fmt: skip
+    """What the sender wrote in this mail, without what they quoted. `ours`: the desk's
+    own addresses, whose mail forwarded back to it is history, not news."""
     from_html = not has_text_part and bool(html)
     if from_html and html:
         text = html_to_text(html, mark_quotes=True)
     lines = _unglued(text.splitlines())
     kinds = classify(lines)
-    if is_forward_subject(subject) or _first_splitter_kind(kinds) is Kind.FORWARD:
+    forward = is_forward_subject(subject) or _first_splitter_kind(kinds) is Kind.FORWARD
+    if forward and not _forwards_from(lines, kinds, ours):
         start, end = _forwarded(lines, kinds)
     else:
         start, end = _reply(lines, kinds)
     kept = [line for line in lines[start:end] if line.strip() != QUOTE_CONTAINER]
     result = "\n".join(kept).strip("\n").rstrip()
     return re.sub(r"\n{3,}", "\n\n", result) if from_html else result
+
+
+def _forwards_from(lines: list[str], kinds: list[Kind], ours: frozenset[str]) -> bool:
+    """Whether the history's first header block says it is from one of `ours`: Outlook in
+    Spanish answers with "RV:" (reenviar) as readily as with "RE:", and the desk's own
+    mail sent back to it is already in the ticket."""
+    first = next((at for at, kind in enumerate(kinds) if kind in (Kind.SPLITTER, Kind.FORWARD)), None)
+    if not ours or first is None:
+        return False
+    for line in lines[first : first + HEADER_WINDOW + 2]:
+        if _label(line) == "from":
+            return any(_mailbox(found) in ours for found in ADDRESS.findall(line[:SHORT].lower()))
+    return False
+
+
+def _mailbox(address: str) -> str:
+    """Without a +tag: our notifications may come from a signed plus form of a mailbox."""
+    local, _, domain = address.partition("@")
+    return f"{local.split('+', 1)[0]}@{domain}"
 
 
 def is_forward_subject(subject: str) -> bool:

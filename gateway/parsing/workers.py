@@ -39,8 +39,9 @@ class Parser:
     never passes through the daemon to be parsed), and a mail that kills a worker fails
     alone: the pool is made anew and the mail is tried once more before it is given up."""
 
-    def __init__(self, workers: int, database: Path) -> None:
+    def __init__(self, workers: int, database: Path, ours: frozenset[str] = frozenset()) -> None:
         self.workers = workers
+        self.ours = ours  # the desk's addresses: their mail forwarded back is history (quotes.py)
         self.database = str(database)
         self.spill_directory = database.with_name(database.name + ".attachments") / str(os.getpid())
         self._pool: ProcessPoolExecutor | None = None
@@ -52,7 +53,7 @@ class Parser:
             assert raw is not None, "parsing in this process needs the raw mail"
             future: asyncio.Future[ParsedMail] = loop.create_future()
             try:
-                future.set_result(read_mail(raw))
+                future.set_result(read_mail(raw, self.ours))
             except Exception as error:
                 future.set_exception(error)
             return future
@@ -63,7 +64,7 @@ class Parser:
             pool = self._ensure_pool()
             try:
                 return await asyncio.get_running_loop().run_in_executor(
-                    pool, parse_spooled, self.database, spool_id, str(self.spill_directory)
+                    pool, parse_spooled, self.database, spool_id, str(self.spill_directory), self.ours
                 )
             except BrokenProcessPool:
                 if self._pool is pool:
@@ -111,20 +112,20 @@ def _is_running(pid: int) -> bool:
     return True
 
 
-def read_mail(raw: bytes) -> ParsedMail:
+def read_mail(raw: bytes, ours: frozenset[str] = frozenset()) -> ParsedMail:
     """Parse, then do the text work the desk needs: the new part without quoted history,
     and its field lines. All of it linear in the mail's size, and here, where parsing is,
     never in the pipeline's transaction while the database is locked for writing."""
     mail = parse_mail(raw)
-    text = new_part(mail.text, mail.html, mail.has_text_part, subject=mail.subject)
+    text = new_part(mail.text, mail.html, mail.has_text_part, subject=mail.subject, ours=ours)
     if text == mail.text:
         text = mail.text  # one object: pickled once on its way back from a worker
     return dataclasses.replace(mail, new_part=text, field_lines=field_lines(text))
 
 
-def parse_spooled(database: str, spool_id: int, spill_directory: str) -> ParsedMail:
+def parse_spooled(database: str, spool_id: int, spill_directory: str, ours: frozenset[str]) -> ParsedMail:
     """In a parser worker: read one spooled mail (read-only), parse it, spill what is large."""
-    mail = read_mail(_read_raw(database, spool_id))
+    mail = read_mail(_read_raw(database, spool_id), ours)
     return dataclasses.replace(mail, attachments=tuple(_spilled(a, spill_directory) for a in mail.attachments))
 
 
