@@ -1,5 +1,6 @@
 """The database's tables, in one script run at every open (CREATE … IF NOT EXISTS): the
-spool, tickets and their people, messages, files, history, ratings and the outbox."""
+spool, tickets and their people, messages, files, history, ratings, the outbox, and
+the IMAP messages already spooled."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -168,4 +169,15 @@ CREATE TABLE IF NOT EXISTS blobs (
     size INTEGER NOT NULL,
     content BLOB NOT NULL
 );
+
+-- Each IMAP message stored in the spool, committed with its spool row: after a crash
+-- before the message left its folder, the UID is known and the message is only moved.
+CREATE TABLE IF NOT EXISTS imap_seen (
+    mailbox TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    spool_id INTEGER NOT NULL REFERENCES spool (id),
+    PRIMARY KEY (mailbox, folder, uidvalidity, uid)
+) WITHOUT ROWID;
 """
