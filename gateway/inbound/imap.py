@@ -156,12 +156,12 @@ class ImapSource:
         self.states.update(self.name, connected=False, last_error=str(error) or type(error).__name__)
         self._delay = next_delay(self._delay, self.imap.first_retry_seconds, self.imap.max_retry_seconds)
         if self._outage:  # told once per outage
-            log.debug("%s: still failing (%s); next try in %.0f s", self.name, error, self._delay)
+            log.debug("%s: still failing (%s); next try in %g s", self.name, error, self._delay)
             return
         self._outage = True
         expected = isinstance(error, OSError | TimeoutError | ImapError | aioimaplib.AioImapException)
         level = logging.ERROR if isinstance(error, LoginRefusedError) else logging.WARNING
-        log.log(level, "%s: %s; trying again, first in %.0f s", self.name, error or type(error).__name__,
+        log.log(level, "%s: %s; trying again, first in %g s", self.name, error or type(error).__name__,
                 self._delay, exc_info=not expected)  # fmt: skip
 
     def _connected(self) -> None:
