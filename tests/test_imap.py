@@ -113,6 +113,11 @@ class Dovecot:
             client.create(folder)
             assert client.append(folder, None, None, raw)[0] == "OK"
 
+    def count(self, folder: str) -> int:
+        with self.client() as client:
+            status, [exists] = client.select(folder)
+            return int(exists) if status == "OK" else 0
+
     def subjects(self, folder: str) -> list[str]:
         with self.client() as client:
             if client.select(folder)[0] != "OK":
@@ -293,3 +298,66 @@ async def test_sigkill_between_spooling_and_moving_gives_one_ticket_after_restar
     assert tickets(database) == ["Una sola vez"]
     assert len(rows(database, "SELECT id FROM spool")) == 1
     assert dovecot.subjects("INBOX") == []
+
+
+def uidvalidity(server: Dovecot) -> int:
+    with server.client() as client:
+        _, [answer] = client.status("INBOX", "(UIDVALIDITY)")
+        return int(answer.split()[-1].strip(b")"))
+
+
+async def test_a_new_uidvalidity_reads_the_folder_again_and_keeps_one_ticket(
+    tmp_path: Path, dovecot: Dovecot, password: None
+) -> None:
+    """Stored but not moved (the done folder cannot be made), then the server renumbers the
+    folder: the old UID means nothing, the message is read again, and the pipeline knows
+    its Message-ID."""
+    settings = load_settings(imap_config(tmp_path, dovecot))
+    database = settings.database.path
+    await asyncio.to_thread(dovecot.deliver, make_mail("Renumerado", message_id="<renum@empresa.example>"))
+    blocker = dovecot.mail / USER / ".Procesados"
+    blocker.write_text("not a folder")
+    running = Gateway(settings)
+    await running.start()
+    try:
+        await until(lambda: tickets(database) == ["Renumerado"])
+    finally:
+        await running.stop()
+    before = uidvalidity(dovecot)
+    await asyncio.to_thread(dovecot.stop)
+    blocker.unlink()
+    for index in (dovecot.mail / USER).glob("dovecot*"):  # its UID list and indexes: new UIDVALIDITY
+        index.unlink()
+    await asyncio.to_thread(dovecot.start)
+    assert uidvalidity(dovecot) != before
+    running = Gateway(settings)
+    await running.start()
+    try:
+        await until(lambda: dovecot.subjects("Procesados") == ["Renumerado"])
+        await until(lambda: len(rows(database, "SELECT id FROM spool WHERE status = 'done'")) == 2)
+    finally:
+        await running.stop()
+    assert tickets(database) == ["Renumerado"]
+    [(outcome,)] = rows(database, "SELECT outcome FROM spool ORDER BY id DESC LIMIT 1")
+    assert "duplicate" in str(outcome)
+
+
+async def test_a_message_the_server_cannot_give_is_kept_failed_and_the_rest_follow(
+    tmp_path: Path, dovecot: Dovecot, password: None
+) -> None:
+    """Dovecot answers a FETCH of a file it cannot read with BYE and hangs up, every time."""
+    await asyncio.to_thread(dovecot.deliver, make_mail("Ilegible"))
+    [unreadable] = (dovecot.mail / USER / "new").iterdir()
+    unreadable.chmod(0)
+    await asyncio.to_thread(dovecot.deliver, make_mail("Legible"))
+    running = Gateway(load_settings(imap_config(tmp_path, dovecot)))
+    await running.start()
+    database = running.settings.database.path
+    try:
+        await until(lambda: tickets(database) == ["Legible"])
+        await until(lambda: dovecot.count("Procesados") == 2)  # nothing stays to block the folder
+    finally:
+        await running.stop()
+    [(status, error, size)] = rows(database, "SELECT status, error, size FROM spool WHERE status != 'done'")
+    assert (status, size) == ("failed", 0)
+    assert "IMAP fetch of UID 1 in INBOX ended the connection 3 times" in str(error)

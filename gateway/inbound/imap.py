@@ -21,7 +21,7 @@ import os
 import ssl
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 SEEN = "INSERT INTO imap_seen (mailbox, folder, uidvalidity, uid, spool_id) VALUES (?, ?, ?, ?, ?)"
 SPOOLED = "SELECT uid FROM imap_seen WHERE mailbox = ? AND folder = ? AND uidvalidity = ? AND uid >= ?"
 TOKEN_OUTPUT_BYTES = 64 * 1024
+# A message whose fetch ended the connection this often (Dovecot answers an unreadable
+# file with BYE) is stored as failed without its bytes, so it cannot stop the folder.
+MAX_FETCH_TRIES = 3
 
 
 class ImapError(Exception):
@@ -142,6 +145,8 @@ class ImapSource:
         self._delay: float | None = None
         self._outage = False
         self._lost = asyncio.Event()
+        self._fetching: tuple[int, int] | None = None  # (UIDVALIDITY, UID) while being fetched
+        self._fetch_failures: dict[tuple[int, int], int] = {}
 
     async def run(self) -> None:
         self.states.update(self.name, connected=False)
@@ -153,6 +158,9 @@ class ImapSource:
             await asyncio.sleep(self._delay or 0)
 
     def _failed(self, error: Exception) -> None:
+        if self._fetching is not None:  # the connection ended during this message's fetch
+            self._fetch_failures[self._fetching] = self._fetch_failures.get(self._fetching, 0) + 1
+            self._fetching = None
         self.states.update(self.name, connected=False, last_error=str(error) or type(error).__name__)
         self._delay = next_delay(self._delay, self.imap.first_retry_seconds, self.imap.max_retry_seconds)
         if self._outage:  # told once per outage
@@ -195,16 +203,16 @@ class ImapSource:
     async def _log_in(self, client: Any) -> None:
         if self.imap.oauth2 is not None:
             token = await access_token(self.imap.oauth2, self.imap.timeout_seconds)
-            response = await client.xoauth2(self.imap.username, token)
+            response = await self._ask(client.xoauth2(self.imap.username, token))
         else:
-            response = await client.login(self.imap.username, _from_environment(self.imap.password_env))
+            response = await self._ask(client.login(self.imap.username, _from_environment(self.imap.password_env)))
         if response.result != "OK":
             raise LoginRefusedError(f"login refused for {self.imap.username}: {_text(response)}")
 
     async def _select(self, client: Any) -> int:
         if self.imap.after == "move":
-            await client.create(self.imap.done_folder)  # "NO [ALREADYEXISTS]" is fine
-        response = await client.select(self.imap.folder)
+            await self._ask(client.create(self.imap.done_folder))  # "NO [ALREADYEXISTS]" is fine
+        response = await self._ask(client.select(self.imap.folder))
         uidvalidity = uidvalidity_of(response.lines) if response.result == "OK" else None
         if uidvalidity is None:
             raise ImapError(f"cannot select {self.imap.folder}: {_text(response)}")
@@ -214,7 +222,7 @@ class ImapSource:
         """Finish what a crash left in the spool, then fetch the rest a batch at a time:
         at most one message is in memory, and each batch leaves the folder once stored."""
         criteria = ("UNKEYWORD", self.imap.done_flag) if self.imap.after == "flag" else ("UNDELETED",)
-        found = await client.uid_search(*criteria, charset=None)
+        found = await self._ask(client.uid_search(*criteria, charset=None))
         if found.result != "OK":
             raise ImapError(f"search failed: {_text(found)}")
         uids = uids_of(found.lines)
@@ -236,14 +244,10 @@ class ImapSource:
 
     async def _store(self, client: Any, uidvalidity: int, uid: int) -> None:
         """One message into the spool with its UID. One the server will not give is stored
-        empty as failed, with the server's words: it is moved on and never blocks the folder."""
-        response = await client.uid("fetch", str(uid), "(UID BODY.PEEK[])")
-        raw = literal_of(response.lines) if response.result == "OK" else None
-        error = None
-        if raw is None:
-            if response.result == "OK":  # expunged by someone else meanwhile: nothing to keep
-                return
-            raw, error = b"", f"IMAP fetch of UID {uid} in {self.imap.folder} failed: {_text(response)}"
+        empty as failed, with the reason: it is moved on and never blocks the folder."""
+        raw, error = await self._fetch(client, uidvalidity, uid)
+        if raw is None:  # expunged by someone else meanwhile: nothing to keep
+            return
         along = (SEEN, (self.mailbox.address, self.imap.folder, uidvalidity, uid))
         spool_id = await self.spool.add_along(
             envelope_sender(raw), [self.mailbox.address], self.name, raw, along, error
@@ -251,20 +255,33 @@ class ImapSource:
         log.info("inbound %d: from %s UID %d (%d bytes)%s", spool_id, self.name, uid, len(raw),
                  f", kept as failed: {error}" if error else "")  # fmt: skip
 
+    async def _fetch(self, client: Any, uidvalidity: int, uid: int) -> tuple[bytes | None, str | None]:
+        """The message's bytes, or b"" and why it could not be had; None: it is gone."""
+        tries = self._fetch_failures.get((uidvalidity, uid), 0)
+        if tries >= MAX_FETCH_TRIES:
+            return b"", f"IMAP fetch of UID {uid} in {self.imap.folder} ended the connection {tries} times"
+        self._fetching = (uidvalidity, uid)
+        response = await self._ask(client.uid("fetch", str(uid), "(UID BODY.PEEK[])"))
+        self._fetching = None
+        if response.result != "OK":
+            return b"", f"IMAP fetch of UID {uid} in {self.imap.folder} failed: {_text(response)}"
+        return literal_of(response.lines), None
+
     async def _finish(self, client: Any, uids: list[int]) -> None:
         which = uid_set(uids)
         capabilities = client.protocol.capabilities
         if self.imap.after == "move" and "MOVE" in capabilities:  # RFC 6851
-            await _ok(client.uid("move", which, self.imap.done_folder), "move")
+            _ok(await self._ask(client.uid("move", which, self.imap.done_folder)), "move")
             return
         if self.imap.after == "flag":
-            await _ok(client.uid("store", which, "+FLAGS.SILENT", f"({self.imap.done_flag})"), "flag")
+            _ok(await self._ask(client.uid("store", which, "+FLAGS.SILENT", f"({self.imap.done_flag})")), "flag")
             return
         if self.imap.after == "move":
-            await _ok(client.uid("copy", which, self.imap.done_folder), "copy")
-        await _ok(client.uid("store", which, "+FLAGS.SILENT", r"(\Deleted)"), "delete")
+            _ok(await self._ask(client.uid("copy", which, self.imap.done_folder)), "copy")
+        _ok(await self._ask(client.uid("store", which, "+FLAGS.SILENT", r"(\Deleted)")), "delete")
         # UID EXPUNGE (RFC 4315) removes only ours; a plain EXPUNGE also what a person deleted.
-        await _ok(client.uid("expunge", which) if "UIDPLUS" in capabilities else client.expunge(), "expunge")
+        expunged = client.uid("expunge", which) if "UIDPLUS" in capabilities else client.expunge()
+        _ok(await self._ask(expunged), "expunge")
 
     async def _wait_for_news(self, client: Any) -> None:
         """IDLE until the folder changes or idle_minutes pass (RFC 2177: re-issued before
@@ -275,7 +292,7 @@ class ImapSource:
             except TimeoutError:
                 return
             raise ImapError("connection lost")
-        idle = await client.idle_start(timeout=self.imap.idle_minutes * 60)
+        idle = await self._ask(client.idle_start(timeout=self.imap.idle_minutes * 60))
         lost = asyncio.ensure_future(self._lost.wait())
         try:
             while True:
@@ -290,11 +307,25 @@ class ImapSource:
         finally:
             lost.cancel()
         client.idle_done()
-        await asyncio.wait_for(idle, self.imap.timeout_seconds)
+        await self._ask(asyncio.wait_for(idle, self.imap.timeout_seconds))
+
+    async def _ask(self, call: Awaitable[Any]) -> Any:
+        """A command's answer; aioimaplib leaves a command waiting for its timeout when the
+        server hangs up (Dovecot says BYE and closes after an internal error), so the
+        connection's loss ends the wait at once."""
+        answer = asyncio.ensure_future(call)
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            await asyncio.wait({answer, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+        if not answer.done():
+            answer.cancel()
+            raise ImapError("connection lost")
+        return answer.result()
 
 
-async def _ok(call: Any, what: str) -> None:
-    response = await call
+def _ok(response: Any, what: str) -> None:
     if response.result != "OK":
         raise ImapError(f"{what} failed: {_text(response)}")
 
