@@ -14,6 +14,7 @@ import pwd
 import shutil
 import signal
 import sqlite3
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -37,7 +38,7 @@ log_path = {root}/dovecot.log
 instance_name = gateway-test-{port}
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = 1
@@ -55,10 +56,11 @@ service imap-login {{
   chroot =
   inet_listener imap {{
     address = 127.0.0.1
-    port = {port}
+    port = {imap_port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps_port}
   }}
 }}
 service anvil {{
@@ -75,8 +77,8 @@ class Dovecot:
     """A private Dovecot: its own config, port, users and maildirs; started and stopped
     with its own commands, as an operator would."""
 
-    def __init__(self, root: Path, mail: Path) -> None:
-        self.root, self.mail, self.port = root, mail, free_port()
+    def __init__(self, root: Path, mail: Path, tls: bool = False) -> None:
+        self.root, self.mail, self.port, self.tls = root, mail, free_port(), tls
         if os.geteuid() == 0:  # Dovecot refuses mail access as root: the mail belongs to nobody
             owner, users_line = pwd.getpwnam("nobody"), ""
         else:
@@ -84,17 +86,26 @@ class Dovecot:
             users_line = f"default_internal_user = {owner.pw_name}\ndefault_login_user = {owner.pw_name}"
         (root / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
         self.config = root / "dovecot.conf"
+        ssl_lines = "ssl = no"
+        if tls:  # a self-signed certificate for 127.0.0.1, made here
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                 "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", root / "key.pem", "-out", root / "cert.pem"],
+                check=True, capture_output=True, timeout=60,
+            )  # fmt: skip
+            ssl_lines = f"ssl = required\nssl_cert = <{root}/cert.pem\nssl_key = <{root}/key.pem"
         self.config.write_text(
             DOVECOT_CONF.format(
-                root=root, mail=mail, port=self.port, uid=owner.pw_uid, gid=owner.pw_gid, users_line=users_line
+                root=root, mail=mail, port=self.port, uid=owner.pw_uid, gid=owner.pw_gid, users_line=users_line,
+                ssl=ssl_lines, imap_port=0 if tls else self.port, imaps_port=self.port if tls else 0,
             )
-        )
+        )  # fmt: skip
 
     def start(self) -> None:
         subprocess.run(["dovecot", "-c", str(self.config)], check=True, timeout=30)
         for _ in range(600):  # until it answers: bounded by tries, not by a guess of its start-up time
             try:
-                imaplib.IMAP4("127.0.0.1", self.port, timeout=5).logout()
+                self.connect().logout()
                 return
             except OSError:
                 subprocess.run(["sleep", "0.05"], check=True)
@@ -103,8 +114,14 @@ class Dovecot:
     def stop(self) -> None:
         subprocess.run(["doveadm", "-c", str(self.config), "stop"], check=False, timeout=30, capture_output=True)
 
+    def connect(self) -> imaplib.IMAP4:
+        if self.tls:
+            context = ssl.create_default_context(cafile=self.root / "cert.pem")
+            return imaplib.IMAP4_SSL("127.0.0.1", self.port, ssl_context=context, timeout=30)
+        return imaplib.IMAP4("127.0.0.1", self.port, timeout=30)
+
     def client(self) -> imaplib.IMAP4:
-        client = imaplib.IMAP4("127.0.0.1", self.port, timeout=30)
+        client = self.connect()
         client.login(USER, PASSWORD)
         return client
 
@@ -131,7 +148,13 @@ class Dovecot:
 
 
 @pytest.fixture
-def dovecot(tmp_path: Path) -> Iterator[Dovecot]:
+def tls() -> bool:
+    """Whether the Dovecot speaks implicit TLS only (port 993's way); parametrised by a test."""
+    return False
+
+
+@pytest.fixture
+def dovecot(tls: bool) -> Iterator[Dovecot]:
     if shutil.which("dovecot") is None:
         pytest.skip("dovecot is not installed (.ci/run installs dovecot-imapd)")
     # pytest's tmp_path is private to its owner; Dovecot's processes run as other users.
@@ -139,7 +162,7 @@ def dovecot(tmp_path: Path) -> Iterator[Dovecot]:
     root.chmod(0o755)
     (root / "mail").mkdir(mode=0o777)
     (root / "mail").chmod(0o777)
-    server = Dovecot(root, root / "mail")
+    server = Dovecot(root, root / "mail", tls)
     server.start()
     yield server
     server.stop()
@@ -151,7 +174,7 @@ def imap_config(tmp_path: Path, server: Dovecot, relay_port: int = 9, **keys: ob
     values = {
         "host": "127.0.0.1", "port": server.port, "security": "none", "username": USER,
         "password_env": "GATEWAY_TEST_IMAP_PASSWORD", "done_folder": "Procesados",
-        "first_retry_seconds": 0.2, "max_retry_seconds": 1.0, **keys,
+        "first_retry_seconds": 0.2, "max_retry_seconds": 1.0, "poll_seconds": 3600, **keys,  # news come by IDLE
     }  # fmt: skip
     table = "\n".join(f"{key} = {json.dumps(value)}" for key, value in values.items())
     path = write_config(tmp_path, relay_port=relay_port)
@@ -361,3 +384,28 @@ async def test_a_message_the_server_cannot_give_is_kept_failed_and_the_rest_foll
     [(status, error, size)] = rows(database, "SELECT status, error, size FROM spool WHERE status != 'done'")
     assert (status, size) == ("failed", 0)
     assert "IMAP fetch of UID 1 in INBOX ended the connection 3 times" in str(error)
+
+
+@pytest.mark.parametrize("tls", [True])
+async def test_implicit_tls_verifies_the_servers_certificate(
+    tmp_path: Path, dovecot: Dovecot, password: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """security = "tls" checks the certificate against the CA store; SSL_CERT_FILE names
+    the test's own (self-signed) one. Without it the handshake fails and says so."""
+    settings = load_settings(imap_config(tmp_path, dovecot, security="tls"))
+    database = settings.database.path
+    running = Gateway(settings)
+    await running.start()
+    try:
+        await until(lambda: "CERTIFICATE_VERIFY_FAILED" in str(state(database).get("last_error")))
+    finally:
+        await running.stop()
+    monkeypatch.setenv("SSL_CERT_FILE", str(dovecot.root / "cert.pem"))
+    running = Gateway(settings)
+    await running.start()
+    try:
+        await until(lambda: state(database).get("connected"))
+        await asyncio.to_thread(dovecot.deliver, make_mail("Por TLS"))
+        await until(lambda: tickets(database) == ["Por TLS"])
+    finally:
+        await running.stop()

@@ -150,12 +150,15 @@ class ImapSource:
 
     async def run(self) -> None:
         self.states.update(self.name, connected=False)
-        while True:
-            try:
-                await self._session()
-            except Exception as error:  # the unit of work is one connection: any failure ends it
-                self._failed(error)
-            await asyncio.sleep(self._delay or 0)
+        try:
+            while True:
+                try:
+                    await self._session()
+                except Exception as error:  # the unit of work is one connection: any failure ends it
+                    self._failed(error)
+                await asyncio.sleep(self._delay or 0)
+        finally:  # stopped: `status` must not show a connection that is gone
+            self.states.update(self.name, connected=False)
 
     def _failed(self, error: Exception) -> None:
         if self._fetching is not None:  # the connection ended during this message's fetch
