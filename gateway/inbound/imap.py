@@ -194,10 +194,11 @@ class ImapSource:
             await client.wait_hello_from_server()
             await self._log_in(client)
             uidvalidity = await self._select(client)
-            self._connected()
+            await self._take_new(client, uidvalidity)
+            self._connected()  # only a whole round ends an outage: a MOVE refused each time is one outage
             while True:
-                await self._take_new(client, uidvalidity)
                 await self._wait_for_news(client)
+                await self._take_new(client, uidvalidity)
         finally:
             transport = client.protocol.transport
             if transport is not None:
@@ -320,10 +321,11 @@ class ImapSource:
         lost = asyncio.ensure_future(self._lost.wait())
         try:
             await asyncio.wait({answer, lost}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
+        finally:  # also when this task is cancelled (the daemon stops)
             lost.cancel()
-        if not answer.done():
-            answer.cancel()
+            if not answer.done():
+                answer.cancel()
+        if answer.cancelled():
             raise ImapError("connection lost")
         return answer.result()
 
