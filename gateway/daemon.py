@@ -18,6 +18,7 @@ from pathlib import Path
 from gateway.clock import Clock, SystemClock, timestamp
 from gateway.desk.pipeline import Pipeline
 from gateway.inbound.connections import Listener
+from gateway.inbound.imap import start_imap_sources
 from gateway.inbound.listener import InboundHandler, start_listener
 from gateway.inbound.spool import Spool
 from gateway.outbound.relay import Relay
@@ -46,6 +47,7 @@ class Gateway:
         self._database: Database | None = None
         self._server: Listener | None = None
         self.processor: Processor | ProcessorProcess | None = None
+        self._intake: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         Renderer(self.settings, self.clock).check()  # before anything opens: fail fast, leave nothing behind
@@ -59,8 +61,10 @@ class Gateway:
             self.processor = Processor(self.settings, self.clock, write_lock)
         try:
             await self.processor.start()
-            self.handler = InboundHandler(self.settings, Spool(self._database, self.clock), self.processor.wakeup)
+            spool = Spool(self._database, self.clock)
+            self.handler = InboundHandler(self.settings, spool, self.processor.wakeup)
             self._server = await start_listener(self.settings, self.handler)
+            self._intake = start_imap_sources(self.settings, spool, self.processor.wakeup)
         except BaseException:  # the port is taken, say: leave no processor behind
             await self.stop()
             raise
@@ -97,6 +101,9 @@ class Gateway:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        for source in self._intake:  # a message fetched and not yet stored stays in its folder
+            source.cancel()
+        await asyncio.gather(*self._intake, return_exceptions=True)
         if self.processor is not None:
             await self.processor.stop()
         if self._database is not None:

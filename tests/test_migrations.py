@@ -74,6 +74,7 @@ def test_a_first_release_database_is_migrated_and_keeps_its_data(config_path: Pa
     assert lines[0] == "schema version 1: the first release's tables, found in place and kept as they are"
     assert lines[1].startswith("schema version 2: indexes")
     assert lines[2].startswith("schema version 3: spool.decision")
+    assert lines[3].startswith("schema version 4: imap_seen")
     assert user_version(database) == LATEST
     assert {"spool_finished", "outbox_sent", "messages_spool"} <= index_names(database)
 

@@ -302,6 +302,37 @@ class Spool:
         row = await self.database.fetch_one("SELECT raw FROM spool_raw WHERE id = ?", (spool_id,))
         return None if row is None else row["raw"]
 
+    async def add_along(
+        self,
+        mail_from: str,
+        rcpt_tos: list[str],
+        peer: str,
+        raw: bytes,
+        along: tuple[str, tuple[object, ...]],
+        error: str | None = None,
+    ) -> int:
+        """Store one mail and `along` (its last parameter, the spool id, is filled in) in one
+        commit: an IMAP message and the record of its UID become durable together. With
+        `error`, the mail is kept raw as failed, with that reason."""
+        now = timestamp(self.clock.now())
+        status, (sql, parameters) = (QUEUED if error is None else FAILED), along
+        async with self.database.transaction() as database:
+            statements: list[Statement] = [
+                Sql(INSERT, (now, mail_from, json.dumps(rcpt_tos), peer, len(raw), now), name="spool"),
+                Sql(INSERT_RAW, (len(raw),)),
+                FillBlob("spool_raw", "raw", raw),
+            ]
+            [inserted] = (await database.execute_all(statements)).named("spool")
+            spool_id = inserted.lastrowid
+            assert spool_id is not None  # an INSERT always has one
+            await database.execute_all(
+                [
+                    (sql, (*parameters, spool_id)),
+                    ("UPDATE spool SET status = ?, error = ? WHERE id = ?", (status, error, spool_id)),
+                ]
+            )
+        return spool_id
+
 
 def _size(source: bytes | BinaryIO) -> int:
     if isinstance(source, bytes):

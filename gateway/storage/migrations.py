@@ -78,6 +78,20 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     # What the desk decided (desk/decide.describe), in one line, for `inbound list`.
     Migration(3, "spool.decision: what the desk decided", ("ALTER TABLE spool ADD COLUMN decision TEXT",)),
+    # The IMAP messages already in the spool, by their server identity (RFC 3501 §2.3.1.1:
+    # a UID names one message only while UIDVALIDITY stays): a message spooled but not yet
+    # moved when the daemon stopped is moved after a restart, not spooled twice. The row
+    # outlives the spool row retention purges (spool_id NULL): the UID stays known.
+    Migration(
+        4,
+        "imap_seen: IMAP messages already spooled",
+        (
+            "CREATE TABLE IF NOT EXISTS imap_seen ("
+            " mailbox TEXT NOT NULL, folder TEXT NOT NULL, uidvalidity INTEGER NOT NULL, uid INTEGER NOT NULL,"
+            " spool_id INTEGER REFERENCES spool (id) ON DELETE SET NULL,"
+            " PRIMARY KEY (mailbox, folder, uidvalidity, uid)) WITHOUT ROWID",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 RECOGNISED = "the first release's tables, found in place and kept as they are"
