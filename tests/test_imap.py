@@ -26,7 +26,7 @@ import pytest
 from gateway.daemon import Gateway
 from gateway.inbound.imap import read_intake_states
 from gateway.settings import load_settings
-from tests.conftest import MAILBOX, PROJECT, Sink, free_port, make_mail, send, write_config
+from tests.conftest import MAILBOX, PROJECT, Sink, free_port, make_mail, run_cli, send, write_config
 
 USER, PASSWORD = "soporte", "secreto-de-prueba"
 WAIT_SECONDS = 60  # a bound on each wait, far above what it needs
@@ -266,7 +266,8 @@ async def test_a_wrong_password_is_told_in_the_log_and_state_and_smtp_keeps_serv
     tmp_path: Path, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("GATEWAY_TEST_IMAP_PASSWORD", "equivocada")
-    running = Gateway(load_settings(imap_config(tmp_path, dovecot)))
+    config = imap_config(tmp_path, dovecot)
+    running = Gateway(load_settings(config))
     await running.start()
     database = running.settings.database.path
     try:
@@ -275,6 +276,10 @@ async def test_a_wrong_password_is_told_in_the_log_and_state_and_smtp_keeps_serv
         assert "AUTHENTICATIONFAILED" in str(state(database)["last_error"])
         refused = [r for r in caplog.records if r.levelno == logging.ERROR and "login refused" in r.getMessage()]
         assert len(refused) == 1
+        status = await asyncio.to_thread(run_cli, config, "status")
+        assert status.returncode == 2  # critical: no mail comes from that mailbox
+        [line] = [line for line in status.stdout.decode().splitlines() if line.strip().startswith("imap:")]
+        assert "CRITICAL" in line and "AUTHENTICATIONFAILED" in line, line
         await send(running, make_mail("Llegó por SMTP"))
         await until(lambda: tickets(database) == ["Llegó por SMTP"])
     finally:

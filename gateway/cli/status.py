@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.cli.read_only import open_read_only
+from gateway.inbound.imap import read_intake_states
 from gateway.runtime.state_file import DaemonState, is_alive, read_state, state_path
 from gateway.settings import HealthSettings, Settings
 
@@ -80,6 +81,7 @@ async def gather(settings: Settings) -> dict[str, Any]:
         "backlog": {"waiting": backlog["n"], "oldest_received_at": oldest, "oldest_minutes": _minutes_since(oldest)},
         "inbound": {"failed": failed["n"]},
         "outbox": dict(outbox),
+        "imap": read_intake_states(path),
         "database": {
             "path": str(path),
             "bytes": sum(f.stat().st_size for f in (path, path.with_name(path.name + "-wal")) if f.exists()),
@@ -154,7 +156,18 @@ def judge(facts: dict[str, Any], health: HealthSettings) -> list[Check]:
             f"database {facts['database']['bytes'] / MIB:.1f} MiB, {free_mib:.0f} MiB free",
         ),
     ]
+    checks += [_imap_check(name, source) for name, source in sorted(facts["imap"].items())]
     return checks
+
+
+def _imap_check(name: str, source: dict[str, Any]) -> Check:
+    """An IMAP source that cannot log in or reach its server brings no mail at all."""
+    fetched = f"last fetch {source.get('last_fetch_at') or 'never'}"
+    if source.get("connected"):
+        return Check(name, OK, f"connected; {fetched}")
+    if source.get("last_error"):
+        return Check(name, CRITICAL, f"not connected: {source['last_error']}; {fetched}")
+    return Check(name, WARNING, f"not connected; {fetched}")
 
 
 def _daemon_check(daemon: dict[str, Any], waiting: int) -> Check:
