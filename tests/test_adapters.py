@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import sqlite3
 import threading
 import tomllib
@@ -124,3 +125,21 @@ async def test_a_call_runs_on_aiosqlites_own_thread_with_its_sqlite3_connection(
     recheck = _recheck(aiosqlite_adapter, "aiosqlite")
     assert isinstance(seen[0], sqlite3.Connection), "Connection._conn is not a sqlite3.Connection: " + recheck
     assert seen[1] != threading.get_ident(), "Connection._execute did not run the call on its thread: " + recheck
+
+
+def test_no_module_but_the_adapter_names_what_it_borrows():
+    """A borrowed name used elsewhere would break on an upgrade with no test naming it."""
+    package = Path(aiosmtpd_adapter.__file__).resolve().parent.parent
+    borrowed = {
+        Path(aiosmtpd_adapter.__file__).resolve(): aiosmtpd_adapter.BORROWED,
+        Path(aiosqlite_adapter.__file__).resolve(): tuple(name.split(".")[-1] for name in aiosqlite_adapter.BORROWED),
+    }
+    offenders = sorted(
+        f"{path.relative_to(package.parent)} uses {name}"
+        for path in package.rglob("*.py")
+        if path.resolve() not in borrowed
+        for names in borrowed.values()
+        for name in names
+        if re.search(rf"\b{re.escape(name)}\b", path.read_text())
+    )
+    assert offenders == []

@@ -44,7 +44,7 @@ from gateway.model import (
 from gateway.rules.fields import fields_from
 from gateway.rules.lifecycle import auto_close_due
 from gateway.rules.recipients import Event, rating_told
-from gateway.rules.subjects import asks_for_open_only, follow_up_subject
+from gateway.rules.subjects import follow_up_subject
 from gateway.rules.tickets import Followed, by_company, open_ticket
 from gateway.settings import MailboxSettings, Settings
 
@@ -71,7 +71,7 @@ class Desk:
         if action == "ignore":
             return decision.reason
         if action == "my_tickets":
-            return await self.my_tickets(entry, mail, author, mailbox)
+            return await self.my_tickets(author, mailbox, decision.only_open)
         if action == "open_for_customer":
             return await open_for_customer(self, entry, mail, author, mailbox, reading.request)
         if action == "refuse_opening":
@@ -95,8 +95,14 @@ class Desk:
         if action == "rating":
             assert reading.view is not None
             return await self.rating(decision, ticket, entry, mail, reading.view)
-        if action in ("customer_reply", "flag_unverified"):
+        if action == "flag_unverified":
+            return await self.flag_unverified(decision, ticket, entry, mail)
+        if action == "customer_reply":
             return await self.customer_reply(decision, ticket, entry, mail)
+        if action == "agent_unverified":
+            return await self.agent_unverified(decision, ticket, entry, mail)
+        if action == "reject_commands":
+            return await self._reject(decision, ticket, entry, mail, author, _new_text(mail))
         assert reading.view is not None
         return await self.agent_reply(decision, ticket, entry, mail, reading.view)
 
@@ -133,15 +139,19 @@ class Desk:
         return (f"new ticket {ticket.number} in {mailbox.address}{following}{flagged}{muted}{capped},"
                 f" {queued} notification(s)")  # fmt: skip
 
+    async def flag_unverified(self, decision: Decision, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail) -> str:
+        """A reply from someone not on the ticket, where the desk flags such mail: agents only."""
+        author = decision.author or Address("", "")
+        note = "unverified_sender: not a participant of this ticket; no commands honoured"
+        await self._keep(ticket.id, entry, mail, author, _new_text(mail), "internal", note)
+        queued = await self._tell(ticket.id, decision.notices, author, mail.message_id)
+        return f"reply to {ticket.number} from non-participant <{author.address}>: flagged for agents ({queued})"
+
     async def customer_reply(self, decision: Decision, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail) -> str:
         now = self.clock.now()
         author = decision.author or Address("", "")
         reply = decision.reply
-        if reply is None:  # not a participant, and the desk flags such mail
-            note = "unverified_sender: not a participant of this ticket; no commands honoured"
-            await self._keep(ticket.id, entry, mail, author, _new_text(mail), "internal", note)
-            queued = await self._tell(ticket.id, decision.notices, author, mail.message_id)
-            return f"reply to {ticket.number} from non-participant <{author.address}>: flagged for agents ({queued})"
+        assert reply is not None, "a customer's reply decision says what the reply does"
         await self.store.add_message(
             ticket.id, entry.id, inbound_message(mail, author, reply.text, note=reply.note), now
         )
@@ -158,16 +168,6 @@ class Desk:
     ) -> str:
         now = self.clock.now()
         author = decision.author or Address("", "")
-        text = _new_text(mail)
-        if decision.action == "agent_unverified":
-            note = "agent address but not authenticated: commands not honoured, nothing sent to the customer"
-            log.warning("inbound %d: mail from agent <%s> on %s is not authenticated", entry.id, author.address,
-                        ticket.number)  # fmt: skip
-            await self._keep(ticket.id, entry, mail, author, text, "internal", note)
-            queued = await self._tell(ticket.id, decision.notices, author, mail.message_id)
-            return f"unauthenticated agent mail on {ticket.number}: kept as internal note, the agent told ({queued})"
-        if decision.action == "reject_commands":
-            return await self._reject(decision, ticket, entry, mail, author, text)
         reply = decision.reply
         assert reply is not None
         await self.store.update_fields(ticket.id, reply.fields, author.address, now)
@@ -189,6 +189,16 @@ class Desk:
         kind = "public reply" if reply.public else ("internal note" if reply.internal else "commands")
         return (f"agent {kind} on {ticket.number} ({decision.reason}), {reply.commands} change(s),"
                 f" {queued} notification(s)")  # fmt: skip
+
+    async def agent_unverified(self, decision: Decision, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail) -> str:
+        """Mail from an agent's address that nothing authenticates: an internal note, the agent told."""
+        author = decision.author or Address("", "")
+        note = "agent address but not authenticated: commands not honoured, nothing sent to the customer"
+        log.warning("inbound %d: mail from agent <%s> on %s is not authenticated", entry.id, author.address,
+                    ticket.number)  # fmt: skip
+        await self._keep(ticket.id, entry, mail, author, _new_text(mail), "internal", note)
+        queued = await self._tell(ticket.id, decision.notices, author, mail.message_id)
+        return f"unauthenticated agent mail on {ticket.number}: kept as internal note, the agent told ({queued})"
 
     async def rating(
         self, decision: Decision, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, view: TicketView
@@ -215,10 +225,9 @@ class Desk:
         await self._keep(ticket.id, entry, mail, mail.sender or Address("", ""), mail.text, "system", f"bounce: {who}")
         return f"bounce on {ticket.number}: {who} no longer mailed on this ticket ({decision.reason})"
 
-    async def my_tickets(self, entry: SpoolEntry, mail: ParsedMail, author: Address, mailbox: MailboxSettings) -> str:
+    async def my_tickets(self, author: Address, mailbox: MailboxSettings, only_open: bool) -> str:
         """The tickets the author takes part in (as requester or copied), or only the
         unfinished ones for "Mis tickets abiertos"."""
-        only_open = asks_for_open_only(mail.subject)
         narrow = TicketFilter(participant=author.address, unfinished=only_open)
         tickets = await self.queries.list_tickets(narrow, newest_first=True)
         if mailbox.company_tickets_visible:  # colleagues' too, by the same valid fiscal id only

@@ -152,6 +152,20 @@ class Pipeline:
                     parsing.cancel()
                 await self.spool.unclaim(entry.id)
 
+    async def close_stale(self, now: datetime) -> list[str]:
+        """Close every ticket resolved `auto_close_hours` before `now`; returns their numbers."""
+        before = now - timedelta(hours=self.settings.tickets.auto_close_hours)
+        closed = []
+        async with self._in_hand:
+            for ticket_id in await self.store.stale_resolved(before):
+                async with self.database.transaction():
+                    if await self.desk.close_stale(ticket_id, now):
+                        closed.append((await self.store.ticket_view(ticket_id)).number)
+        if closed:
+            log.info("auto-closed %d ticket(s) resolved before %s: %s", len(closed), before, ", ".join(closed))
+            self.on_outbox_changed()
+        return closed
+
     async def process(self, entry: SpoolEntry, parsing: asyncio.Future[ParsedMail] | None = None) -> None:
         mail: ParsedMail | None = None
         try:
@@ -355,20 +369,6 @@ class Pipeline:
             if rating is not None and rating.number == number:
                 return rating
         return None
-
-    async def close_stale(self, now: datetime) -> list[str]:
-        """Close every ticket resolved `auto_close_hours` before `now`; returns their numbers."""
-        before = now - timedelta(hours=self.settings.tickets.auto_close_hours)
-        closed = []
-        async with self._in_hand:
-            for ticket_id in await self.store.stale_resolved(before):
-                async with self.database.transaction():
-                    if await self.desk.close_stale(ticket_id, now):
-                        closed.append((await self.store.ticket_view(ticket_id)).number)
-        if closed:
-            log.info("auto-closed %d ticket(s) resolved before %s: %s", len(closed), before, ", ".join(closed))
-            self.on_outbox_changed()
-        return closed
 
     def _mailbox_of(self, entry: SpoolEntry, mail: ParsedMail) -> MailboxSettings:
         """The mailbox the mail was delivered to; the headers decide when the envelope cannot."""

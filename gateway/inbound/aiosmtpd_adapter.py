@@ -6,7 +6,8 @@ instead (listener.StreamingData), which means replacing `smtp_DATA`, and so doin
 the original does around it with parts aiosmtpd keeps private:
 
 - `_reader`: the session's asyncio.StreamReader, read line by line during DATA;
-- `_call_handler_hook("DATA")`: calls the handler's `handle_DATA` as aiosmtpd would;
+- `_call_handler_hook("DATA")`: calls the handler's `handle_DATA` as aiosmtpd would; it is
+  also wrapped, so every reply a handler hook gives (RCPT, DATA) is seen by `on_reply`;
 - `_set_post_data_state()`: resets the envelope after DATA, as aiosmtpd's own DATA does;
 - `_reset_timeout()`: restarts the idle timer, so bytes arriving during DATA count as
   activity (aiosmtpd restarts it only when a command arrives);
@@ -21,6 +22,7 @@ these with the signatures used here.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiosmtpd.smtp import SMTP
 
@@ -50,6 +52,9 @@ class AdaptedSMTP(SMTP):
     def on_idle_timeout(self) -> None:
         """Called when the idle timer fires, before aiosmtpd closes the connection."""
 
+    def on_reply(self, command: str, status: Any) -> None:
+        """Called with each reply a handler hook gives (RCPT, DATA …), before the client hears it."""
+
     def write_now(self, line: bytes) -> None:
         """Queue bytes for the client without waiting (for use where nothing can await)."""
         self._writer.write(line)
@@ -57,3 +62,8 @@ class AdaptedSMTP(SMTP):
     def _timeout_cb(self) -> None:
         self.on_idle_timeout()
         super()._timeout_cb()  # type: ignore[no-untyped-call]
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        status = await super()._call_handler_hook(command, *args)
+        self.on_reply(command, status)
+        return status

@@ -7,7 +7,7 @@ server may refuse with 421 and close; the sending MTA retries later). When the p
 of file descriptors (EMFILE/ENFILE), the waiting connection still gets that 421 (a spare
 descriptor is kept for it) and accepting pauses briefly, logged once a minute.
 
-This replaces `loop.create_server`: asyncio's own accept loop (CPython 3.11
+Our own accept loop, not `loop.create_server`'s: asyncio's (CPython 3.11
 `selector_events._accept_connection`) goes on calling accept() after EMFILE, logging a
 traceback each time, and 1,100 idle connections made it write ~48,000 in a minute.
 """
@@ -72,7 +72,7 @@ class ConnectionLimits:
 
 
 class Listener:
-    """The listening sockets and their accept loops (what asyncio.Server was to us)."""
+    """The listening sockets and their accept loops (in place of asyncio.Server: see the module docstring)."""
 
     def __init__(self, sockets: list[socket.socket], factory: ProtocolFactory, limits: ConnectionLimits) -> None:
         self.sockets = sockets

@@ -173,11 +173,9 @@ class StreamingData(AdaptedSMTP):
         if self.transport is not None and not self.transport.is_closing():
             self.write_now(IDLE_TIMEOUT.format(hostname=self.hostname).encode() + b"\r\n")
 
-    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+    def on_reply(self, command: str, status: Any) -> None:
         """Every RCPT and DATA reply of the handler, counted by code (metrics.py)."""
-        status = await super()._call_handler_hook(command, *args)
         metrics.replied(command, status)
-        return status
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd command method
