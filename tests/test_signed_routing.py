@@ -1,4 +1,4 @@
-"""Issue 22, tried as customers and agents do: a signed address decides the ticket by itself.
+"""Tried as customers and agents do: a signed address decides the ticket by itself.
 
 A customer clicks "No me ayudó" and rewrites the subject, or the mail program drops it; an
 agent hits Reply and changes the subject, or pastes another ticket's; an autoresponder
@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.daemon import Gateway
-from gateway.desk.route import NEW, Clue, Evidence, Route, decide
+from gateway.desk.route import NEW, Clue, Evidence, Route, weigh
 from gateway.model import TicketRef
 from gateway.rules.signed_addresses import SignedTag, Signer
 from tests.conftest import MAILBOX, Sink, make_mail, send
@@ -65,8 +65,8 @@ DUPLICATE = Clue(TWO, "Message-ID <m@x> already stored")
         (Evidence(duplicate=DUPLICATE, signed=(SIGNED,)), Route("duplicate", TWO, DUPLICATE.reason)),
     ],
 )  # fmt: skip
-def test_decide_the_verified_signed_address_wins(evidence: Evidence, expected: Route) -> None:
-    assert decide(evidence) == expected
+def test_weighing_the_verified_signed_address_wins(evidence: Evidence, expected: Route) -> None:
+    assert weigh(evidence) == expected
 
 
 def mail_to(address: str, subject: str, body: str, sender: str, **headers: str) -> bytes:

@@ -344,7 +344,7 @@ class Pipeline:
         return tuple(clues)
 
     async def _ticket_of(self, tag: SignedTag) -> TicketRef | None:
-        if tag.kind == "open":  # names no ticket: route.decide opens one
+        if tag.kind == "open":  # names no ticket: route.weigh opens one
             return None
         if tag.kind != "return":
             return await self.store.ticket_by_number(tag.number)

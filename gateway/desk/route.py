@@ -48,7 +48,7 @@ class Evidence:
 NEW = Route("new", None, "no ticket token or known Message-ID")
 
 
-def decide(evidence: Evidence) -> Route:
+def weigh(evidence: Evidence) -> Route:
     """The route the evidence gives; pure."""
     if evidence.duplicate is not None:
         return Route("duplicate", evidence.duplicate.ticket, evidence.duplicate.reason)
@@ -72,12 +72,12 @@ async def route_mail(mail: ParsedMail, store: TicketStore, signed: Sequence[Clue
     if mail.message_id:
         holder = await store.ticket_holding_inbound(mail.message_id)
         if holder is not None:
-            return decide(Evidence(duplicate=Clue(holder, f"Message-ID <{mail.message_id}> already stored")))
+            return weigh(Evidence(duplicate=Clue(holder, f"Message-ID <{mail.message_id}> already stored")))
     subject = await _by_subject(mail, store)
     # The threading headers are looked up only when the subject names no ticket: they could
     # not change the route then, and a reply by the subject is the common case.
     thread = await _by_headers(mail, store) if subject is None else None
-    return decide(Evidence(None, tuple(signed), subject, thread, opening))
+    return weigh(Evidence(None, tuple(signed), subject, thread, opening))
 
 
 async def _by_subject(mail: ParsedMail, store: TicketStore) -> Clue | None:
