@@ -15,6 +15,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,18 @@ from bench.drain import run_drain
 from bench.fuzz import run_fuzz
 from bench.load import LoadResult, percentile, send
 from bench.prefill import prefill
-from bench.processes import ROOT, RssSampler, child, daemon, describe_rss, wait_processed, write_config
+from bench.processes import (
+    ROOT,
+    RssSampler,
+    child,
+    cpu_ms_per_mail,
+    cpu_seconds,
+    daemon,
+    describe_cpu,
+    describe_rss,
+    wait_processed,
+    write_config,
+)
 from bench.quotes import main as quotes_main
 from bench.sustained import run_sustained
 
@@ -78,9 +90,11 @@ def main() -> int:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     mails = corpus(args.mails * 3)
     first, second, paced_mails = mails[: args.mails], mails[args.mails : 2 * args.mails], mails[2 * args.mails :]
-    with child("bench.servers", "bare") as (_, bare_port):
+    with child("bench.servers", "bare") as (bare_process, bare_port):
+        bare_cpu = cpu_seconds(bare_process.pid)
         bare_one = await send(bare_port, first, args.sessions, per_session=1)
         bare_twenty = await send(bare_port, second, args.sessions, per_session=20)
+        bare_cpu = 1000 * (cpu_seconds(bare_process.pid) - bare_cpu) / len(first + second)
     with tempfile.TemporaryDirectory(prefix="bench-") as directory, child("bench.servers", "sink") as (_, sink_port):
         database = Path(directory) / "bench.db"
         if args.tickets:
@@ -88,23 +102,39 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             prefill(database, args.tickets)
             print(f"pre-filled {args.tickets:,} tickets in {time.perf_counter() - began:.0f} s", flush=True)
         config = write_config(Path(directory), database, sink_port, 26 * 1024 * 1024, args.max_backlog)
-        with daemon(config) as (_, port, peak_rss):
+        with daemon(config) as (_, port, family):
+            cpu_before = family.cpu()
             one = await send(port, first, args.sessions, per_session=1)
             processed_one = wait_processed(database, len(first))
             twenty = await send(port, second, args.sessions, per_session=20)
             processed_twenty = wait_processed(database, len(first) + len(second))
+            cpu = cpu_ms_per_mail(cpu_before, family.cpu(), len(first + second))
             paced_rate = 0.8 * max(one.rate, twenty.rate)
             paced = await send(port, paced_mails, args.sessions, per_session=1, rate=paced_rate)
             wait_processed(database, len(mails))
             latencies = processing_latencies(database, paced)
-            rss = sum(peak_rss().values())
-    return report(args, bare_one, bare_twenty, one, twenty, processed_one, processed_twenty, paced, latencies, rss)
+            rss = sum(family.peak_rss().values())
+    with child("bench.servers", "bare") as (_, bare_port):  # the same pace, for its latencies
+        bare_paced = await send(bare_port, paced_mails, args.sessions, per_session=1, rate=paced_rate)
+    loads = Loads(bare_one, bare_twenty, bare_paced, one, twenty, paced)
+    return report(args, loads, processed_one, processed_twenty, latencies, rss, {"bare aiosmtpd": bare_cpu, **cpu})
+
+
+@dataclass
+class Loads:
+    bare_one: LoadResult
+    bare_twenty: LoadResult
+    bare_paced: LoadResult
+    one: LoadResult
+    twenty: LoadResult
+    paced: LoadResult
 
 
 def report(
-    args: argparse.Namespace, bare_one: LoadResult, bare_twenty: LoadResult, one: LoadResult, twenty: LoadResult,
-    processed_one: float, processed_twenty: float, paced: LoadResult, latencies: list[float], rss: int,
+    args: argparse.Namespace, loads: Loads, processed_one: float, processed_twenty: float, latencies: list[float],
+    rss: int, cpu: dict[str, float],
 ) -> dict[str, Any]:  # fmt: skip
+    bare_one, bare_twenty, one, twenty, paced = loads.bare_one, loads.bare_twenty, loads.one, loads.twenty, loads.paced
     processed_rate_one = one.accepted / max(processed_one - one.started, 1e-9)
     processed_rate_twenty = twenty.accepted / max(processed_twenty - twenty.started, 1e-9)
     rows = [
@@ -130,15 +160,27 @@ def report(
         "bare aiosmtpd p99 DATA→250 ms": 1000 * percentile(bare_one.data_latencies, 0.99),
         "daemon peak RSS MB": rss / 1024,
     }
+    bare_figures = {  # the bare server's figure for the same load, where it has one
+        "p50 DATA→250 ms (full load)": 1000 * percentile(bare_one.data_latencies, 0.50),
+        "p99 DATA→250 ms (full load)": 1000 * percentile(bare_one.data_latencies, 0.99),
+        next(iter(name for name in figures if name.startswith("paced at"))): 1000
+        * percentile(loads.bare_paced.data_latencies, 0.5),
+        "paced: p99 DATA→250 ms": 1000 * percentile(loads.bare_paced.data_latencies, 0.99),
+    }
+    print(f"\n{'':60} {'bare':>9} {'gateway':>9} {'ratio':>7}")
     for name, value in figures.items():
-        print(f"{name:60} {value:9.1f}")
+        reference = bare_figures.get(name)
+        compared = f"{reference:9.1f} {value:9.1f} {value / reference:7.1f}x" if reference else f"{'':9} {value:9.1f}"
+        print(f"{name:60} {compared}")
+    print(f"\nCPU ms a mail over the 1- and 20-per-session phases: {describe_cpu(cpu)}")
+    print(f"all gateway processes / bare aiosmtpd: {cpu['total'] / cpu['bare aiosmtpd']:.1f}x")
     refused = one.refused + twenty.refused + paced.refused
     if refused or one.errors:
         print(f"refused: {refused}; first errors: {(one.errors + twenty.errors + paced.errors)[:3]}")
     return {
         "mails_per_phase": args.mails, "sessions": args.sessions, "prefilled_tickets": args.tickets,
         "rates": [dict(zip(("name", "bare", "gateway", "ratio"), row, strict=True)) for row in rows],
-        "figures": figures, "refused": refused,
+        "figures": figures, "bare_figures": bare_figures, "cpu_ms_per_mail": cpu, "refused": refused,
     }  # fmt: skip
 
 
@@ -148,10 +190,10 @@ async def run_large(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-") as directory, child("bench.servers", "sink") as (_, sink_port):
         database = Path(directory) / "bench.db"
         config = write_config(Path(directory), database, sink_port, max_size=size + size // 2)
-        with daemon(config) as (process, port, peak_rss), RssSampler(process.pid) as sampler:
+        with daemon(config) as (process, port, family), RssSampler(process.pid) as sampler:
             result = await send(port, mails, sessions=senders, per_session=1)
             wait_processed(database, len(mails))
-            peaks = peak_rss()
+            peaks = family.peak_rss()
     print(f"\nlarge-mail mode: {senders} concurrent senders x {len(mails[0].raw) / 1e6:.1f} MB")
     print(f"accepted {result.accepted}/{len(mails)} in {result.seconds:.1f} s")
     print(f"peak RSS, each process's own peak summed: {describe_rss(peaks)}")

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -69,10 +69,9 @@ def child(module: str, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], in
 
 
 @contextmanager
-def daemon(
-    config: Path, log_to: Path | None = None
-) -> Iterator[tuple[subprocess.Popen[bytes], int, Callable[[], dict[str, int]]]]:
-    """The real daemon on `config`; its log is read (into `log_to`, when given) so its pipe never fills."""
+def daemon(config: Path, log_to: Path | None = None) -> Iterator[tuple[subprocess.Popen[bytes], int, Family]]:
+    """The real daemon on `config`, and its processes (`Family`: their peak RSS, their CPU);
+    its log is read (into `log_to`, when given) so its pipe never fills."""
     env = {**os.environ, "GATEWAY_LOGGING__LEVEL": "INFO"}  # the "listening on" line
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "--config", str(config), "serve"], stderr=subprocess.PIPE, cwd=ROOT, env=env
@@ -91,7 +90,7 @@ def daemon(
     copier.start()
 
     try:
-        yield process, port, lambda: family_peak_rss(process.pid, children)
+        yield process, port, Family(process.pid, children)
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -105,6 +104,52 @@ def _copy_log(stream: IO[bytes], path: Path | None) -> None:
     with path.open("ab") as file:
         while chunk := stream.read1(64 * 1024):  # type: ignore[attr-defined]  # a BufferedReader
             file.write(chunk)
+
+
+class Family:
+    """The daemon's processes: `names` maps the pids the daemon logged to their roles."""
+
+    def __init__(self, pid: int, names: dict[int, str]) -> None:
+        self.pid = pid
+        self.names = names
+
+    def peak_rss(self) -> dict[str, int]:
+        return family_peak_rss(self.pid, self.names)
+
+    def cpu(self) -> CpuSample:
+        """CPU seconds (user + system) each process has used so far, with its role."""
+        return {member: (self.names.get(member) or _role(member, depth), cpu_seconds(member))
+                for member, depth in _family(self.pid)}  # fmt: skip
+
+
+CpuSample = dict[int, tuple[str, float]]  # pid → (role, CPU seconds so far)
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (fields 14 and 15 of /proc/<pid>/stat)."""
+    try:
+        # The command name in parentheses may hold spaces: the fields after it are fixed.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # gone meanwhile
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def cpu_ms_per_mail(before: CpuSample, after: CpuSample, mails: int) -> dict[str, float]:
+    """CPU milliseconds a mail between two samples, summed by role, and their "total". A
+    process started between them counts from its start (its imports: ≈ 0.5 s, spread
+    over the mails); one gone by `after` is missed."""
+    by_role: dict[str, float] = {}
+    for pid, (role, seconds) in after.items():
+        used = seconds - before.get(pid, (role, 0.0))[1]
+        by_role[role] = by_role.get(role, 0.0) + 1000 * used / max(mails, 1)
+    by_role.pop("resource tracker", None)  # multiprocessing's bookkeeping: idle, not ours
+    return {**by_role, "total": sum(by_role.values())}
+
+
+def describe_cpu(per_mail: dict[str, float]) -> str:
+    return ", ".join(f"{role} {ms:.2f}" for role, ms in per_mail.items())
 
 
 def family_peak_rss(pid: int, names: dict[int, str]) -> dict[str, int]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from bench.corpus import corpus
 from bench.load import LoadResult, send
-from bench.processes import child, daemon, spool_counts, wait_processed, write_config
+from bench.processes import child, cpu_ms_per_mail, daemon, describe_cpu, spool_counts, wait_processed, write_config
 
 SAMPLE_SECONDS = 1.0
 RETRY_AFTER_SECONDS = 1.0
@@ -33,17 +33,19 @@ async def run_sustained(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-") as directory, child("bench.servers", "sink") as (_, sink_port):
         database = Path(directory) / "bench.db"
         config = write_config(Path(directory), database, sink_port, 26 * 1024 * 1024, args.max_backlog)
-        with daemon(config) as (_, port, peak_rss):
+        with daemon(config) as (_, port, family):
             samples: list[Sample] = []
             began = time.time()
             sampling = asyncio.create_task(_sample(database, began, samples))
+            cpu_before = family.cpu()
             load = await send(port, mails, args.sessions, per_session=1, retry_after=RETRY_AFTER_SECONDS)
             drained_at = await asyncio.to_thread(wait_processed, database, len(mails))
+            cpu = cpu_ms_per_mail(cpu_before, family.cpu(), len(mails))
             sampling.cancel()
             with sqlite3.connect(database) as connection:
                 samples.append((time.time() - began, *spool_counts(connection)))
-            rss = sum(peak_rss().values())
-    return _report(args, bare, load, samples, drained_at, rss)
+            rss = sum(family.peak_rss().values())
+    return _report(args, bare, load, samples, drained_at, rss, cpu)
 
 
 async def _sample(database: Path, began: float, samples: list[Sample]) -> None:
@@ -66,8 +68,9 @@ def steady_rate(samples: list[Sample], total: int) -> float:
 
 
 def _report(
-    args: argparse.Namespace, bare: LoadResult, load: LoadResult, samples: list[Sample], drained_at: float, rss: int
-) -> dict[str, Any]:
+    args: argparse.Namespace, bare: LoadResult, load: LoadResult, samples: list[Sample], drained_at: float, rss: int,
+    cpu: dict[str, float],
+) -> dict[str, Any]:  # fmt: skip
     total = len(load.accepted_at)
     processed_rate = total / max(drained_at - load.started, 1e-9)
     steady = steady_rate(samples, args.sustained)
@@ -94,10 +97,11 @@ def _report(
     }
     for name, value in figures.items():
         print(f"{name:60} {value:9.1f}")
+    print(f"CPU ms a mail, from the first mail sent to the backlog drained: {describe_cpu(cpu)}")
     if load.refused or load.errors:
         print(f"refused: {load.refused}; first errors: {load.errors[:3]}")
     return {
         "mode": "sustained", "mails": args.sustained, "sessions": args.sessions, "max_backlog": args.max_backlog,
         "rates": [{"name": name, "rate": rate, "ratio": rate / bare.rate} for name, rate in rows],
-        "figures": figures, "refused": load.refused, "accepted": total, "samples": samples,
+        "figures": figures, "cpu_ms_per_mail": cpu, "refused": load.refused, "accepted": total, "samples": samples,
     }  # fmt: skip

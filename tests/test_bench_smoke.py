@@ -36,6 +36,10 @@ def test_bench_completes_and_reports_every_figure(tmp_path: Path) -> None:
     assert len(figures) == 8 and all(value == value and value > 0 for value in figures.values())  # no NaN
     assert report["refused"] == 0
     assert b"ratio" in printed and b"daemon peak RSS MB" in printed
+    cpu = report["cpu_ms_per_mail"]  # each of the daemon's processes, and the bare server's yardstick
+    assert {"bare aiosmtpd", "listener", "processor", "relay", "parser worker", "total"} <= set(cpu)
+    assert all(cpu[role] > 0 for role in ("bare aiosmtpd", "processor", "parser worker", "total"))
+    assert set(report["bare_figures"]) < set(figures) and all(report["bare_figures"].values())
 
 
 def test_sustained_bench_retries_past_flow_control_and_drains(tmp_path: Path) -> None:
@@ -53,6 +57,8 @@ def test_drain_bench_reports_empty_and_prefilled_rates(tmp_path: Path) -> None:
     rates = report["rates"]
     assert list(rates) == ["empty database", "2,000 tickets"] and all(rate > 0 for rate in rates.values())
     assert b"ms a mail" in printed
+    assert set(report["ratios"]) == set(rates) and report["bare_rate"] > 0
+    assert all(cpu["processor"] > 0 and cpu["parser worker"] > 0 for cpu in report["cpu_ms_per_mail"].values())
 
 
 def test_large_mail_bench_reports_the_peak_of_every_process(tmp_path: Path) -> None:
@@ -62,6 +68,16 @@ def test_large_mail_bench_reports_the_peak_of_every_process(tmp_path: Path) -> N
     assert {"listener", "processor", "parser worker"} <= set(by_process) and all(by_process.values())
     assert report["peak_rss_at_once_mb"] > 0 and report["peak_rss_mb"] == pytest.approx(sum(by_process.values()))
     assert b"highest total at one moment" in printed
+
+
+def test_processor_bench_counts_the_statements_a_mail_runs() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.processor", "--mails", "20", "--statements"],
+        cwd=PROJECT, capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    assert b"20 mails: processor CPU" in run.stdout and b"statements a mail in" in run.stdout
+    assert b"BEGIN IMMEDIATE" in run.stdout and b"INSERT INTO tickets" in run.stdout
 
 
 def test_text_bench_reports_both_mails(tmp_path: Path) -> None:

@@ -168,8 +168,8 @@ class Notifier:
         recorded in the ticket's history (that is how agents are told only once)."""
         now = self.outbox.clock.now()  # the clock that stamps the outbox rows counted here
         since = now - MUTE_WINDOW
-        to_address, mails, notices = tally(await self.store.mail_sent_since(ticket_id, since))
-        muted = await self.store.history_values_since(ticket_id, MUTED_FIELD, since)
+        sent, muted = await self.store.sent_and_recorded_since(ticket_id, MUTED_FIELD, since)
+        to_address, mails, notices = tally(sent)
         recent = RecentMail(to_address, mails, notices, muted)
         recipients = [person.address for person in (*notification.to, *notification.cc)]
         allowance = allow(recipients, recent, self.limits)

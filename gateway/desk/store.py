@@ -253,22 +253,29 @@ class TicketStore:
         )
         return int(row["n"]) if row else 0
 
-    async def mail_sent_since(self, ticket_id: int, since: datetime) -> list[tuple[int, str, str]]:
-        """(outbox id, template, recipient) of each mail about a ticket since then: what bounds
-        automatic mail. Read inside the notifying transaction, so it counts its own mails too."""
-        rows = await self.database.fetch_all(
-            "SELECT o.id, o.template, r.value AS recipient FROM outbox o, json_each(o.recipients) r"
-            " WHERE o.ticket_id = ? AND o.created_at >= ?",
-            (ticket_id, timestamp(since)),
+    async def sent_and_recorded_since(
+        self, ticket_id: int, field: str, since: datetime
+    ) -> tuple[list[tuple[int, str, str]], frozenset[str]]:
+        """What bounds automatic mail about a ticket since then, in one trip: (outbox id,
+        template, recipient) of each mail, and the values `field` was given in its history.
+        Read inside the notifying transaction, so it counts its own mails too."""
+        sent, recorded = await self.database.execute_all(
+            [
+                (
+                    "SELECT o.id, o.template, r.value AS recipient FROM outbox o, json_each(o.recipients) r"
+                    " WHERE o.ticket_id = ? AND o.created_at >= ?",
+                    (ticket_id, timestamp(since)),
+                ),
+                (
+                    "SELECT new FROM history WHERE ticket_id = ? AND field = ? AND at >= ?",
+                    (ticket_id, field, timestamp(since)),
+                ),
+            ]
         )
-        return [(row["id"], row["template"], str(row["recipient"])) for row in rows]
-
-    async def history_values_since(self, ticket_id: int, field: str, since: datetime) -> frozenset[str]:
-        rows = await self.database.fetch_all(
-            "SELECT new FROM history WHERE ticket_id = ? AND field = ? AND at >= ?",
-            (ticket_id, field, timestamp(since)),
+        return (
+            [(row["id"], row["template"], str(row["recipient"])) for row in sent.rows],
+            frozenset(str(row["new"]) for row in recorded.rows),
         )
-        return frozenset(str(row["new"]) for row in rows)
 
     async def stale_resolved(self, resolved_before: datetime) -> list[int]:
         rows = await self.database.fetch_all(

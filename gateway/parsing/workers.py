@@ -140,14 +140,29 @@ def _spilled(attachment: Attachment, directory: str) -> Attachment:
 
 def _read_raw(database: str, spool_id: int) -> bytes:
     # Through SQLite's blob handle: a SELECT would hold the mail twice, SQLite's copy and ours.
-    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    connection = _reader(database)
     try:
         with connection.blobopen("spool_raw", "raw", spool_id, readonly=True) as blob:
             return blob.read()
-    except sqlite3.OperationalError as error:  # no such row
-        raise ParseError(f"spool row {spool_id} has no raw mail ({error})") from None
-    finally:
+    except sqlite3.Error as error:
+        _readers.pop(database, None)  # whatever went wrong, the next mail opens the file afresh
         connection.close()
+        if isinstance(error, sqlite3.OperationalError):  # no such row
+            raise ParseError(f"spool row {spool_id} has no raw mail ({error})") from None
+        raise
+
+
+# A worker's read-only connection, kept between mails: opening one (and reading the schema
+# on its first statement) costs about a tenth of parsing a mail (docs/performance.md). It
+# holds no transaction between mails (autocommit; a blob handle's read ends as it closes),
+# so it blocks no checkpoint, and each read sees the latest commit (SQLite's WAL readers).
+_readers: dict[str, sqlite3.Connection] = {}
+
+
+def _reader(database: str) -> sqlite3.Connection:
+    if database not in _readers:
+        _readers[database] = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    return _readers[database]
 
 
 def _start_worker(daemon_pid: int) -> None:
