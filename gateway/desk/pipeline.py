@@ -79,7 +79,9 @@ class Pipeline:
             loop_marker=GATEWAY_NAME,
             team_address=self.settings.agents.notify_address,
         )
-        self.reader = Reader(self.settings, self.store, self.outbox, self.spool, self.signer, self.context)
+        self.reader = Reader(
+            self.settings, self.store, self.queries, self.outbox, self.spool, self.signer, self.context, self.clock
+        )
         notifier = Notifier(self.settings, self.store, self.outbox, self.renderer, self.signer)
         self.desk = Desk(self.settings, self.store, self.queries, notifier, self.clock)
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
+from gateway.clock import Clock
 from gateway.desk.decide import Reading
+from gateway.desk.queries import TicketQueries
 from gateway.desk.route import Clue, Route, route_mail
 from gateway.desk.store import TicketStore
 from gateway.inbound.spool import Spool, SpoolEntry
-from gateway.model import Address, ParsedMail, TicketRef
+from gateway.model import Address, ParsedMail, Priority, Status, TicketRef, TicketType, TicketView
 from gateway.outbound.outbox import Outbox, ReturnedMail
 from gateway.parsing.forwards import Request, attached_message, request_in
 from gateway.parsing.mail import parse_address
@@ -25,7 +28,7 @@ from gateway.rules.classify import Context, Verdict, classify
 from gateway.rules.commands import Proof
 from gateway.rules.signed_addresses import Rating, SignedTag, Signer, is_open_form, looks_signed, plus_tag
 from gateway.rules.subject_token import ticket_numbers_in
-from gateway.rules.tickets import is_ours, requester_of
+from gateway.rules.tickets import Followed, is_ours, requester_of
 from gateway.rules.trust import (
     DnsLookup,
     agent_domains,
@@ -43,10 +46,12 @@ log = logging.getLogger(__name__)
 class Reader:
     settings: Settings
     store: TicketStore
+    queries: TicketQueries
     outbox: Outbox
     spool: Spool
     signer: Signer
     context: Context
+    clock: Clock
 
     async def read(
         self, entry: SpoolEntry, mail: ParsedMail, verdict: Verdict, dkim_domains: frozenset[str],
@@ -66,7 +71,11 @@ class Reader:
         reading = Reading(author, route, bool(signed), opening, forged, request=request)
         if forged:
             return replace(reading, forged_ticket=route.ticket or await self._ticket_named_by(forged))
-        if route.kind != "reply" or route.ticket is None or verdict.kind != "normal":
+        if verdict.kind != "normal":
+            return reading
+        if route.kind == "new":
+            return replace(reading, opened_this_hour=await self._opened_this_hour(author))
+        if route.kind != "reply" or route.ticket is None:
             return reading
         return await self._read_ticket(reading, route.ticket, entry, mail, author, dkim_domains)
 
@@ -93,7 +102,34 @@ class Reader:
             return replace(reading, view=view, rating=rating, agent_proof=proof)
         signed = any(self.signer.reply_address_verifies(a, ticket.number, author.address) for a in entry.rcpt_tos)
         proof_of_customer = Proof.SIGNED if signed else await self._answered(ticket, mail, author)
-        return replace(reading, view=view, rating=rating, signed_reply=signed, customer_proof=proof_of_customer)
+        reading = replace(reading, view=view, rating=rating, signed_reply=signed, customer_proof=proof_of_customer)
+        return await self._read_follow_up(reading, view, author)
+
+    async def _read_follow_up(self, reading: Reading, view: TicketView, author: Address) -> Reading:
+        """What a new ticket from a customer's reply needs: the closed ticket's context (a
+        follow-up), and for it or a non-participant's reply the author's tickets this hour."""
+        participants = {view.requester.address, *(person.address for person in view.cc)}
+        if view.status == Status.CLOSED:
+            followed = await self._followed(view)
+            return replace(reading, followed=followed, opened_this_hour=await self._opened_this_hour(author))
+        if author.address not in participants and self.settings.tickets.unknown_sender_policy == "new_ticket":
+            return replace(reading, opened_this_hour=await self._opened_this_hour(author))
+        return reading
+
+    async def _opened_this_hour(self, author: Address) -> int:
+        return await self.store.tickets_opened_since(author.address, self.clock.now() - timedelta(hours=1))
+
+    async def _followed(self, view: TicketView) -> Followed:
+        """The closed ticket's context, for its follow-up: fields and the people still mailable."""
+        shown = await self.queries.show_ticket(view.number) or {}
+        valid = shown.get("fiscal_id_valid")
+        people = tuple(p for p in (view.requester, *view.cc) if p.address not in view.unreachable)
+        return Followed(
+            id=view.id, subject=view.subject, type=TicketType(view.type), priority=Priority(view.priority),
+            country=view.country, brand=view.brand, product=view.product, company=str(shown.get("company") or ""),
+            phone=str(shown.get("phone") or ""), fiscal_id=str(shown["fiscal_id"]) if shown.get("fiscal_id") else None,
+            fiscal_id_valid=None if valid is None else bool(valid), people=people,
+        )  # fmt: skip
 
     async def _answered(self, ticket: TicketRef, mail: ParsedMail, author: Address) -> Proof:
         """A reply naming a mail we sent this person on this ticket: its Message-ID was only
