@@ -85,6 +85,18 @@ def status_told(new: Status, news: News, incident: str | None = None) -> Notice:
 
 
 TEXT = "Hola, sigue sin funcionar."
+RATING = Rating("TK-000003", 1, True)
+
+
+def rated_once(reading: Reading) -> Reading:
+    """The ticket resolved once: its rating links name resolution 1."""
+    return replace(reading, view=replace(view(Status.RESOLVED), resolutions=1))
+
+
+def rated(recorded: bool) -> Notice:
+    return Notice(Event.RATED, {"rating": {"helpful": True, "comment": TEXT, "recorded": recorded}})
+
+
 ROWS: list[tuple[str, ParsedMail, Verdict, Reading, Decision]] = [
     ("our own mail back", mail(), LOOP, Reading(), Decision("ignore", reason=f"ignored: {LOOP}", verdict=LOOP)),
     ("new mail", mail(), NORMAL, Reading(CUSTOMER, NEW),
@@ -255,9 +267,23 @@ ROWS: list[tuple[str, ParsedMail, Verdict, Reading, Decision]] = [
                  reason="ignored: open address used by <cliente@empresa.example>, who is not an agent"),
     ),
     (
-        "a rating link",
-        mail(), NORMAL, reply_to(Status.RESOLVED, rating=Rating("TK-000003", 1, True)),
-        Decision("rating", ticket(Status.RESOLVED), CUSTOMER, rating=Rating("TK-000003", 1, True)),
+        "a rating link, its resolution not rated yet: counted, agents told",
+        mail(), NORMAL, rated_once(reply_to(Status.RESOLVED, rating=RATING)),
+        Decision("rating", ticket(Status.RESOLVED), CUSTOMER, "rating: helpful", rating=RATING,
+                 notices=(rated(recorded=True),)),
+    ),
+    (
+        "a second rating of one resolution: not counted, agents told",
+        mail(), NORMAL,
+        rated_once(reply_to(Status.RESOLVED, rating=RATING, rated=True)),
+        Decision("rating", ticket(Status.RESOLVED), CUSTOMER, "rating ignored: resolution 1 already rated",
+                 notices=(rated(recorded=False),)),
+    ),
+    (
+        "a rating link for a resolution the ticket never had: not counted",
+        mail(), NORMAL, reply_to(Status.RESOLVED, rating=RATING),
+        Decision("rating", ticket(Status.RESOLVED), CUSTOMER, "rating ignored: resolution 1 already rated",
+                 notices=(rated(recorded=False),)),
     ),
 ]  # fmt: skip
 

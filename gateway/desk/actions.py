@@ -2,9 +2,8 @@
 
 `Desk.apply` writes what the decision says and queues the notifications it names, in the
 order the decision gives; it returns the outcome the log line and `inbound list` show.
-The few answers only the database has (the next ticket number, whether a resolution was
-rated already) are read here; everything else the decision needs was read before it
-(reading.py). Nothing here sends mail or commits.
+The one answer only the write has (the next ticket number) comes from it; everything the
+decision needs was read before it (reading.py). Nothing here sends mail or commits.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from gateway.model import (
 )
 from gateway.rules.fields import fields_from
 from gateway.rules.lifecycle import auto_close_due
-from gateway.rules.recipients import Event, rating_told
+from gateway.rules.recipients import Event
 from gateway.rules.subjects import follow_up_subject
 from gateway.rules.tickets import Followed, by_company, open_ticket
 from gateway.settings import MailboxSettings, Settings
@@ -90,8 +89,7 @@ class Desk:
             return (f"mail on {ticket.number} from <{author.address}> kept for agents, nothing changed"
                     f" ({decision.reason}), {queued}")  # fmt: skip
         if action == "rating":
-            assert reading.view is not None
-            return await self.rating(decision, ticket, entry, mail, reading.view)
+            return await self.rating(decision, ticket, entry, mail)
         if action == "flag_unverified":
             return await self.flag_unverified(decision, ticket, entry, mail)
         if action == "customer_reply":
@@ -190,22 +188,16 @@ class Desk:
         queued = await self._tell(ticket.id, decision.notices, author, mail.message_id)
         return f"unauthenticated agent mail on {ticket.number}: kept as internal note, the agent told ({queued})"
 
-    async def rating(
-        self, decision: Decision, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, view: TicketView
-    ) -> str:
+    async def rating(self, decision: Decision, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail) -> str:
+        """A rating the decision counts is recorded; either way the mail is kept with the
+        decision's note and the agents are told."""
         rating, author = decision.rating, decision.author or Address("", "")
-        assert rating is not None
         comment = _new_text(mail)
-        recorded = 0 < rating.resolution <= view.resolutions and await self.store.add_rating(
-            ticket.id, rating.resolution, rating.helpful, comment, self.clock.now()
-        )
-        verdict = "helpful" if rating.helpful else "not helpful"
-        note = f"rating: {verdict}" if recorded else f"rating ignored: resolution {rating.resolution} already rated"
-        await self._keep(ticket.id, entry, mail, author, comment, "system", note)
-        # Agents hear of it either way (a refused second rating too); bounded like all our mail.
-        told = rating_told(rating.helpful, comment, bool(recorded))
-        queued = await self.notifier.notify(ticket.id, Event.RATED, author, mail.message_id, change={"rating": told})
-        return f"{note} on {ticket.number}, {queued} notification(s)"
+        if rating is not None:  # INSERT OR IGNORE: a rating counted once, whatever the read step saw
+            await self.store.add_rating(ticket.id, rating.resolution, rating.helpful, comment, self.clock.now())
+        await self._keep(ticket.id, entry, mail, author, comment, "system", decision.reason)
+        queued = await self._tell(ticket.id, decision.notices, author, mail.message_id)
+        return f"{decision.reason} on {ticket.number}, {queued} notification(s)"
 
     async def bounce(self, decision: Decision, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail) -> str:
         """A report on a mail of ours: stop mailing the recipients the decision names."""

@@ -29,7 +29,7 @@ from gateway.rules.lifecycle import (
     is_reopening,
     status_news,
 )
-from gateway.rules.recipients import Event, audiences, customer_did
+from gateway.rules.recipients import Event, audiences, customer_did, rating_told
 from gateway.rules.signed_addresses import Rating, is_open_form
 from gateway.rules.subjects import asks_for_my_tickets, asks_for_open_only
 from gateway.rules.tickets import Followed, Newcomers, cap_newcomers, copied_people, is_ours
@@ -69,6 +69,7 @@ class Reading:
     request: Request | None = None  # what a mail to an open address asks for
     opened_this_hour: int = 0  # tickets the author opened in the last hour, where a new one may follow
     followed: Followed | None = None  # a customer's reply to a closed ticket: the context its follow-up keeps
+    rated: bool = False  # the resolution the rating token names has its rating already
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class Decision:
     bounced: tuple[tuple[str, str], ...] = ()  # (address, diagnostic) no longer mailed
     errors: tuple[Mapping[str, object], ...] = ()  # an agent's bad command lines
     only_open: bool = False  # the list of tickets: unfinished ones only
-    rating: Rating | None = None
+    rating: Rating | None = None  # the rating to record (None: a refused one, told as such)
     reply: Reply | None = None
     notices: tuple[Notice, ...] = ()  # in the order they are queued
 
@@ -213,12 +214,25 @@ def refusal(ticket: TicketRef, author: Address, reason: str) -> Decision:
 
 def _reply(mail: ParsedMail, ticket: TicketRef, author: Address, reading: Reading, settings: Settings) -> Decision:
     if reading.rating is not None:
-        return Decision("rating", ticket, author, rating=reading.rating)
+        return _rating(mail, ticket, author, reading.rating, reading)
     if settings.agents.is_agent(author.address):
         return _agent_reply(mail, ticket, author, reading, settings)
     if ticket.status == Status.CLOSED:
         return new_ticket(mail, author, reading, settings, follow_up_of=ticket)
     return _customer_reply(mail, ticket, author, reading, settings)
+
+
+def _rating(mail: ParsedMail, ticket: TicketRef, author: Address, rating: Rating, reading: Reading) -> Decision:
+    """One rating counts per resolution; a second one, or one for a resolution the ticket
+    never had, is kept as a system entry. Agents hear of it either way, bounded like all
+    our mail."""
+    view = reading.view
+    assert view is not None, "a reply's ticket is read before deciding"
+    counted = 0 < rating.resolution <= view.resolutions and not reading.rated
+    verdict = "helpful" if rating.helpful else "not helpful"
+    note = f"rating: {verdict}" if counted else f"rating ignored: resolution {rating.resolution} already rated"
+    told = Notice(Event.RATED, {"rating": rating_told(rating.helpful, mail.new_part, counted)})
+    return Decision("rating", ticket, author, note, rating=rating if counted else None, notices=(told,))
 
 
 def _customer_reply(

@@ -99,10 +99,13 @@ class Reader:
                 mail.headers, entry.peer, entry.rcpt_tos, ticket.number, author.address, self.settings.agents,
                 self.settings.security, self.signer, dkim_domains,
             )  # fmt: skip
-            return replace(reading, view=view, rating=rating, agent_proof=proof)
+            reading = replace(reading, view=view, rating=rating, agent_proof=proof)
+            return replace(reading, rated=await self._rated(ticket, rating))
         signed = any(self.signer.reply_address_verifies(a, ticket.number, author.address) for a in entry.rcpt_tos)
         proof_of_customer = Proof.SIGNED if signed else await self._answered(ticket, mail, author)
         reading = replace(reading, view=view, rating=rating, signed_reply=signed, customer_proof=proof_of_customer)
+        if rating is not None:
+            return replace(reading, rated=await self._rated(ticket, rating))
         return await self._read_follow_up(reading, view, author)
 
     async def _read_follow_up(self, reading: Reading, view: TicketView, author: Address) -> Reading:
@@ -130,6 +133,9 @@ class Reader:
             phone=str(shown.get("phone") or ""), fiscal_id=str(shown["fiscal_id"]) if shown.get("fiscal_id") else None,
             fiscal_id_valid=None if valid is None else bool(valid), people=people,
         )  # fmt: skip
+
+    async def _rated(self, ticket: TicketRef, rating: Rating | None) -> bool:
+        return rating is not None and await self.store.is_rated(ticket.id, rating.resolution)
 
     async def _answered(self, ticket: TicketRef, mail: ParsedMail, author: Address) -> Proof:
         """A reply naming a mail we sent this person on this ticket: its Message-ID was only
