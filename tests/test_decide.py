@@ -309,6 +309,8 @@ def test_a_mail_with_no_sender_cannot_be_decided() -> None:
         ("a bounce of our mail: stop mailing its one recipient",
          "bounce on TK-000003 (mailer_daemon); stop mailing cliente@empresa.example"),
         ("new mail", f"new ticket ({NEW.reason}); notify ticket_created to requester+cc+agents"),
+        ("a second rating of one resolution: not counted, agents told",
+         "rating on TK-000003 (rating ignored: resolution 1 already rated); notify rated to agents"),
         ("new mail at the hourly limit: no acknowledgement, agents told of a runaway sender",
          f"new ticket ({NEW.reason}); notify ticket_created to requester+cc+agents (no acknowledgement),"
          " runaway_sender to agents"),

@@ -1,7 +1,7 @@
 """What a mail means to the desk, decided in pure code: no I/O, no awaits.
 
-The pipeline reads once what the decision needs (`Reading`: the ticket the mail threads
-into, what its envelope proves); `decide` turns that, the parsed mail and its
+The read step (reading.py) reads once what the decision needs (`Reading`: the ticket the
+mail threads into, what its envelope proves); `decide` turns that, the parsed mail and its
 classification into a `Decision`; the desk applies it in one transaction and queues the
 notifications it names. A Decision is a plain value: tests compare it whole, and
 `describe` is the text the log line and `inbound list` show.
