@@ -73,9 +73,9 @@ class Reader:
             return replace(reading, forged_ticket=route.ticket or await self._ticket_named_by(forged))
         if verdict.kind != "normal":
             return reading
-        if route.kind == "new":
+        if route.ticket is None:  # a new ticket may follow (not for an open address or "Mis tickets")
             return replace(reading, opened_this_hour=await self._opened_this_hour(author))
-        if route.kind != "reply" or route.ticket is None:
+        if route.kind != "reply":
             return reading
         return await self._read_ticket(reading, route.ticket, entry, mail, author, dkim_domains)
 
