@@ -41,6 +41,10 @@ NONE_LEFT_OUT = {"left_out": [], "left_out_count": 0, "participant_limit": LIMIT
 AUTO = Verdict("auto_reply", "auto_submitted", "Auto-Submitted: auto-replied")
 LOOP = Verdict("loop", "own_loop_header", "X-Loop: ticket-gateway")
 BOUNCE = Verdict("bounce", "mailer_daemon", "From mailer-daemon@relay.example")
+HOURLY = SETTINGS.limits.new_tickets_per_sender_per_hour
+CREATED = Notice(Event.TICKET_CREATED, extra=NONE_LEFT_OUT)
+CREATED_UNACKNOWLEDGED = Notice(Event.TICKET_CREATED, extra=NONE_LEFT_OUT, suppress=frozenset({"acknowledgement"}))
+RUNAWAY = Notice(Event.RUNAWAY_SENDER, extra={"limit": HOURLY})
 
 
 def ticket(status: Status) -> TicketRef:
@@ -81,9 +85,37 @@ def status_told(new: Status, news: News, incident: str | None = None) -> Notice:
 
 
 TEXT = "Hola, sigue sin funcionar."
+RATING = Rating("TK-000003", 1, True)
+
+
+def rated_once(reading: Reading) -> Reading:
+    """The ticket resolved once: its rating links name resolution 1."""
+    return replace(reading, view=replace(view(Status.RESOLVED), resolutions=1))
+
+
+def rated(recorded: bool) -> Notice:
+    return Notice(Event.RATED, {"rating": {"helpful": True, "comment": TEXT, "recorded": recorded}})
+
+
 ROWS: list[tuple[str, ParsedMail, Verdict, Reading, Decision]] = [
     ("our own mail back", mail(), LOOP, Reading(), Decision("ignore", reason=f"ignored: {LOOP}", verdict=LOOP)),
-    ("new mail", mail(), NORMAL, Reading(CUSTOMER, NEW), Decision("new_ticket", author=CUSTOMER, reason=NEW.reason)),
+    ("new mail", mail(), NORMAL, Reading(CUSTOMER, NEW),
+     Decision("new_ticket", author=CUSTOMER, reason=NEW.reason, notices=(CREATED,))),
+    (
+        "new mail, the sender's last ticket under the hourly limit: acknowledged",
+        mail(), NORMAL, Reading(CUSTOMER, NEW, opened_this_hour=HOURLY - 1),
+        Decision("new_ticket", author=CUSTOMER, reason=NEW.reason, notices=(CREATED,)),
+    ),
+    (
+        "new mail at the hourly limit: no acknowledgement, agents told of a runaway sender",
+        mail(), NORMAL, Reading(CUSTOMER, NEW, opened_this_hour=HOURLY),
+        Decision("new_ticket", author=CUSTOMER, reason=NEW.reason, notices=(CREATED_UNACKNOWLEDGED, RUNAWAY)),
+    ),
+    (
+        "new mail past the hourly limit: no acknowledgement, agents told only once",
+        mail(), NORMAL, Reading(CUSTOMER, NEW, opened_this_hour=HOURLY + 1),
+        Decision("new_ticket", author=CUSTOMER, reason=NEW.reason, notices=(CREATED_UNACKNOWLEDGED,)),
+    ),
     (
         "customer reply while waiting: back to open, agents told",
         mail(), NORMAL, reply_to(Status.WAITING_CUSTOMER),
@@ -114,7 +146,13 @@ ROWS: list[tuple[str, ParsedMail, Verdict, Reading, Decision]] = [
     (
         "customer reply on a closed ticket: a follow-up",
         mail(), NORMAL, reply_to(Status.CLOSED),
-        Decision("new_ticket", author=CUSTOMER, follow_up_of=ticket(Status.CLOSED)),
+        Decision("new_ticket", author=CUSTOMER, follow_up_of=ticket(Status.CLOSED), notices=(CREATED,)),
+    ),
+    (
+        "a follow-up at the hourly limit: no acknowledgement, agents told",
+        mail(), NORMAL, reply_to(Status.CLOSED, opened_this_hour=HOURLY),
+        Decision("new_ticket", author=CUSTOMER, follow_up_of=ticket(Status.CLOSED),
+                 notices=(CREATED_UNACKNOWLEDGED, RUNAWAY)),
     ),
     (
         "customer #resuelto in a reply to our mail: resolved, confirmed",
@@ -229,9 +267,23 @@ ROWS: list[tuple[str, ParsedMail, Verdict, Reading, Decision]] = [
                  reason="ignored: open address used by <cliente@empresa.example>, who is not an agent"),
     ),
     (
-        "a rating link",
-        mail(), NORMAL, reply_to(Status.RESOLVED, rating=Rating("TK-000003", 1, True)),
-        Decision("rating", ticket(Status.RESOLVED), CUSTOMER, rating=Rating("TK-000003", 1, True)),
+        "a rating link, its resolution not rated yet: counted, agents told",
+        mail(), NORMAL, rated_once(reply_to(Status.RESOLVED, rating=RATING)),
+        Decision("rating", ticket(Status.RESOLVED), CUSTOMER, "rating: helpful", rating=RATING,
+                 notices=(rated(recorded=True),)),
+    ),
+    (
+        "a second rating of one resolution: not counted, agents told",
+        mail(), NORMAL,
+        rated_once(reply_to(Status.RESOLVED, rating=RATING, rated=True)),
+        Decision("rating", ticket(Status.RESOLVED), CUSTOMER, "rating ignored: resolution 1 already rated",
+                 notices=(rated(recorded=False),)),
+    ),
+    (
+        "a rating link for a resolution the ticket never had: not counted",
+        mail(), NORMAL, reply_to(Status.RESOLVED, rating=RATING),
+        Decision("rating", ticket(Status.RESOLVED), CUSTOMER, "rating ignored: resolution 1 already rated",
+                 notices=(rated(recorded=False),)),
     ),
 ]  # fmt: skip
 
@@ -256,7 +308,12 @@ def test_a_mail_with_no_sender_cannot_be_decided() -> None:
         ("agent #nota: an internal note, nobody told", "agent note on TK-000003; notify nobody"),
         ("a bounce of our mail: stop mailing its one recipient",
          "bounce on TK-000003 (mailer_daemon); stop mailing cliente@empresa.example"),
-        ("new mail", f"new ticket ({NEW.reason})"),
+        ("new mail", f"new ticket ({NEW.reason}); notify ticket_created to requester+cc+agents"),
+        ("a second rating of one resolution: not counted, agents told",
+         "rating on TK-000003 (rating ignored: resolution 1 already rated); notify rated to agents"),
+        ("new mail at the hourly limit: no acknowledgement, agents told of a runaway sender",
+         f"new ticket ({NEW.reason}); notify ticket_created to requester+cc+agents (no acknowledgement),"
+         " runaway_sender to agents"),
     ],
 )  # fmt: skip
 def test_the_decision_in_one_line(row: str, line: str) -> None:

@@ -2,9 +2,8 @@
 
 `Desk.apply` writes what the decision says and queues the notifications it names, in the
 order the decision gives; it returns the outcome the log line and `inbound list` show.
-The few answers only the database has (the next ticket number, how many tickets a sender
-opened this hour, whether a resolution was rated already) are read here. Nothing here
-sends mail or commits.
+The one answer only the write has (the next ticket number) comes from it; everything the
+decision needs was read before it (reading.py). Nothing here sends mail or commits.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from gateway.clock import Clock, timestamp
@@ -20,7 +19,6 @@ from gateway.desk.decide import (
     Decision,
     Notice,
     Reading,
-    left_out,
     left_out_note,
     newcomers_of,
     status_notice,
@@ -34,16 +32,14 @@ from gateway.model import (
     Address,
     Attachment,
     ParsedMail,
-    Priority,
     Status,
     StoredMessage,
     TicketRef,
-    TicketType,
     TicketView,
 )
 from gateway.rules.fields import fields_from
 from gateway.rules.lifecycle import auto_close_due
-from gateway.rules.recipients import Event, rating_told
+from gateway.rules.recipients import Event
 from gateway.rules.subjects import follow_up_subject
 from gateway.rules.tickets import Followed, by_company, open_ticket
 from gateway.settings import MailboxSettings, Settings
@@ -77,7 +73,7 @@ class Desk:
         if action == "refuse_opening":
             return await refuse_opening(self, author, mailbox, mail, decision.reason)
         if action == "new_ticket":
-            return await self.open_ticket(entry, mail, author, mailbox, follow_up_of=decision.follow_up_of)
+            return await self.open_ticket(decision, entry, mail, mailbox, reading.followed)
         assert ticket is not None, f"a decision to {action} names its ticket"
         if action == "duplicate":
             return f"duplicate ({decision.reason}), ticket {ticket.number} unchanged"
@@ -93,8 +89,7 @@ class Desk:
             return (f"mail on {ticket.number} from <{author.address}> kept for agents, nothing changed"
                     f" ({decision.reason}), {queued}")  # fmt: skip
         if action == "rating":
-            assert reading.view is not None
-            return await self.rating(decision, ticket, entry, mail, reading.view)
+            return await self.rating(decision, ticket, entry, mail)
         if action == "flag_unverified":
             return await self.flag_unverified(decision, ticket, entry, mail)
         if action == "customer_reply":
@@ -107,36 +102,29 @@ class Desk:
         return await self.agent_reply(decision, ticket, entry, mail, reading.view)
 
     async def open_ticket(
-        self, entry: SpoolEntry, mail: ParsedMail, author: Address, mailbox: MailboxSettings,
-        follow_up_of: TicketRef | None = None,
+        self, decision: Decision, entry: SpoolEntry, mail: ParsedMail, mailbox: MailboxSettings,
+        follows: Followed | None,
     ) -> str:  # fmt: skip
+        """A new ticket, its first message, and the notifications the decision names
+        (`follows`: the closed ticket a follow-up starts from)."""
         now = self.clock.now()
-        text = _new_text(mail)
+        author, follow_up_of = decision.author or Address("", ""), decision.follow_up_of
         fields = fields_from(mail.field_lines, default_country=mailbox.country)
         newcomers = newcomers_of(mail, author, frozenset(), self.settings)
-        follows = await self._followed(follow_up_of) if follow_up_of else None
         new = open_ticket(mail, author, mailbox.as_mailbox(), fields, newcomers.added, follows)
         if follows is not None:
             new = replace(new, subject=follow_up_subject(mail.subject, self.store.number_prefix, follows.subject))
-        recent = await self.store.tickets_opened_since(author.address, now - timedelta(hours=1))
         ticket = await self.store.create_ticket(new, now)
-        note = left_out_note(newcomers, self.settings)
-        await self.store.add_message(ticket.id, entry.id, inbound_message(mail, author, text, note=note), now)
+        message = inbound_message(mail, author, _new_text(mail), note=left_out_note(newcomers, self.settings))
+        await self.store.add_message(ticket.id, entry.id, message, now)
+        queued = await self._tell(ticket.id, decision.notices, author, mail.message_id)
         limit = self.settings.limits.new_tickets_per_sender_per_hour
-        over_limit = recent >= limit
-        suppress = frozenset({"acknowledgement"}) if over_limit else frozenset()
-        queued = await self.notifier.notify(
-            ticket.id, Event.TICKET_CREATED, author, mail.message_id, suppress, extra=left_out(newcomers, self.settings)
-        )
-        if recent == limit:  # the first mail over the limit: agents are told once
-            queued += await self.notifier.notify(
-                ticket.id, Event.RUNAWAY_SENDER, author, mail.message_id, extra={"limit": limit}
-            )
         following = f", follow-up of closed {follow_up_of.number}" if follow_up_of else ""
         flagged = ", fiscal id flagged invalid" if new.fiscal_id_valid is False else ""
-        muted = f", no acknowledgement: over {limit} new tickets in an hour" if over_limit else ""
+        muted = any(notice.suppress for notice in decision.notices)
+        over = f", no acknowledgement: over {limit} new tickets in an hour" if muted else ""
         capped = f", {len(newcomers.left_out)} copied address(es) not added" if newcomers.left_out else ""
-        return (f"new ticket {ticket.number} in {mailbox.address}{following}{flagged}{muted}{capped},"
+        return (f"new ticket {ticket.number} in {mailbox.address}{following}{flagged}{over}{capped},"
                 f" {queued} notification(s)")  # fmt: skip
 
     async def flag_unverified(self, decision: Decision, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail) -> str:
@@ -200,22 +188,16 @@ class Desk:
         queued = await self._tell(ticket.id, decision.notices, author, mail.message_id)
         return f"unauthenticated agent mail on {ticket.number}: kept as internal note, the agent told ({queued})"
 
-    async def rating(
-        self, decision: Decision, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail, view: TicketView
-    ) -> str:
+    async def rating(self, decision: Decision, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail) -> str:
+        """A rating the decision counts is recorded; either way the mail is kept with the
+        decision's note and the agents are told."""
         rating, author = decision.rating, decision.author or Address("", "")
-        assert rating is not None
         comment = _new_text(mail)
-        recorded = 0 < rating.resolution <= view.resolutions and await self.store.add_rating(
-            ticket.id, rating.resolution, rating.helpful, comment, self.clock.now()
-        )
-        verdict = "helpful" if rating.helpful else "not helpful"
-        note = f"rating: {verdict}" if recorded else f"rating ignored: resolution {rating.resolution} already rated"
-        await self._keep(ticket.id, entry, mail, author, comment, "system", note)
-        # Agents hear of it either way (a refused second rating too); bounded like all our mail.
-        told = rating_told(rating.helpful, comment, bool(recorded))
-        queued = await self.notifier.notify(ticket.id, Event.RATED, author, mail.message_id, change={"rating": told})
-        return f"{note} on {ticket.number}, {queued} notification(s)"
+        if rating is not None:  # INSERT OR IGNORE: a rating counted once, whatever the read step saw
+            await self.store.add_rating(ticket.id, rating.resolution, rating.helpful, comment, self.clock.now())
+        await self._keep(ticket.id, entry, mail, author, comment, "system", decision.reason)
+        queued = await self._tell(ticket.id, decision.notices, author, mail.message_id)
+        return f"{decision.reason} on {ticket.number}, {queued} notification(s)"
 
     async def bounce(self, decision: Decision, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail) -> str:
         """A report on a mail of ours: stop mailing the recipients the decision names."""
@@ -254,19 +236,6 @@ class Desk:
         return True
 
     # -- steps ------------------------------------------------------------------------------
-
-    async def _followed(self, ref: TicketRef) -> Followed:
-        """The closed ticket's context, for its follow-up: fields and the people still mailable."""
-        view = await self.store.ticket_view(ref.id)
-        shown = await self.queries.show_ticket(ref.number) or {}
-        valid = shown.get("fiscal_id_valid")
-        people = tuple(p for p in (view.requester, *view.cc) if p.address not in view.unreachable)
-        return Followed(
-            id=view.id, subject=view.subject, type=TicketType(view.type), priority=Priority(view.priority),
-            country=view.country, brand=view.brand, product=view.product, company=str(shown.get("company") or ""),
-            phone=str(shown.get("phone") or ""), fiscal_id=str(shown["fiscal_id"]) if shown.get("fiscal_id") else None,
-            fiscal_id_valid=None if valid is None else bool(valid), people=people,
-        )  # fmt: skip
 
     async def _reject(self, decision: Decision, ticket: TicketRef, entry: SpoolEntry, mail: ParsedMail,
                       author: Address, text: str) -> str:  # fmt: skip
@@ -322,8 +291,8 @@ class Desk:
                 occasion["extra"] = dict(notice.extra)
             if notice.with_attachments:
                 occasion.update(attachments=attachments, from_name=notice.from_name)
-            queued += await self.notifier.notify(ticket_id, notice.event, author, trigger, addressed=notice.addressed,
-                                                 **occasion)  # fmt: skip
+            queued += await self.notifier.notify(ticket_id, notice.event, author, trigger, notice.suppress,
+                                                 addressed=notice.addressed, **occasion)  # fmt: skip
         return queued
 
 

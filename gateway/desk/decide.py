@@ -1,7 +1,7 @@
 """What a mail means to the desk, decided in pure code: no I/O, no awaits.
 
-The pipeline reads once what the decision needs (`Reading`: the ticket the mail threads
-into, what its envelope proves); `decide` turns that, the parsed mail and its
+The read step (reading.py) reads once what the decision needs (`Reading`: the ticket the
+mail threads into, what its envelope proves); `decide` turns that, the parsed mail and its
 classification into a `Decision`; the desk applies it in one transaction and queues the
 notifications it names. A Decision is a plain value: tests compare it whole, and
 `describe` is the text the log line and `inbound list` show.
@@ -29,10 +29,10 @@ from gateway.rules.lifecycle import (
     is_reopening,
     status_news,
 )
-from gateway.rules.recipients import Event, audiences, customer_did
+from gateway.rules.recipients import Event, audiences, customer_did, rating_told
 from gateway.rules.signed_addresses import Rating, is_open_form
 from gateway.rules.subjects import asks_for_my_tickets, asks_for_open_only
-from gateway.rules.tickets import Newcomers, cap_newcomers, copied_people, is_ours
+from gateway.rules.tickets import Followed, Newcomers, cap_newcomers, copied_people, is_ours
 from gateway.settings import Settings
 
 SHOWN_LEFT_OUT = 100  # copied addresses named in a note; the stored message keeps them all
@@ -67,6 +67,9 @@ class Reading:
     signed_reply: bool = False  # sent to a reply address signed for the author and ticket
     customer_proof: Proof = Proof.NONE  # what says a customer's mail is theirs
     request: Request | None = None  # what a mail to an open address asks for
+    opened_this_hour: int = 0  # tickets the author opened in the last hour, where a new one may follow
+    followed: Followed | None = None  # a customer's reply to a closed ticket: the context its follow-up keeps
+    rated: bool = False  # the resolution the rating token names has its rating already
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class Notice:
     addressed: frozenset[str] = frozenset()  # the mail's own To and Cc: they have its words
     from_name: str | None = None
     with_attachments: bool = False  # the mail's own files go with it (an agent's reply)
+    suppress: frozenset[str] = frozenset()  # templates of the event not sent (a runaway sender's acknowledgement)
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,7 @@ class Decision:
     bounced: tuple[tuple[str, str], ...] = ()  # (address, diagnostic) no longer mailed
     errors: tuple[Mapping[str, object], ...] = ()  # an agent's bad command lines
     only_open: bool = False  # the list of tickets: unfinished ones only
-    rating: Rating | None = None
+    rating: Rating | None = None  # the rating to record (None: a refused one, told as such)
     reply: Reply | None = None
     notices: tuple[Notice, ...] = ()  # in the order they are queued
 
@@ -151,8 +155,25 @@ def decide(mail: ParsedMail, verdict: Verdict, reading: Reading, settings: Setti
             return Decision("ignore", author=author, reason=why)
         return Decision("open_for_customer", author=author, reason=route.reason)
     if route.ticket is None:
-        return Decision("new_ticket", author=author, reason=route.reason)
+        return new_ticket(mail, author, reading, settings, route.reason)
     return _reply(mail, route.ticket, author, reading, settings)
+
+
+def new_ticket(
+    mail: ParsedMail, author: Address, reading: Reading, settings: Settings, reason: str = "",
+    follow_up_of: TicketRef | None = None,
+) -> Decision:  # fmt: skip
+    """A new ticket, and who hears of it: past the hourly limit of new tickets per sender the
+    author gets no acknowledgement (an autoresponder writing a new mail each time converges),
+    and the agents are told once, by the first ticket over the limit."""
+    newcomers = newcomers_of(mail, author, frozenset(), settings)
+    limit = settings.limits.new_tickets_per_sender_per_hour
+    over_limit = reading.opened_this_hour >= limit
+    muted = frozenset({"acknowledgement"}) if over_limit else frozenset()
+    created = Notice(Event.TICKET_CREATED, extra=left_out(newcomers, settings), suppress=muted)
+    runaway = Notice(Event.RUNAWAY_SENDER, extra={"limit": limit}) if reading.opened_this_hour == limit else None
+    return Decision("new_ticket", author=author, reason=reason, follow_up_of=follow_up_of,
+                    notices=_present(created, runaway))  # fmt: skip
 
 
 def _bounce(mail: ParsedMail, verdict: Verdict, reading: Reading) -> Decision:
@@ -193,12 +214,25 @@ def refusal(ticket: TicketRef, author: Address, reason: str) -> Decision:
 
 def _reply(mail: ParsedMail, ticket: TicketRef, author: Address, reading: Reading, settings: Settings) -> Decision:
     if reading.rating is not None:
-        return Decision("rating", ticket, author, rating=reading.rating)
+        return _rating(mail, ticket, author, reading.rating, reading)
     if settings.agents.is_agent(author.address):
         return _agent_reply(mail, ticket, author, reading, settings)
     if ticket.status == Status.CLOSED:
-        return Decision("new_ticket", author=author, follow_up_of=ticket)
+        return new_ticket(mail, author, reading, settings, follow_up_of=ticket)
     return _customer_reply(mail, ticket, author, reading, settings)
+
+
+def _rating(mail: ParsedMail, ticket: TicketRef, author: Address, rating: Rating, reading: Reading) -> Decision:
+    """One rating counts per resolution; a second one, or one for a resolution the ticket
+    never had, is kept as a system entry. Agents hear of it either way, bounded like all
+    our mail."""
+    view = reading.view
+    assert view is not None, "a reply's ticket is read before deciding"
+    counted = 0 < rating.resolution <= view.resolutions and not reading.rated
+    verdict = "helpful" if rating.helpful else "not helpful"
+    note = f"rating: {verdict}" if counted else f"rating ignored: resolution {rating.resolution} already rated"
+    told = Notice(Event.RATED, {"rating": rating_told(rating.helpful, mail.new_part, counted)})
+    return Decision("rating", ticket, author, note, rating=rating if counted else None, notices=(told,))
 
 
 def _customer_reply(
@@ -209,7 +243,7 @@ def _customer_reply(
     participants = frozenset({view.requester.address, *(person.address for person in view.cc)})
     policy = settings.tickets.unknown_sender_policy
     if author.address not in participants and policy == "new_ticket":
-        return Decision("new_ticket", author=author, reason="not a participant")
+        return new_ticket(mail, author, reading, settings, "not a participant")
     if author.address not in participants and policy == "flag":
         told = Notice(Event.UNVERIFIED_REPLY, {"unverified": True})
         return Decision("flag_unverified", ticket, author, "not a participant of this ticket", notices=(told,))
@@ -336,10 +370,15 @@ def describe(decision: Decision) -> str:
             parts.append(f"status {reply.old}->{reply.wanted}")
         if reply.fields:
             parts.append("set " + ", ".join(f"{key}={value}" for key, value in reply.fields.items()))
-    told = [f"{notice.event} to {'+'.join(audiences(notice.event))}" for notice in decision.notices]
+    told = [_told(notice) for notice in decision.notices]
     if told or reply is not None:
         parts.append("notify " + ", ".join(told) if told else "notify nobody")
     return "; ".join(parts)
+
+
+def _told(notice: Notice) -> str:
+    muted = f" (no {', '.join(sorted(notice.suppress))})" if notice.suppress else ""
+    return f"{notice.event} to {'+'.join(audiences(notice.event))}{muted}"
 
 
 def _present(*notices: Notice | None) -> tuple[Notice, ...]:

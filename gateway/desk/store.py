@@ -193,6 +193,13 @@ class TicketStore:
 
     # -- what the domain and notifications read -------------------------------------------
 
+    async def is_rated(self, ticket_id: int, resolution: int) -> bool:
+        """Whether this resolution of the ticket has its rating already (one counts)."""
+        row = await self.database.fetch_one(
+            "SELECT 1 FROM ratings WHERE ticket_id = ? AND resolution = ?", (ticket_id, resolution)
+        )
+        return row is not None
+
     async def ticket_view(self, ticket_id: int) -> TicketView:
         tickets, people, messages, attachments = await self.database.execute_all(
             [
