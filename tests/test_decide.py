@@ -16,8 +16,8 @@ from gateway.desk.decide import (
     Reply,
     UnprocessableMailError,
     decide,
-    describe,
 )
+from gateway.desk.describe import describe
 from gateway.desk.route import NEW, Route
 from gateway.model import Address, ParsedMail, Status, TicketRef, TicketView
 from gateway.parsing.mail import parse_mail

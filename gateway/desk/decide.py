@@ -29,7 +29,7 @@ from gateway.rules.lifecycle import (
     is_reopening,
     status_news,
 )
-from gateway.rules.recipients import Event, audiences, customer_did, rating_told
+from gateway.rules.recipients import Event, customer_did, rating_told
 from gateway.rules.signed_addresses import Rating, is_open_form
 from gateway.rules.subjects import asks_for_my_tickets, asks_for_open_only
 from gateway.rules.tickets import Followed, Newcomers, cap_newcomers, copied_people, is_ours
@@ -350,35 +350,6 @@ def left_out_note(newcomers: Newcomers, settings: Settings) -> str | None:
 def addressed_by(mail: ParsedMail) -> frozenset[str]:
     """Who a mail went to directly (To and Cc): they need no copy of its words from us."""
     return frozenset(person.address.lower() for person in (*mail.to, *mail.cc))
-
-
-def describe(decision: Decision) -> str:
-    """The decision in one line, for the log and `inbound list`."""
-    number = decision.ticket.number if decision.ticket is not None and decision.ticket.number else ""
-    on = f" on {number}" if number else ""
-    parts = [f"{decision.action.replace('_', ' ')}{on}"]
-    if decision.reason:
-        parts[0] += f" ({decision.reason})"
-    if decision.follow_up_of is not None:
-        parts.append(f"follow-up of {decision.follow_up_of.number}")
-    if decision.bounced:
-        parts.append("stop mailing " + ", ".join(address for address, _ in decision.bounced))
-    reply = decision.reply
-    if reply is not None:
-        parts[0] = f"{reply.by} {'reply' if reply.public else 'note' if reply.internal else 'commands'}{on}"
-        if reply.wanted is not None and reply.wanted is not reply.old:
-            parts.append(f"status {reply.old}->{reply.wanted}")
-        if reply.fields:
-            parts.append("set " + ", ".join(f"{key}={value}" for key, value in reply.fields.items()))
-    told = [_told(notice) for notice in decision.notices]
-    if told or reply is not None:
-        parts.append("notify " + ", ".join(told) if told else "notify nobody")
-    return "; ".join(parts)
-
-
-def _told(notice: Notice) -> str:
-    muted = f" (no {', '.join(sorted(notice.suppress))})" if notice.suppress else ""
-    return f"{notice.event} to {'+'.join(audiences(notice.event))}{muted}"
 
 
 def _present(*notices: Notice | None) -> tuple[Notice, ...]:

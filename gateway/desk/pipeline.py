@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 
 from gateway.clock import Clock, SystemClock
 from gateway.desk.actions import Desk
-from gateway.desk.decide import Decision, decide, describe
+from gateway.desk.decide import Decision, decide
+from gateway.desk.describe import describe
 from gateway.desk.notifications import Notifier
 from gateway.desk.queries import TicketQueries
 from gateway.desk.reading import Reader
