@@ -140,12 +140,12 @@ def _spilled(attachment: Attachment, directory: str) -> Attachment:
 
 def _read_raw(database: str, spool_id: int) -> bytes:
     # Through SQLite's blob handle: a SELECT would hold the mail twice, SQLite's copy and ours.
-    connection = _reader(database)
+    connection = _read_only(database)
     try:
         with connection.blobopen("spool_raw", "raw", spool_id, readonly=True) as blob:
             return blob.read()
     except sqlite3.Error as error:
-        _readers.pop(database, None)  # whatever went wrong, the next mail opens the file afresh
+        _connections.pop(database, None)  # whatever went wrong, the next mail opens the file afresh
         connection.close()
         if isinstance(error, sqlite3.OperationalError):  # no such row
             raise ParseError(f"spool row {spool_id} has no raw mail ({error})") from None
@@ -156,13 +156,13 @@ def _read_raw(database: str, spool_id: int) -> bytes:
 # on its first statement) costs about a tenth of parsing a mail (docs/performance.md). It
 # holds no transaction between mails (autocommit; a blob handle's read ends as it closes),
 # so it blocks no checkpoint, and each read sees the latest commit (SQLite's WAL readers).
-_readers: dict[str, sqlite3.Connection] = {}
+_connections: dict[str, sqlite3.Connection] = {}
 
 
-def _reader(database: str) -> sqlite3.Connection:
-    if database not in _readers:
-        _readers[database] = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
-    return _readers[database]
+def _read_only(database: str) -> sqlite3.Connection:
+    if database not in _connections:
+        _connections[database] = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    return _connections[database]
 
 
 def _start_worker(daemon_pid: int) -> None:
