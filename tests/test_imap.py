@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from gateway.daemon import Gateway
-from gateway.inbound.imap import read_intake_states
+from gateway.runtime.state_file import read_intake_states
 from gateway.settings import load_settings
 from tests.conftest import MAILBOX, PROJECT, Sink, free_port, make_mail, run_cli, send, write_config
 

@@ -19,8 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.cli.read_only import open_read_only
-from gateway.inbound.imap import read_intake_states
-from gateway.runtime.state_file import DaemonState, is_alive, read_state, state_path
+from gateway.runtime.state_file import DaemonState, is_alive, read_intake_states, read_state, state_path
 from gateway.settings import HealthSettings, Settings
 
 OK, WARNING, CRITICAL = 0, 1, 2

@@ -9,7 +9,7 @@ Everything after the spool is the SMTP path's code.
 
 Only this module imports aioimaplib (untyped libraries stay at the edge); the decisions
 are in imap_decide.py. Each source's state (connected, last error, last fetch) is kept in
-a JSON file beside the database, for `status` (`read_intake_states`).
+a JSON file beside the database, for `status` (runtime/state_file.py).
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ import ssl
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import aioimaplib
 
-from gateway.clock import Clock, timestamp
+from gateway.clock import timestamp
 from gateway.inbound.imap_decide import (
     batches,
     envelope_sender,
@@ -39,6 +38,7 @@ from gateway.inbound.imap_decide import (
     uidvalidity_of,
 )
 from gateway.inbound.spool import Spool
+from gateway.runtime.state_file import IntakeStates
 from gateway.settings import ImapSettings, MailboxSettings, OAuth2Settings, Settings
 
 log = logging.getLogger(__name__)
@@ -57,35 +57,6 @@ class ImapError(Exception):
 
 class LoginRefusedError(ImapError):
     """Wrong password or token: said at ERROR, as only the operator can fix it."""
-
-
-def intake_state_path(database: Path) -> Path:
-    return database.with_name(database.name + ".intake.json")
-
-
-def read_intake_states(database: Path) -> dict[str, dict[str, Any]]:
-    """Each IMAP source's last known state, by name: what `status` shows."""
-    try:
-        states: dict[str, dict[str, Any]] = json.loads(intake_state_path(database).read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-    return states
-
-
-class IntakeStates:
-    """The sources' states, rewritten whole (and renamed into place) on each change."""
-
-    def __init__(self, database: Path, clock: Clock) -> None:
-        self.path = intake_state_path(database)
-        self.clock = clock
-        self.rows: dict[str, dict[str, Any]] = {}
-
-    def update(self, source: str, **fields: Any) -> None:
-        row = self.rows.setdefault(source, {"connected": False, "last_error": None, "last_fetch_at": None})
-        row.update(fields, pid=os.getpid(), updated_at=timestamp(self.clock.now()))
-        partial = self.path.with_name(self.path.name + ".tmp")
-        partial.write_text(json.dumps(self.rows, indent=1, sort_keys=True))
-        os.replace(partial, self.path)
 
 
 async def access_token(oauth: OAuth2Settings, timeout: float) -> str:

@@ -29,6 +29,7 @@ from gateway.parsing.mail import ParseError, parse_mail
 from gateway.parsing.quotes import new_part
 from gateway.rules.fields import field_lines
 from gateway.runtime.lifeline import end_with_parent, spawn_context
+from gateway.runtime.state_file import is_alive
 
 SPILL_BYTES = 1024 * 1024  # attachments larger than this come back from a worker as files
 
@@ -98,18 +99,8 @@ def discard_spilled(mail: ParsedMail) -> None:
 
 def _remove_stale_spill_directories(parent: Path) -> None:
     for directory in parent.glob("*"):  # named after the pid of the processor that made it
-        if directory.name.isdigit() and not _is_running(int(directory.name)):
+        if directory.name.isdigit() and not is_alive(int(directory.name)):
             shutil.rmtree(directory, ignore_errors=True)
-
-
-def _is_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        pass
-    return True
 
 
 def read_mail(raw: bytes, ours: frozenset[str] = frozenset()) -> ParsedMail:
