@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
+from gateway.parsing import quote_markers, quotes
 from gateway.parsing.quotes import new_part
 
 NEW = "Sigue fallando en Maipú.\n\nAndrés"
@@ -78,3 +81,20 @@ Hola Andrés, recibimos su solicitud con el número TK-000002."""
 )
 def test_a_forward_of_our_own_mail_is_a_reply(ours: frozenset[str], expected: str) -> None:
     assert new_part(OUR_OWN_FORWARDED, subject="RV: reporte inventario", ours=ours) == expected
+
+
+# Lines made of what the attribution tests look at: verbs, white space (Unicode too),
+# colons, digits (Unicode ones too), letters glued to a verb, and a final newline.
+_PIECES = st.sampled_from([*quote_markers.ATTRIBUTION_VERBS, "WROTE", " ", "\u00a0", "\t", ":", "::", "2", "²",
+                           "①", " " * 16, "x", "Ana", "<a@x.example>", "\n", "escribió" + "x" * 30])  # fmt: skip
+
+
+@given(st.lists(_PIECES, max_size=12).map("".join))
+@example("El vie, Ana <a@x.example> wrote" + " " * 16 + ":")
+@example("Ana escribió: wrote:\n")
+@example("Am 20.11. schrieb Ana²")
+def test_the_attribution_tests_read_as_their_plain_patterns_do(line: str) -> None:
+    # The tests run on every line of every mail, so they read only a line's end and stop at
+    # its first digit: they must still say what the whole-line pattern and str.isdigit say.
+    assert quotes._ends_with_verb(line) == (quotes.VERB_END.search(line) is not None)
+    assert quotes._has_digit(line) == any(character.isdigit() for character in line)

@@ -29,6 +29,7 @@ WRAP = 3  # an attribution wrapped by the client spans at most three lines
 HEADER_WINDOW = 5  # an Outlook header block's labels follow within five lines
 VERB = re.compile(markers.verb_pattern(), re.IGNORECASE)
 VERB_END = re.compile(markers.verb_pattern() + r"\s*:?$", re.IGNORECASE)
+LONGEST_VERB = max(map(len, markers.ATTRIBUTION_VERBS))
 OPENER = re.compile(r"(?:" + "|".join(re.escape(o) for o in markers.ATTRIBUTION_OPENERS) + r")\b", re.IGNORECASE)
 TIME = re.compile(r"\d{1,2}[:.]\d{2}")
 QUOTED = re.compile(r"\s*>")
@@ -168,7 +169,10 @@ def _attribution_span(lines: list[str], kinds: list[Kind], index: int) -> int:
         return 0
     if _is_attribution(first, opens=True):
         return 1
-    if not (OPENER.match(first) or any(c.isdigit() for c in first)):
+    wrapped = index + 1
+    if wrapped >= len(lines) or kinds[wrapped] is not Kind.TEXT or len(lines[wrapped]) > SHORT:
+        return 0  # nothing to wrap onto (most body lines: a paragraph ends with an empty line)
+    if not (OPENER.match(first) or _has_digit(first)):
         return 0
     joined = first
     for span in range(2, WRAP + 1):
@@ -188,17 +192,28 @@ def _is_attribution(line: str, opens: bool) -> bool:
     """ "On Fri, … Ana <a@x> wrote:", "---- Ana escribió ----", "2026-11-24 16:32 GMT-03:00 Ana <a@x>:"."""
     if line.startswith("--") and line.endswith("--"):
         return VERB.search(line) is not None  # Zoho, Android: the dashes make it one
-    if not line.endswith(":") and VERB_END.search(line) is None:
+    if not line.endswith(":") and not _ends_with_verb(line):
         return False
-    dated = "@" in line or any(c.isdigit() for c in line)
+    dated = "@" in line or _has_digit(line)
     if VERB.search(line) is not None:
-        if VERB_END.search(line) is not None:  # "On Monday, Ana wrote:", "Support kirjoitti:"
+        if _ends_with_verb(line):  # "On Monday, Ana wrote:", "Support kirjoitti:"
             return dated or (opens and OPENER.match(line) is not None)
         # The verb inside the line ("Am 20.11. schrieb Ana:") only with a date or an address:
         # a customer's own "On Monday our accountant wrote to me:" is text.
         return dated and line.endswith(":")
     # Gmail in some locales, Yandex, mail.ru: a date, a time, a name and an address, then ":".
     return "@" in line and TIME.search(line) is not None and line.rstrip(":").rstrip().endswith(">")
+
+
+def _ends_with_verb(line: str) -> bool:
+    """VERB_END's search, started where the verb can begin: a search from the start tries
+    every character of a paragraph against every verb."""
+    end = len((line[:-1] if line.endswith(":") else line).rstrip())  # what `\s*:?$` may take
+    return VERB_END.search(line, max(0, end - LONGEST_VERB - 2)) is not None  # 2: a final "\n" for `$`
+
+
+def _has_digit(line: str) -> bool:
+    return any(map(str.isdigit, line))  # str.isdigit, not \d: "²" and "①" count, as in a date
 
 
 def _unglued(lines: list[str]) -> list[str]:

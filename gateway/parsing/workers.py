@@ -2,7 +2,7 @@
 
 The parser's CPU leaves the loop; a worker reads the raw mail from the spool itself, so a
 25 MB mail never passes through the daemon to be parsed; and a mail that kills a worker
-fails alone (the pool is made anew and the mail tried once more). Workers exit when the
+fails alone (it is tried once more in a new worker; worker_pool.py). Workers exit when the
 daemon does, however it went.
 
 A large attachment comes back as a file (`SpilledFile`) rather than through the result
@@ -17,18 +17,16 @@ import asyncio
 import dataclasses
 import os
 import shutil
-import signal
 import sqlite3
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.model import Attachment, ParsedMail, SpilledFile
 from gateway.parsing.mail import ParseError, parse_mail
 from gateway.parsing.quotes import new_part
+from gateway.parsing.worker_pool import WorkerPool
 from gateway.rules.fields import field_lines
-from gateway.runtime.lifeline import end_with_parent, spawn_context
 from gateway.runtime.state_file import is_alive
 
 SPILL_BYTES = 1024 * 1024  # attachments larger than this come back from a worker as files
@@ -38,14 +36,14 @@ class Parser:
     """Parses in worker processes (`workers` > 0) or in this one. In workers, the parser's
     CPU is off the event loop, the raw mail is read by the worker itself (a 25 MB mail
     never passes through the daemon to be parsed), and a mail that kills a worker fails
-    alone: the pool is made anew and the mail is tried once more before it is given up."""
+    alone: it is tried once more in a new worker before it is given up (worker_pool.py)."""
 
     def __init__(self, workers: int, database: Path, ours: frozenset[str] = frozenset()) -> None:
         self.workers = workers
         self.ours = ours  # the desk's addresses: their mail forwarded back is history (quotes.py)
         self.database = str(database)
         self.spill_directory = database.with_name(database.name + ".attachments") / str(os.getpid())
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: WorkerPool[ParsedMail] | None = None
 
     def start(self, spool_id: int, raw: bytes | None) -> asyncio.Future[ParsedMail]:
         """Parse a spooled mail: in a worker, which reads it; or here, from `raw`."""
@@ -58,34 +56,18 @@ class Parser:
             except Exception as error:
                 future.set_exception(error)
             return future
-        return asyncio.ensure_future(self._in_worker(spool_id))
+        return self._ensure_pool().submit(spool_id)
 
-    async def _in_worker(self, spool_id: int) -> ParsedMail:
-        for attempt in (1, 2):
-            pool = self._ensure_pool()
-            try:
-                return await asyncio.get_running_loop().run_in_executor(
-                    pool, parse_spooled, self.database, spool_id, str(self.spill_directory), self.ours
-                )
-            except BrokenProcessPool:
-                if self._pool is pool:
-                    self._pool = None  # made anew on the next use
-                if attempt == 2:
-                    raise ParseError("the parser process died twice on this mail") from None
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _ensure_pool(self) -> ProcessPoolExecutor:
+    def _ensure_pool(self) -> WorkerPool[ParsedMail]:
         if self._pool is None:
             _remove_stale_spill_directories(self.spill_directory.parent)
             self.spill_directory.mkdir(parents=True, exist_ok=True)
-            self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=spawn_context(), initializer=_start_worker, initargs=(os.getpid(),)
-            )
+            self._pool = WorkerPool(self.workers, SpoolParser(self.database, str(self.spill_directory), self.ours))
         return self._pool
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.close()
             self._pool = None
         shutil.rmtree(self.spill_directory, ignore_errors=True)
 
@@ -112,6 +94,18 @@ def read_mail(raw: bytes, ours: frozenset[str] = frozenset()) -> ParsedMail:
     if text == mail.text:
         text = mail.text  # one object: pickled once on its way back from a worker
     return dataclasses.replace(mail, new_part=text, field_lines=field_lines(text))
+
+
+@dataclass(frozen=True)
+class SpoolParser:
+    """What a worker runs for each spool id it is sent (pickled once, when it starts)."""
+
+    database: str
+    spill_directory: str
+    ours: frozenset[str]
+
+    def __call__(self, spool_id: int) -> ParsedMail:
+        return parse_spooled(self.database, spool_id, self.spill_directory, self.ours)
 
 
 def parse_spooled(database: str, spool_id: int, spill_directory: str, ours: frozenset[str]) -> ParsedMail:
@@ -154,9 +148,3 @@ def _read_only(database: str) -> sqlite3.Connection:
     if database not in _connections:
         _connections[database] = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
     return _connections[database]
-
-
-def _start_worker(daemon_pid: int) -> None:
-    # Ctrl-C reaches the whole process group; the daemon's shutdown ends the workers itself.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    end_with_parent(daemon_pid)
