@@ -16,7 +16,7 @@ from gateway.clock import timestamp
 from gateway.model import Address, Attachment, MessageView, StoredFile, StoredMessage, TicketRef, TicketView
 from gateway.rules.subject_token import format_number
 from gateway.rules.tickets import NewTicket
-from gateway.storage.database import Database, Statement, fill_blob, read_blob
+from gateway.storage.database import Database, Executed, Statement, fill_blob, read_blob
 
 MAX_THREAD_IDS = 200  # In-Reply-To and References looked up at most: an attacker writes them
 TICKET_COLUMNS = (
@@ -201,73 +201,18 @@ class TicketStore:
         return row is not None
 
     async def ticket_view(self, ticket_id: int) -> TicketView:
-        tickets, people, messages, attachments = await self.database.execute_all(
-            [
-                (
-                    "SELECT t.*, f.number AS follow_up_number FROM tickets t"
-                    " LEFT JOIN tickets f ON f.id = t.follow_up_of WHERE t.id = ?",
-                    (ticket_id,),
-                ),
-                (
-                    "SELECT address, name, role, status FROM participants WHERE ticket_id = ?"
-                    " ORDER BY added_at, address",
-                    (ticket_id,),
-                ),
-                (
-                    "SELECT id, message_id, direction, author, author_name, coalesce(date, created_at) AS date,"
-                    " coalesce(new_part, body) AS body, visibility, note FROM messages WHERE ticket_id = ? ORDER BY id",
-                    (ticket_id,),
-                ),
-                (
-                    "SELECT message_row, id, filename, content_type, size, sha256 FROM attachments"
-                    " WHERE message_row IN (SELECT id FROM messages WHERE ticket_id = ?) ORDER BY id",
-                    (ticket_id,),
-                ),
-            ]
-        )  # one trip: a view is read for every notification
-        assert tickets.rows, f"ticket {ticket_id} vanished inside its transaction"
-        row = tickets.rows[0]
-        files: dict[int, list[StoredFile]] = {}
-        for a in attachments.rows:
-            stored = StoredFile(a["id"], a["filename"], a["content_type"], a["size"], a["sha256"])
-            files.setdefault(a["message_row"], []).append(stored)
-        return TicketView(
-            id=row["id"], number=row["number"], subject=row["subject"], status=row["status"],
-            priority=row["priority"], type=row["type"], mailbox=row["mailbox"], country=row["country"],
-            brand=row["brand"], product=row["product"], created_at=row["created_at"],
-            requester=Address(row["requester_name"], row["requester"]),
-            cc=tuple(Address(p["name"], p["address"]) for p in people.rows if p["role"] == "cc"),
-            unreachable=frozenset(p["address"] for p in people.rows if p["status"] == "bounced"),
-            messages=tuple(
-                MessageView(
-                    message_id=m["message_id"], direction=m["direction"],
-                    author=Address(m["author_name"], m["author"]), date=m["date"], body=m["body"],
-                    attachment_names=tuple(f.filename for f in files.get(m["id"], [])),
-                    visibility=m["visibility"], files=tuple(files.get(m["id"], [])), note=m["note"],
-                )
-                for m in messages.rows
-            ),
-            assignee=row["assignee"], incident=row["incident"], resolutions=row["resolutions"],
-            resolved_at=row["resolved_at"], first_response_at=row["first_response_at"],
-            follow_up_of=row["follow_up_number"], fiscal_id=row["fiscal_id"],
-            fiscal_id_valid=None if row["fiscal_id_valid"] is None else bool(row["fiscal_id_valid"]),
-            company=row["company"], phone=row["phone"],
-        )  # fmt: skip
+        return _view(ticket_id, *await self.database.execute_all(_view_statements(ticket_id)))
 
-    async def tickets_opened_since(self, requester: str, since: datetime) -> int:
-        row = await self.database.fetch_one(
-            "SELECT count(*) AS n FROM tickets WHERE requester = ? AND created_at >= ?", (requester, timestamp(since))
-        )
-        return int(row["n"]) if row else 0
-
-    async def sent_and_recorded_since(
+    async def ticket_view_and_mail_since(
         self, ticket_id: int, field: str, since: datetime
-    ) -> tuple[list[tuple[int, str, str]], frozenset[str]]:
-        """What bounds automatic mail about a ticket since then, in one trip: (outbox id,
-        template, recipient) of each mail, and the values `field` was given in its history.
-        Read inside the notifying transaction, so it counts its own mails too."""
-        sent, recorded = await self.database.execute_all(
+    ) -> tuple[TicketView, list[tuple[int, str, str]], frozenset[str]]:
+        """The ticket's view and what bounds automatic mail about it since then, in one trip
+        (a notification needs both): (outbox id, template, recipient) of each mail, and the
+        values `field` was given in its history. Read inside the notifying transaction, so
+        it counts that transaction's mails too."""
+        *view, sent, recorded = await self.database.execute_all(
             [
+                *_view_statements(ticket_id),
                 (
                     "SELECT o.id, o.template, r.value AS recipient FROM outbox o, json_each(o.recipients) r"
                     " WHERE o.ticket_id = ? AND o.created_at >= ?",
@@ -280,9 +225,16 @@ class TicketStore:
             ]
         )
         return (
+            _view(ticket_id, *view),
             [(row["id"], row["template"], str(row["recipient"])) for row in sent.rows],
             frozenset(str(row["new"]) for row in recorded.rows),
         )
+
+    async def tickets_opened_since(self, requester: str, since: datetime) -> int:
+        row = await self.database.fetch_one(
+            "SELECT count(*) AS n FROM tickets WHERE requester = ? AND created_at >= ?", (requester, timestamp(since))
+        )
+        return int(row["n"]) if row else 0
 
     async def stale_resolved(self, resolved_before: datetime) -> list[int]:
         rows = await self.database.fetch_all(
@@ -324,6 +276,62 @@ def _participants(ticket_id: int, people: Iterable[Address], role: str, now: dat
         )
         for person in people
     ]
+
+
+def _view_statements(ticket_id: int) -> list[Statement]:
+    """A ticket's view, read in one trip: the ticket, its people, messages and files."""
+    return [
+        (
+            "SELECT t.*, f.number AS follow_up_number FROM tickets t"
+            " LEFT JOIN tickets f ON f.id = t.follow_up_of WHERE t.id = ?",
+            (ticket_id,),
+        ),
+        (
+            "SELECT address, name, role, status FROM participants WHERE ticket_id = ? ORDER BY added_at, address",
+            (ticket_id,),
+        ),
+        (
+            "SELECT id, message_id, direction, author, author_name, coalesce(date, created_at) AS date,"
+            " coalesce(new_part, body) AS body, visibility, note FROM messages WHERE ticket_id = ? ORDER BY id",
+            (ticket_id,),
+        ),
+        (
+            "SELECT message_row, id, filename, content_type, size, sha256 FROM attachments"
+            " WHERE message_row IN (SELECT id FROM messages WHERE ticket_id = ?) ORDER BY id",
+            (ticket_id,),
+        ),
+    ]
+
+
+def _view(ticket_id: int, tickets: Executed, people: Executed, messages: Executed, attachments: Executed) -> TicketView:
+    assert tickets.rows, f"ticket {ticket_id} vanished inside its transaction"
+    row = tickets.rows[0]
+    files: dict[int, list[StoredFile]] = {}
+    for a in attachments.rows:
+        stored = StoredFile(a["id"], a["filename"], a["content_type"], a["size"], a["sha256"])
+        files.setdefault(a["message_row"], []).append(stored)
+    return TicketView(
+        id=row["id"], number=row["number"], subject=row["subject"], status=row["status"],
+        priority=row["priority"], type=row["type"], mailbox=row["mailbox"], country=row["country"],
+        brand=row["brand"], product=row["product"], created_at=row["created_at"],
+        requester=Address(row["requester_name"], row["requester"]),
+        cc=tuple(Address(p["name"], p["address"]) for p in people.rows if p["role"] == "cc"),
+        unreachable=frozenset(p["address"] for p in people.rows if p["status"] == "bounced"),
+        messages=tuple(
+            MessageView(
+                message_id=m["message_id"], direction=m["direction"],
+                author=Address(m["author_name"], m["author"]), date=m["date"], body=m["body"],
+                attachment_names=tuple(f.filename for f in files.get(m["id"], [])),
+                visibility=m["visibility"], files=tuple(files.get(m["id"], [])), note=m["note"],
+            )
+            for m in messages.rows
+        ),
+        assignee=row["assignee"], incident=row["incident"], resolutions=row["resolutions"],
+        resolved_at=row["resolved_at"], first_response_at=row["first_response_at"],
+        follow_up_of=row["follow_up_number"], fiscal_id=row["fiscal_id"],
+        fiscal_id_valid=None if row["fiscal_id_valid"] is None else bool(row["fiscal_id_valid"]),
+        company=row["company"], phone=row["phone"],
+    )  # fmt: skip
 
 
 def marks(values: Iterable[object]) -> str:
