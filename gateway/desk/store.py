@@ -124,9 +124,9 @@ class TicketStore:
         )
         return updated.rowcount > 0
 
-    async def add_message(self, ticket_id: int, spool_id: int | None, message: StoredMessage, now: datetime) -> int:
+    async def add_message(self, ticket_id: int, spool_id: int | None, message: StoredMessage, now: datetime) -> None:
         when = timestamp(now)
-        inserted = await self.database.execute(
+        insert = (
             "INSERT INTO messages (ticket_id, spool_id, message_id, direction, author, author_name,"
             " recipients_to, recipients_cc, subject, date, body, new_part, html, visibility, note, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -138,13 +138,16 @@ class TicketStore:
                 message.body, message.new_part, _safe_html(message.html), message.visibility, message.note, when,
             ),
         )  # fmt: skip
-        assert inserted.lastrowid is not None
+        if message.attachments:  # their rows name the message's row: wait for its id
+            inserted = await self.database.execute(*insert)
+            assert inserted.lastrowid is not None
+            for attachment in message.attachments:
+                self._add_attachment(inserted.lastrowid, attachment)
+        else:  # nobody waits for it: it goes with the transaction's next trip
+            self.database.defer(*insert)
         if message.message_id:
             self.remember_thread_id(message.message_id, ticket_id)
-        for attachment in message.attachments:
-            self._add_attachment(inserted.lastrowid, attachment)
         self.database.defer("UPDATE tickets SET updated_at = ? WHERE id = ?", (when, ticket_id))
-        return inserted.lastrowid
 
     def _add_attachment(self, message_row: int, attachment: Attachment) -> None:
         digest, size = attachment.sha256, attachment.size
