@@ -14,7 +14,7 @@ import nh3
 
 from gateway.clock import timestamp
 from gateway.model import Address, Attachment, MessageView, StoredFile, StoredMessage, TicketRef, TicketView
-from gateway.rules.subject_token import format_number
+from gateway.rules.subject_token import format_number, number_format_sql
 from gateway.rules.tickets import NewTicket
 from gateway.storage.database import Database, Executed, Statement, fill_blob, read_blob
 
@@ -77,25 +77,29 @@ class TicketStore:
     # -- writes (inside the caller's transaction) ---------------------------------------
 
     async def create_ticket(self, new: NewTicket, now: datetime) -> TicketRef:
-        counter = await self.database.fetch_one(
-            "UPDATE counters SET value = value + 1 WHERE name = 'ticket' RETURNING value"
-        )
-        assert counter is not None
-        number = format_number(self.number_prefix, counter["value"])
         when = timestamp(now)
-        inserted = await self.database.execute(
-            "INSERT INTO tickets (number, subject, requester, requester_name, mailbox, country, brand,"
-            " product, type, priority, status, source, created_at, updated_at, fiscal_id, fiscal_id_valid,"
-            " company, phone, follow_up_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                number, new.subject, new.requester.address, new.requester.name, new.mailbox,
-                new.country, new.brand, new.product, new.type, new.priority, new.status,
-                new.source, when, when, new.fiscal_id, new.fiscal_id_valid, new.company, new.phone,
-                new.follow_up_of,
-            ),
+        # One trip: the counter moves, and the INSERT spells the number from it.
+        counter, inserted = await self.database.execute_all(
+            [
+                ("UPDATE counters SET value = value + 1 WHERE name = 'ticket' RETURNING value", ()),
+                (
+                    "INSERT INTO tickets (number, subject, requester, requester_name, mailbox, country, brand,"
+                    " product, type, priority, status, source, created_at, updated_at, fiscal_id, fiscal_id_valid,"
+                    " company, phone, follow_up_of)"
+                    " VALUES (printf(?, (SELECT value FROM counters WHERE name = 'ticket')),"
+                    " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id, number",
+                    (
+                        number_format_sql(self.number_prefix), new.subject, new.requester.address,
+                        new.requester.name, new.mailbox, new.country, new.brand, new.product, new.type,
+                        new.priority, new.status, new.source, when, when, new.fiscal_id, new.fiscal_id_valid,
+                        new.company, new.phone, new.follow_up_of,
+                    ),
+                ),
+            ]
         )  # fmt: skip
-        assert inserted.lastrowid is not None
-        ticket = TicketRef(inserted.lastrowid, number, new.status)
+        number = format_number(self.number_prefix, counter.rows[0]["value"])
+        assert inserted.rows[0]["number"] == number, f"{inserted.rows[0]['number']} is not spelled {number}"
+        ticket = TicketRef(inserted.rows[0]["id"], number, new.status)
         for statement in (*_participants(ticket.id, [new.requester], "requester", now),
                           *_participants(ticket.id, new.cc, "cc", now)):  # fmt: skip
             self.database.defer(statement)
