@@ -13,6 +13,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid, parseaddr
 
 from gateway.daemon import Gateway
+from gateway.settings import Settings
 from tests.conftest import ReceivedMail, Sink, crlf, make_mail, send
 
 BOT_A = "bot.a@cliente.example"  # the requester's auto-responder
@@ -90,3 +91,18 @@ async def test_an_agents_out_of_office_and_a_customer_bot_stop_within_the_bound(
     assert len(relay.handler.to(BOT_A)) <= limit
     assert sorted(notices_naming(relay)) == [AGENTS, BOT_A], "agents are told once of each muted address"
     assert len(relay.handler.to(AGENTS)) <= limit + 2  # its own notifications, and the two notices
+
+
+async def test_the_bound_per_ticket_counts_the_mails_one_event_has_just_queued(settings: Settings, relay: Sink) -> None:
+    # A new ticket's acknowledgement and its agents' mail are queued by one event: with one
+    # mail a ticket an hour, the second must be held back (and agents told) within that event.
+    bounds = settings.notifications.model_copy(update={"per_ticket_per_hour": 1})
+    running = Gateway(settings.model_copy(update={"notifications": bounds}))
+    await running.start()
+    try:
+        await send(running, make_mail("Factura rechazada", sender=f"Bot A <{BOT_A}>"), sender=BOT_A)
+        await running.drain()
+    finally:
+        await running.stop()
+    assert [mail.rcpt_tos for mail in relay.received] == [[BOT_A], [AGENTS]]
+    assert notices_naming(relay) == [AGENTS], "the agents' own mail is muted, and they are told so"

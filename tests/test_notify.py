@@ -189,6 +189,18 @@ def test_tally_counts_mails_per_recipient_and_notices() -> None:
     assert tally(sent) == (Counter({BOT: 2, OTHER: 1, AGENTS.address: 1}), 3, 1)
 
 
+def test_mail_queued_within_one_event_is_counted_as_a_second_read_would_count_it() -> None:
+    # notify reads the window once and adds each mail it queues (notifications.py).
+    first = [(1, "acknowledgement", BOT), (1, "acknowledgement", OTHER)]
+    queued = [("customer_reply", ["BOT@cliente.example"]), (MUTED_NOTICE, [AGENTS.address])]
+    recent = RecentMail(*tally(first), muted=frozenset({OTHER}))
+    for template, recipients in queued:
+        recent = recent.with_mail(template, recipients)
+    reread = [*first, *((n, template, r) for n, (template, rs) in enumerate(queued, 2) for r in rs)]
+    assert recent == RecentMail(*tally(reread), muted=frozenset({OTHER}))
+    assert recent.told([BOT]).muted == {OTHER, BOT}
+
+
 @pytest.mark.parametrize(
     ("kept", "to", "cc"),
     [

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from gateway.model import Address, Priority
 from gateway.parsing.mail import parse_mail
-from gateway.rules.subject_token import format_number, ticket_numbers_in
+from gateway.rules.subject_token import format_number, number_format_sql, ticket_numbers_in
 from gateway.rules.tickets import cap_newcomers, copied_people, priority_from_headers
 from tests.conftest import make_mail
 
@@ -90,3 +92,13 @@ def test_one_mail_adds_at_most_the_cap_of_new_people_in_its_order() -> None:
     newcomers = cap_newcomers(copied, frozenset({"p0@cliente.example", "p1@cliente.example"}), limit=10)
     assert [p.address for p in newcomers.added] == [f"p{index}@cliente.example" for index in range(2, 12)]
     assert [p.address for p in newcomers.left_out] == [f"p{index}@cliente.example" for index in range(12, 15)]
+
+
+@pytest.mark.parametrize("sequence", [1, 7, 999_999, 1_000_000, 123_456_789])
+@pytest.mark.parametrize("prefix", ["TK", "Soporte2"])
+def test_a_number_spelled_by_sqlite_is_spelled_as_format_number_spells_it(prefix: str, sequence: int) -> None:
+    # desk/store.py makes a new ticket's number inside its INSERT, from the counter.
+    (spelled,) = (
+        sqlite3.connect(":memory:").execute("SELECT printf(?, ?)", (number_format_sql(prefix), sequence)).fetchone()
+    )
+    assert spelled == format_number(prefix, sequence)

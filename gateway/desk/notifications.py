@@ -67,7 +67,7 @@ class Notifier:
         their hourly bound (notify.allow); `addressed`: the triggering mail's To and Cc (they
         have its words already); `occasion` fills `Occasion` (change, attachments, extra…).
         Returns how many mails were queued."""
-        ticket = await self.store.ticket_view(ticket_id)
+        ticket, recent = await self._ticket_and_recent(ticket_id)
         mailbox = self.mailbox_of(ticket.mailbox)
         people = replace(self._people(author, ticket.requester, ticket.cc, ticket.unreachable), addressed=addressed)
         change = dict(occasion.pop("change", {}))
@@ -78,7 +78,8 @@ class Notifier:
         newly_muted: list[str] = []
         carried: Carried | None = None  # read once, when an agents' mail is really written
         for notification in (self._capped(ticket.number, n) for n in planned if n.template not in suppress):
-            allowance = await self._allowance(ticket.id, notification)
+            allowance = self._allowance(ticket.id, notification, recent)
+            recent = recent.told(allowance.newly_muted)
             newly_muted += allowance.newly_muted
             tell_agents = tell_agents or allowance.tell_agents
             bounded = keep_only(notification, allowance.kept)
@@ -90,7 +91,8 @@ class Notifier:
                 carried = await self._carried(trigger)
             details = Occasion(trigger, change, reply_to=reply_to, carried=carried or Carried(),
                                open_address=self._open_address(bounded, mailbox), **occasion)  # fmt: skip
-            await self._queue(ticket.id, self.renderer.render(bounded, ticket, mailbox, details))
+            mail = self._queue(ticket.id, self.renderer.render(bounded, ticket, mailbox, details))
+            recent = recent.with_mail(mail.template, mail.recipients)
             queued += 1
         if tell_agents:
             queued += await self._tell_agents_of_muting(ticket_id, newly_muted, trigger_message_id)
@@ -102,7 +104,7 @@ class Notifier:
         planned = plan(event, self._people(author, author, (), frozenset()), copy_participants=False)
         for notification in planned:
             details = Occasion(None, extra=extra, open_address=self._open_address(notification, mailbox))
-            await self._queue(None, self.renderer.render(notification, None, mailbox, details))
+            self._queue(None, self.renderer.render(notification, None, mailbox, details))
         return len(planned)
 
     async def _carried(self, trigger: MessageView | None) -> Carried:
@@ -163,21 +165,26 @@ class Notifier:
             "rate_no": self.signer.rating_address(mailbox, ticket.number, ticket.resolutions, helpful=False),
         }
 
-    async def _allowance(self, ticket_id: int, notification: PlannedMail) -> Allowance:
+    async def _ticket_and_recent(self, ticket_id: int) -> tuple[TicketView, RecentMail]:
+        """The ticket, and the mail about it within the window, in one trip. The mails one
+        `notify` queues are then added to the window as they are queued (`RecentMail.with_mail`),
+        as a second read in the same transaction would find them."""
+        since = self.outbox.clock.now() - MUTE_WINDOW  # the clock that stamps the outbox rows counted
+        ticket, sent, muted = await self.store.ticket_view_and_mail_since(ticket_id, MUTED_FIELD, since)
+        to_address, mails, notices = tally(sent)
+        return ticket, RecentMail(to_address, mails, notices, muted)
+
+    def _allowance(self, ticket_id: int, notification: PlannedMail, recent: RecentMail) -> Allowance:
         """Who of this mail's recipients are still within their bounds; the newly muted are
         recorded in the ticket's history (that is how agents are told only once)."""
-        now = self.outbox.clock.now()  # the clock that stamps the outbox rows counted here
-        since = now - MUTE_WINDOW
-        sent, muted = await self.store.sent_and_recorded_since(ticket_id, MUTED_FIELD, since)
-        to_address, mails, notices = tally(sent)
-        recent = RecentMail(to_address, mails, notices, muted)
+        now = self.outbox.clock.now()
         recipients = [person.address for person in (*notification.to, *notification.cc)]
         allowance = allow(recipients, recent, self.limits)
         for address in allowance.newly_muted:
             self.store.record_history(ticket_id, MUTED_FIELD, None, address, SYSTEM, now)
         if allowance.muted:
             log.info("ticket %d: %s not sent to %s: past the hourly bound (%d mail(s) about the ticket)",
-                     ticket_id, notification.template, ", ".join(allowance.muted), mails)  # fmt: skip
+                     ticket_id, notification.template, ", ".join(allowance.muted), recent.mails)  # fmt: skip
         return allowance
 
     async def _tell_agents_of_muting(self, ticket_id: int, muted: list[str], trigger_message_id: str | None) -> int:
@@ -192,10 +199,10 @@ class Notifier:
             reply_to = self._reply_to(notice, mailbox, ticket.number)
             details = Occasion(ticket.message(trigger_message_id), reply_to=reply_to, extra=extra,
                                open_address=self._open_address(notice, mailbox))  # fmt: skip
-            await self._queue(ticket.id, self.renderer.render(notice, ticket, mailbox, details))
+            self._queue(ticket.id, self.renderer.render(notice, ticket, mailbox, details))
         return len(planned)
 
-    async def _queue(self, ticket_id: int | None, mail: OutboundMail) -> None:
+    def _queue(self, ticket_id: int | None, mail: OutboundMail) -> OutboundMail:
         # Sent from a return address of its own (VERP): only a report that comes back there
         # is believed (pipeline.py), not one that merely names a ticket or a recipient.
         return_path = self.signer.bounce_address(mail.envelope_from, message_token(mail.message_id))
@@ -203,3 +210,4 @@ class Notifier:
         self.outbox.add(ticket_id, mail)
         if ticket_id is not None:
             self.store.remember_thread_id(mail.message_id, ticket_id)
+        return mail

@@ -14,9 +14,9 @@ import nh3
 
 from gateway.clock import timestamp
 from gateway.model import Address, Attachment, MessageView, StoredFile, StoredMessage, TicketRef, TicketView
-from gateway.rules.subject_token import format_number
+from gateway.rules.subject_token import format_number, number_format_sql
 from gateway.rules.tickets import NewTicket
-from gateway.storage.database import Database, Statement, fill_blob, read_blob
+from gateway.storage.database import Database, Executed, Statement, fill_blob, read_blob
 
 MAX_THREAD_IDS = 200  # In-Reply-To and References looked up at most: an attacker writes them
 TICKET_COLUMNS = (
@@ -77,25 +77,29 @@ class TicketStore:
     # -- writes (inside the caller's transaction) ---------------------------------------
 
     async def create_ticket(self, new: NewTicket, now: datetime) -> TicketRef:
-        counter = await self.database.fetch_one(
-            "UPDATE counters SET value = value + 1 WHERE name = 'ticket' RETURNING value"
-        )
-        assert counter is not None
-        number = format_number(self.number_prefix, counter["value"])
         when = timestamp(now)
-        inserted = await self.database.execute(
-            "INSERT INTO tickets (number, subject, requester, requester_name, mailbox, country, brand,"
-            " product, type, priority, status, source, created_at, updated_at, fiscal_id, fiscal_id_valid,"
-            " company, phone, follow_up_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                number, new.subject, new.requester.address, new.requester.name, new.mailbox,
-                new.country, new.brand, new.product, new.type, new.priority, new.status,
-                new.source, when, when, new.fiscal_id, new.fiscal_id_valid, new.company, new.phone,
-                new.follow_up_of,
-            ),
+        # One trip: the counter moves, and the INSERT spells the number from it.
+        counter, inserted = await self.database.execute_all(
+            [
+                ("UPDATE counters SET value = value + 1 WHERE name = 'ticket' RETURNING value", ()),
+                (
+                    "INSERT INTO tickets (number, subject, requester, requester_name, mailbox, country, brand,"
+                    " product, type, priority, status, source, created_at, updated_at, fiscal_id, fiscal_id_valid,"
+                    " company, phone, follow_up_of)"
+                    " VALUES (printf(?, (SELECT value FROM counters WHERE name = 'ticket')),"
+                    " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id, number",
+                    (
+                        number_format_sql(self.number_prefix), new.subject, new.requester.address,
+                        new.requester.name, new.mailbox, new.country, new.brand, new.product, new.type,
+                        new.priority, new.status, new.source, when, when, new.fiscal_id, new.fiscal_id_valid,
+                        new.company, new.phone, new.follow_up_of,
+                    ),
+                ),
+            ]
         )  # fmt: skip
-        assert inserted.lastrowid is not None
-        ticket = TicketRef(inserted.lastrowid, number, new.status)
+        number = format_number(self.number_prefix, counter.rows[0]["value"])
+        assert inserted.rows[0]["number"] == number, f"{inserted.rows[0]['number']} is not spelled {number}"
+        ticket = TicketRef(inserted.rows[0]["id"], number, new.status)
         for statement in (*_participants(ticket.id, [new.requester], "requester", now),
                           *_participants(ticket.id, new.cc, "cc", now)):  # fmt: skip
             self.database.defer(statement)
@@ -124,9 +128,9 @@ class TicketStore:
         )
         return updated.rowcount > 0
 
-    async def add_message(self, ticket_id: int, spool_id: int | None, message: StoredMessage, now: datetime) -> int:
+    async def add_message(self, ticket_id: int, spool_id: int | None, message: StoredMessage, now: datetime) -> None:
         when = timestamp(now)
-        inserted = await self.database.execute(
+        insert = (
             "INSERT INTO messages (ticket_id, spool_id, message_id, direction, author, author_name,"
             " recipients_to, recipients_cc, subject, date, body, new_part, html, visibility, note, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -138,13 +142,16 @@ class TicketStore:
                 message.body, message.new_part, _safe_html(message.html), message.visibility, message.note, when,
             ),
         )  # fmt: skip
-        assert inserted.lastrowid is not None
+        if message.attachments:  # their rows name the message's row: wait for its id
+            inserted = await self.database.execute(*insert)
+            assert inserted.lastrowid is not None
+            for attachment in message.attachments:
+                self._add_attachment(inserted.lastrowid, attachment)
+        else:  # nobody waits for it: it goes with the transaction's next trip
+            self.database.defer(*insert)
         if message.message_id:
             self.remember_thread_id(message.message_id, ticket_id)
-        for attachment in message.attachments:
-            self._add_attachment(inserted.lastrowid, attachment)
         self.database.defer("UPDATE tickets SET updated_at = ? WHERE id = ?", (when, ticket_id))
-        return inserted.lastrowid
 
     def _add_attachment(self, message_row: int, attachment: Attachment) -> None:
         digest, size = attachment.sha256, attachment.size
@@ -201,73 +208,18 @@ class TicketStore:
         return row is not None
 
     async def ticket_view(self, ticket_id: int) -> TicketView:
-        tickets, people, messages, attachments = await self.database.execute_all(
-            [
-                (
-                    "SELECT t.*, f.number AS follow_up_number FROM tickets t"
-                    " LEFT JOIN tickets f ON f.id = t.follow_up_of WHERE t.id = ?",
-                    (ticket_id,),
-                ),
-                (
-                    "SELECT address, name, role, status FROM participants WHERE ticket_id = ?"
-                    " ORDER BY added_at, address",
-                    (ticket_id,),
-                ),
-                (
-                    "SELECT id, message_id, direction, author, author_name, coalesce(date, created_at) AS date,"
-                    " coalesce(new_part, body) AS body, visibility, note FROM messages WHERE ticket_id = ? ORDER BY id",
-                    (ticket_id,),
-                ),
-                (
-                    "SELECT message_row, id, filename, content_type, size, sha256 FROM attachments"
-                    " WHERE message_row IN (SELECT id FROM messages WHERE ticket_id = ?) ORDER BY id",
-                    (ticket_id,),
-                ),
-            ]
-        )  # one trip: a view is read for every notification
-        assert tickets.rows, f"ticket {ticket_id} vanished inside its transaction"
-        row = tickets.rows[0]
-        files: dict[int, list[StoredFile]] = {}
-        for a in attachments.rows:
-            stored = StoredFile(a["id"], a["filename"], a["content_type"], a["size"], a["sha256"])
-            files.setdefault(a["message_row"], []).append(stored)
-        return TicketView(
-            id=row["id"], number=row["number"], subject=row["subject"], status=row["status"],
-            priority=row["priority"], type=row["type"], mailbox=row["mailbox"], country=row["country"],
-            brand=row["brand"], product=row["product"], created_at=row["created_at"],
-            requester=Address(row["requester_name"], row["requester"]),
-            cc=tuple(Address(p["name"], p["address"]) for p in people.rows if p["role"] == "cc"),
-            unreachable=frozenset(p["address"] for p in people.rows if p["status"] == "bounced"),
-            messages=tuple(
-                MessageView(
-                    message_id=m["message_id"], direction=m["direction"],
-                    author=Address(m["author_name"], m["author"]), date=m["date"], body=m["body"],
-                    attachment_names=tuple(f.filename for f in files.get(m["id"], [])),
-                    visibility=m["visibility"], files=tuple(files.get(m["id"], [])), note=m["note"],
-                )
-                for m in messages.rows
-            ),
-            assignee=row["assignee"], incident=row["incident"], resolutions=row["resolutions"],
-            resolved_at=row["resolved_at"], first_response_at=row["first_response_at"],
-            follow_up_of=row["follow_up_number"], fiscal_id=row["fiscal_id"],
-            fiscal_id_valid=None if row["fiscal_id_valid"] is None else bool(row["fiscal_id_valid"]),
-            company=row["company"], phone=row["phone"],
-        )  # fmt: skip
+        return _view(ticket_id, *await self.database.execute_all(_view_statements(ticket_id)))
 
-    async def tickets_opened_since(self, requester: str, since: datetime) -> int:
-        row = await self.database.fetch_one(
-            "SELECT count(*) AS n FROM tickets WHERE requester = ? AND created_at >= ?", (requester, timestamp(since))
-        )
-        return int(row["n"]) if row else 0
-
-    async def sent_and_recorded_since(
+    async def ticket_view_and_mail_since(
         self, ticket_id: int, field: str, since: datetime
-    ) -> tuple[list[tuple[int, str, str]], frozenset[str]]:
-        """What bounds automatic mail about a ticket since then, in one trip: (outbox id,
-        template, recipient) of each mail, and the values `field` was given in its history.
-        Read inside the notifying transaction, so it counts its own mails too."""
-        sent, recorded = await self.database.execute_all(
+    ) -> tuple[TicketView, list[tuple[int, str, str]], frozenset[str]]:
+        """The ticket's view and what bounds automatic mail about it since then, in one trip
+        (a notification needs both): (outbox id, template, recipient) of each mail, and the
+        values `field` was given in its history. Read inside the notifying transaction, so
+        it counts that transaction's mails too."""
+        *view, sent, recorded = await self.database.execute_all(
             [
+                *_view_statements(ticket_id),
                 (
                     "SELECT o.id, o.template, r.value AS recipient FROM outbox o, json_each(o.recipients) r"
                     " WHERE o.ticket_id = ? AND o.created_at >= ?",
@@ -280,9 +232,16 @@ class TicketStore:
             ]
         )
         return (
+            _view(ticket_id, *view),
             [(row["id"], row["template"], str(row["recipient"])) for row in sent.rows],
             frozenset(str(row["new"]) for row in recorded.rows),
         )
+
+    async def tickets_opened_since(self, requester: str, since: datetime) -> int:
+        row = await self.database.fetch_one(
+            "SELECT count(*) AS n FROM tickets WHERE requester = ? AND created_at >= ?", (requester, timestamp(since))
+        )
+        return int(row["n"]) if row else 0
 
     async def stale_resolved(self, resolved_before: datetime) -> list[int]:
         rows = await self.database.fetch_all(
@@ -324,6 +283,62 @@ def _participants(ticket_id: int, people: Iterable[Address], role: str, now: dat
         )
         for person in people
     ]
+
+
+def _view_statements(ticket_id: int) -> list[Statement]:
+    """A ticket's view, read in one trip: the ticket, its people, messages and files."""
+    return [
+        (
+            "SELECT t.*, f.number AS follow_up_number FROM tickets t"
+            " LEFT JOIN tickets f ON f.id = t.follow_up_of WHERE t.id = ?",
+            (ticket_id,),
+        ),
+        (
+            "SELECT address, name, role, status FROM participants WHERE ticket_id = ? ORDER BY added_at, address",
+            (ticket_id,),
+        ),
+        (
+            "SELECT id, message_id, direction, author, author_name, coalesce(date, created_at) AS date,"
+            " coalesce(new_part, body) AS body, visibility, note FROM messages WHERE ticket_id = ? ORDER BY id",
+            (ticket_id,),
+        ),
+        (
+            "SELECT message_row, id, filename, content_type, size, sha256 FROM attachments"
+            " WHERE message_row IN (SELECT id FROM messages WHERE ticket_id = ?) ORDER BY id",
+            (ticket_id,),
+        ),
+    ]
+
+
+def _view(ticket_id: int, tickets: Executed, people: Executed, messages: Executed, attachments: Executed) -> TicketView:
+    assert tickets.rows, f"ticket {ticket_id} vanished inside its transaction"
+    row = tickets.rows[0]
+    files: dict[int, list[StoredFile]] = {}
+    for a in attachments.rows:
+        stored = StoredFile(a["id"], a["filename"], a["content_type"], a["size"], a["sha256"])
+        files.setdefault(a["message_row"], []).append(stored)
+    return TicketView(
+        id=row["id"], number=row["number"], subject=row["subject"], status=row["status"],
+        priority=row["priority"], type=row["type"], mailbox=row["mailbox"], country=row["country"],
+        brand=row["brand"], product=row["product"], created_at=row["created_at"],
+        requester=Address(row["requester_name"], row["requester"]),
+        cc=tuple(Address(p["name"], p["address"]) for p in people.rows if p["role"] == "cc"),
+        unreachable=frozenset(p["address"] for p in people.rows if p["status"] == "bounced"),
+        messages=tuple(
+            MessageView(
+                message_id=m["message_id"], direction=m["direction"],
+                author=Address(m["author_name"], m["author"]), date=m["date"], body=m["body"],
+                attachment_names=tuple(f.filename for f in files.get(m["id"], [])),
+                visibility=m["visibility"], files=tuple(files.get(m["id"], [])), note=m["note"],
+            )
+            for m in messages.rows
+        ),
+        assignee=row["assignee"], incident=row["incident"], resolutions=row["resolutions"],
+        resolved_at=row["resolved_at"], first_response_at=row["first_response_at"],
+        follow_up_of=row["follow_up_number"], fiscal_id=row["fiscal_id"],
+        fiscal_id_valid=None if row["fiscal_id_valid"] is None else bool(row["fiscal_id_valid"]),
+        company=row["company"], phone=row["phone"],
+    )  # fmt: skip
 
 
 def marks(values: Iterable[object]) -> str:

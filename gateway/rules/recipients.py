@@ -260,6 +260,16 @@ class RecentMail:
     notices: int = 0  # of which notices to agents
     muted: frozenset[str] = frozenset()  # addresses agents were already told of
 
+    def told(self, muted: Iterable[str]) -> RecentMail:
+        """The window once agents are told of `muted` (recorded in the ticket's history)."""
+        return replace(self, muted=self.muted | frozenset(muted))
+
+    def with_mail(self, template: str, recipients: Iterable[str]) -> RecentMail:
+        """The window with one more mail queued: what `tally` counts of its outbox row."""
+        to_address = self.to_address + Counter(recipient.lower() for recipient in recipients)
+        notices = self.notices + (template == MUTED_NOTICE)
+        return replace(self, to_address=to_address, mails=self.mails + 1, notices=notices)
+
 
 @dataclass(frozen=True)
 class Allowance:

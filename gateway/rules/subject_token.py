@@ -22,6 +22,12 @@ def format_number(prefix: str, sequence: int) -> str:
     return f"{prefix}-{sequence:0{NUMBER_DIGITS}d}"
 
 
+def number_format_sql(prefix: str) -> str:
+    """`format_number` as SQLite's printf() format, for a number made inside the statement
+    that stores it (desk/store.py checks the two agree)."""
+    return f"{prefix.replace('%', '%%')}-%0{NUMBER_DIGITS}d"
+
+
 def ticket_token(number: str) -> str:
     """The token every outbound subject carries, so a reply finds its ticket."""
     return f"[#{number}]"
