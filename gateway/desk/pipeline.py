@@ -271,27 +271,32 @@ class Pipeline:
             async with self.database.transaction():
                 for ready in prepared:
                     taken += 1
-                    applied.append(await self._apply(ready))
-                    self.spool.mark_done(ready.entry.id, applied[-1].outcome, applied[-1].status,
-                                         describe(applied[-1].decision))  # fmt: skip
+                    done = await self._apply(ready)
+                    self.spool.mark_done(ready.entry.id, done.outcome, done.status, describe(done.decision))
+                    applied.append(done)
                     if time.monotonic() - started >= BATCH_SECONDS:
                         break
         except Exception as error:  # one broad except per unit of work: nothing of it is stored
             if taken == 1:
                 await self._failed(prepared[0].entry, prepared[0].mail, error)
                 return 1
-            # Which mail of the batch was at fault: each alone again, so only that one fails.
-            log.info("pipeline: a batch of %d mails failed (%s); applying each alone", taken, error)
-            for ready in prepared[:taken]:
-                await self._apply_some([ready])
+            log.info("pipeline: a transaction of %d mails failed (%s); applying each alone", taken, error)
+        else:
+            self._finished(applied)
             return taken
-        for done in applied:
-            metrics.processed(done.mail.entry.received_at, done.status, done.outcome)
-            log.info("inbound %d %s: %s [%s]", done.mail.entry.id, _id_of(done.mail.mail), done.outcome,
-                     describe(done.decision), extra=mail_fields(done.mail.entry.id, done.mail.mail.message_id,
-                                                                done.outcome))  # fmt: skip
-        self.on_outbox_changed()
+        # Which mail of the batch was at fault: each alone again, so only that one fails
+        # (and, out of the handler, with a traceback of its own).
+        for ready in prepared[:taken]:
+            await self._apply_some([ready])
         return taken
+
+    def _finished(self, applied: list[Applied]) -> None:
+        for done in applied:
+            entry, mail = done.mail.entry, done.mail.mail
+            metrics.processed(entry.received_at, done.status, done.outcome)
+            log.info("inbound %d %s: %s [%s]", entry.id, _id_of(mail), done.outcome, describe(done.decision),
+                     extra=mail_fields(entry.id, mail.message_id, done.outcome))  # fmt: skip
+        self.on_outbox_changed()
 
     async def _failed(self, entry: SpoolEntry, mail: ParsedMail | None, error: Exception) -> None:
         if is_temporary(error):  # busy, locked or full: the same work succeeds later
