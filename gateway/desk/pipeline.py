@@ -1,9 +1,10 @@
 """The pipeline worker: spooled mail → parse → classify → read (reading.py) → decide
-(decide.py) → apply (actions.py), one transaction each.
+(decide.py) → apply (actions.py), in one transaction; when mail waits, several mails
+share one (a batch), each seeing the changes of those before it.
 
 Guarantee: a spool row ends `done` only in the same transaction that stored its ticket
 change, and a mail that cannot be processed ends `failed` with its raw bytes and the
-reason; one bad mail never stops the queue.
+reason; one bad mail never stops the queue, nor fails or sets aside the mails of its batch.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from gateway.clock import Clock, SystemClock
@@ -46,8 +49,32 @@ log = logging.getLogger(__name__)
 tracebacks = collapse_repeats(logging.getLogger(__name__ + ".tracebacks"))
 repeats = collapse_repeats(logging.getLogger(__name__ + ".repeats"))
 
-LOOKAHEAD = 4  # mails claimed and parsing while one is applied...
+# When mail waits, parsed, several are applied in one transaction: fewer commits and
+# trips a mail. Bounded, since the listener's spool commit (and its 250) waits for the
+# write lock a transaction holds: at most this many mails, and no more mails once one
+# has held it this long.
+BATCH_MAILS = 8
+BATCH_SECONDS = 0.015
+LOOKAHEAD = 2 * BATCH_MAILS  # mails claimed and parsing while a batch is applied...
 LOOKAHEAD_BYTES = 8 * 1024 * 1024  # ...unless they are large: then one at a time, for memory
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A mail in hand with what was worked out for it before the transaction."""
+
+    entry: SpoolEntry
+    mail: ParsedMail
+    dkim_domains: frozenset[str]
+    request: Request | None
+
+
+@dataclass(frozen=True)
+class Applied:
+    mail: Prepared
+    status: str
+    outcome: str
+    decision: Decision
 
 
 class Pipeline:
@@ -62,6 +89,10 @@ class Pipeline:
         self.renderer = Renderer(settings, clock)
         self.parser = Parser(parse_workers, settings.database.path, settings.our_addresses)
         self.lookahead = LOOKAHEAD if parse_workers else 1
+        # A batch counts an attempt on each of its mails. A mail counted before goes alone,
+        # so after a crash only the mail at fault keeps counting: that needs two attempts
+        # at least, else one crash would set aside every mail of its batch.
+        self.batch_mails = BATCH_MAILS if parse_workers and settings.pipeline.max_attempts >= 2 else 1
         self._ahead: deque[tuple[SpoolEntry, asyncio.Future[ParsedMail] | None]] = deque()
         self.wakeup = asyncio.Event()
         self.on_outbox_changed: Callable[[], None] = lambda: None  # the daemon wakes the relay
@@ -113,23 +144,64 @@ class Pipeline:
 
     async def process_next(self) -> bool:
         async with self._in_hand:
-            await self._look_ahead()
+            if not self._ahead:
+                await self._claim_ahead()
             if not self._ahead:
                 return False
-            entry, parsing = self._ahead.popleft()
-            await self.process(entry, parsing)
+            await self._process_taken(await self._take_batch())
             return True
 
-    async def _look_ahead(self) -> None:
+    async def _claim_ahead(self) -> None:
         """Claim and start parsing the next few mails, so the parser works while we apply.
-        Claimed is not in hand: no attempt is counted until `process` takes it."""
-        while len(self._ahead) < self.lookahead and sum(e.size for e, _ in self._ahead) < LOOKAHEAD_BYTES:
-            entry = await self.spool.claim_next()
-            if entry is None:
-                return
+        Claimed is not in hand: no attempt is counted until the mail is taken."""
+        count, room_bytes = self._room()
+        await self._parse_ahead(await self.spool.claim_ahead(count, room_bytes))
+
+    def _room(self) -> tuple[int, int]:
+        """How many more mails may be claimed ahead, and in how many bytes."""
+        held = sum(entry.size for entry, _ in self._ahead)
+        return self.lookahead - len(self._ahead), LOOKAHEAD_BYTES - held
+
+    async def _parse_ahead(self, claimed: list[SpoolEntry]) -> None:
+        for entry in claimed:
             # A mail that kills a parser worker fails alone (workers.Parser); one that kills
             # the parser in this process kills us, so it is parsed only once in hand and counted.
             self._ahead.append((entry, await self._start_parsing(entry) if self.parser.workers else None))
+
+    async def _take_batch(self) -> list[tuple[SpoolEntry, asyncio.Future[ParsedMail] | None]]:
+        """The next mail and the parsed mails behind it that may share its transaction, taken
+        in hand (an attempt counted on each) in the trip that claims as many more ahead."""
+        _, parsing = self._ahead[0]
+        if parsing is not None:
+            await asyncio.wait({parsing})  # its result, or its error, is read in hand
+        size = 1
+        while size < len(self._ahead) and self._batchable(size):
+            size += 1
+        batch = [self._ahead[index] for index in range(size)]
+        entries = [entry for entry, _ in batch]
+        count, room_bytes = self._room()
+        taken, claimed = await self.spool.take_in_hand(entries, count + size, room_bytes)
+        for _ in range(size):  # only now: on an error they stay ahead, claimed, for the next round
+            self._ahead.popleft()
+        await self._parse_ahead(claimed)
+        return [(entry, parsing) for entry, (_, parsing) in zip(taken, batch, strict=True)]
+
+    def _batchable(self, index: int) -> bool:
+        """Whether the mail `index` places behind the next may join its batch: every mail so
+        far was never counted (one interrupted before goes alone), and it is parsed without
+        error and asks nothing of the desk before the transaction (a DKIM look-up reads the
+        desk, which must already hold the changes of the mails before it)."""
+        entry, parsing = self._ahead[index]
+        return (
+            index < self.batch_mails
+            and entry.attempts == 0
+            and self._ahead[0][0].attempts == 0
+            and parsing is not None
+            and parsing.done()
+            and not parsing.cancelled()
+            and parsing.exception() is None
+            and not self.reader.may_verify_dkim(parsing.result())
+        )
 
     async def _start_parsing(self, entry: SpoolEntry) -> asyncio.Future[ParsedMail]:
         # A worker reads the raw mail itself; parsing here needs it read first.
@@ -160,33 +232,81 @@ class Pipeline:
         return closed
 
     async def process(self, entry: SpoolEntry, parsing: asyncio.Future[ParsedMail] | None = None) -> None:
+        """One claimed mail, alone: taken in hand, applied, finished."""
+        [entry], _ = await self.spool.take_in_hand([entry])  # from here, a crash counts against it
+        await self._process_taken([(entry, parsing)])
+
+    async def _process_taken(self, batch: list[tuple[SpoolEntry, asyncio.Future[ParsedMail] | None]]) -> None:
+        """Mails in hand, in spool order: each worked on outside the transaction, then applied
+        in as few transactions as the batch's bounds allow."""
+        prepared = [ready for entry, parsing in batch if (ready := await self._prepare(entry, parsing))]
+        try:
+            remaining = prepared
+            while remaining:
+                remaining = remaining[await self._apply_some(remaining) :]
+        finally:
+            for ready in prepared:
+                discard_spilled(ready.mail)
+
+    async def _prepare(self, entry: SpoolEntry, parsing: asyncio.Future[ParsedMail] | None) -> Prepared | None:
+        """Parse, check, look up DNS and do the text work, all outside the transaction."""
         mail: ParsedMail | None = None
         try:
-            entry = await self.spool.take_in_hand(entry)  # from here, a crash counts against this mail
             mail = await (parsing or await self._start_parsing(entry))
             check_limits(mail, self.settings.limits)
-            dkim_domains = await self.reader.dkim_domains(entry, mail, self.dkim_dns)  # DNS: outside the transaction
-            request = self.reader.request(entry, mail)  # text work, so outside the transaction
-            async with self.database.transaction():
-                status, outcome, decision = await self._apply(entry, mail, dkim_domains, request)
-                self.spool.mark_done(entry.id, outcome, status, describe(decision))
-        except Exception as error:  # one broad except per unit of work: keep it, say why
-            if is_temporary(error):  # busy, locked or full: the same work succeeds later
-                await self._retry_later(entry, mail, error)
-                return
-            log.warning("inbound %d %s: failed: %s", entry.id, _id_of(mail), error,
-                        extra=mail_fields(entry.id, mail.message_id if mail else None, f"failed: {error}"))  # fmt: skip
-            tracebacks.warning("the traceback of a failed mail (%s)", type(error).__name__, exc_info=True)
-            await self.spool.mark_failed(entry.id, f"{type(error).__name__}: {error}")
-            metrics.processed(entry.received_at, "failed", str(error))
-        else:
-            metrics.processed(entry.received_at, status, outcome)
-            log.info("inbound %d %s: %s [%s]", entry.id, _id_of(mail), outcome, describe(decision),
-                     extra=mail_fields(entry.id, mail.message_id, outcome))  # fmt: skip
-            self.on_outbox_changed()
-        finally:
+            dkim_domains = await self.reader.dkim_domains(entry, mail, self.dkim_dns)
+            return Prepared(entry, mail, dkim_domains, self.reader.request(entry, mail))
+        except Exception as error:  # this mail's own failure: kept raw, failed with the reason
+            await self._failed(entry, mail, error)
             if mail is not None:
                 discard_spilled(mail)
+            return None
+
+    async def _apply_some(self, prepared: list[Prepared]) -> int:
+        """Apply the first mails of `prepared` in one transaction, in order, each seeing the
+        changes of those before it, until the batch's bounds; returns how many were taken."""
+        applied: list[Applied] = []
+        taken, started = 0, time.monotonic()
+        try:
+            async with self.database.transaction():
+                for ready in prepared:
+                    taken += 1
+                    done = await self._apply(ready)
+                    self.spool.mark_done(ready.entry.id, done.outcome, done.status, describe(done.decision))
+                    applied.append(done)
+                    if time.monotonic() - started >= BATCH_SECONDS:
+                        break
+        except Exception as error:  # one broad except per unit of work: nothing of it is stored
+            if taken == 1:
+                await self._failed(prepared[0].entry, prepared[0].mail, error)
+                return 1
+            log.info("pipeline: a transaction of %d mails failed (%s); applying each alone", taken, error)
+        else:
+            self._finished(applied)
+            return taken
+        # Which mail of the batch was at fault: each alone again, so only that one fails
+        # (and, out of the handler, with a traceback of its own).
+        for ready in prepared[:taken]:
+            await self._apply_some([ready])
+        return taken
+
+    def _finished(self, applied: list[Applied]) -> None:
+        for done in applied:
+            entry, mail = done.mail.entry, done.mail.mail
+            metrics.processed(entry.received_at, done.status, done.outcome)
+            log.info("inbound %d %s: %s [%s]", entry.id, _id_of(mail), done.outcome, describe(done.decision),
+                     extra=mail_fields(entry.id, mail.message_id, done.outcome))  # fmt: skip
+        self.on_outbox_changed()
+
+    async def _failed(self, entry: SpoolEntry, mail: ParsedMail | None, error: Exception) -> None:
+        if is_temporary(error):  # busy, locked or full: the same work succeeds later
+            await self._retry_later(entry, mail, error)
+            return
+        log.warning("inbound %d %s: failed: %s", entry.id, _id_of(mail), error,
+                    extra=mail_fields(entry.id, mail.message_id if mail else None, f"failed: {error}"))  # fmt: skip
+        tracebacks.warning("the traceback of a failed mail (%s)", type(error).__name__, exc_info=True)
+        await self.spool.mark_failed(entry.id, f"{type(error).__name__}: {error}")
+        metrics.processed(entry.received_at, "failed", str(error))
 
     async def _retry_later(self, entry: SpoolEntry, mail: ParsedMail | None, error: Exception) -> None:
         if entry.attempts >= self.settings.pipeline.max_attempts:
@@ -195,15 +315,14 @@ class Pipeline:
         log.warning("inbound %d %s: temporary error, will retry: %s", entry.id, _id_of(mail), error)
         await self.spool.requeue(entry.id)
 
-    async def _apply(
-        self, entry: SpoolEntry, mail: ParsedMail, dkim_domains: frozenset[str], request: Request | None = None
-    ) -> tuple[str, str, Decision]:
-        """Read, decide, act: (spool status, outcome, decision); `request`: what it asks of an open address."""
+    async def _apply(self, ready: Prepared) -> Applied:
+        """Read, decide, act, inside the transaction."""
+        entry, mail = ready.entry, ready.mail
         verdict = classify(mail, entry.mail_from, self.context)
-        reading = await self.reader.read(entry, mail, verdict, dkim_domains, request)
+        reading = await self.reader.read(entry, mail, verdict, ready.dkim_domains, ready.request)
         decision = decide(mail, verdict, reading, self.settings)
         outcome = await self.desk.apply(decision, entry, mail, self.reader.mailbox_of(entry, mail), reading)
-        return (IGNORED if decision.ignored else DONE), outcome, decision
+        return Applied(ready, IGNORED if decision.ignored else DONE, outcome, decision)
 
 
 def _id_of(mail: ParsedMail | None) -> str:

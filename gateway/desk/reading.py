@@ -193,9 +193,7 @@ class Reader:
         `dns`: None for real DNS; tests hand in their keys."""
         security = self.settings.security
         sender = mail.sender.address if mail.sender else ""
-        if not security.verify_dkim or not self.settings.agents.is_agent(sender):
-            return frozenset()
-        wanted = dkim_claims(mail.headers, agent_domains(self.settings.agents, sender))
+        wanted = self._dkim_claims(mail, sender)
         if not wanted or classify(mail, entry.mail_from, self.context).kind != "normal":
             return frozenset()
         # Routed here without the lock to decide whether DNS is worth asking; `read` routes
@@ -218,6 +216,15 @@ class Reader:
             shown = f"<{mail.message_id}>" if mail.message_id else "<no Message-ID>"
             log.warning("inbound %d %s: DKIM not verified within %ss", entry.id, shown, seconds)
             return frozenset()
+
+    def may_verify_dkim(self, mail: ParsedMail) -> bool:
+        """Whether `dkim_domains` may read the desk for this mail (cheap checks only)."""
+        return bool(self._dkim_claims(mail, mail.sender.address if mail.sender else ""))
+
+    def _dkim_claims(self, mail: ParsedMail, sender: str) -> frozenset[str]:
+        if not self.settings.security.verify_dkim or not self.settings.agents.is_agent(sender):
+            return frozenset()
+        return dkim_claims(mail.headers, agent_domains(self.settings.agents, sender))
 
     async def _signed_clues(self, entry: SpoolEntry, author: str) -> tuple[Clue, ...]:
         """The tickets named by envelope recipients that are signed addresses of ours (a

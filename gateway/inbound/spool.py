@@ -9,7 +9,9 @@ mail for no ticket, kept raw and nothing else. Failed: kept raw with the reason,
 be retried. Rows left `processing` by a crash go back to the queue at start-up, until they
 have used up their attempts. An attempt is counted when a mail is taken in hand, not when
 it is claimed: the pipeline claims a few mails ahead, and a crash on one mail must not
-count against the others it holds.
+count against the others it holds. Mails taken in hand together (a batch, applied in one
+transaction) each count one; the pipeline takes a mail counted before in hand alone, so
+from then on only the mail at fault counts.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import BinaryIO
@@ -200,42 +203,53 @@ class Spool:
         batch, self._waiting = self._waiting[:taken], self._waiting[taken:]
         return batch
 
-    async def claim_next(self) -> SpoolEntry | None:
-        """The oldest queued mail, marked processing: arrival order, one taker only.
-        No attempt is counted yet: see `take_in_hand`."""
-        return await self._claim("(SELECT id FROM spool WHERE status = 'queued' ORDER BY id LIMIT 1)", ())
+    async def claim_ahead(self, count: int, room_bytes: int) -> list[SpoolEntry]:
+        """The oldest queued mails, marked processing, in one trip: arrival order, one taker
+        only. At most `count`, and each only while those before it leave `room_bytes`
+        (the first always, if there is room). No attempt is counted yet: see `take_in_hand`."""
+        if count <= 0 or room_bytes <= 0:
+            return []
+        [claimed] = await self.database.write_all([self._claim_ahead(count, room_bytes)])
+        return _entries(claimed.rows)
 
     async def claim(self, spool_id: int) -> SpoolEntry | None:
         """A given mail, if it is still queued (another process may have taken it)."""
-        return await self._claim("?", (spool_id,))
-
-    async def _claim(self, which: str, parameters: tuple[object, ...]) -> SpoolEntry | None:
         rows = await self.database.write(
             f"UPDATE spool SET status = 'processing', updated_at = ?"
-            f" WHERE id = {which} AND status = 'queued' RETURNING {ENTRY_COLUMNS}",
-            (timestamp(self.clock.now()), *parameters),
+            f" WHERE id = ? AND status = 'queued' RETURNING {ENTRY_COLUMNS}",
+            (timestamp(self.clock.now()), spool_id),
         )
-        if not rows:
-            return None
-        row = rows[0]
-        return SpoolEntry(
-            id=row["id"],
-            mail_from=row["mail_from"],
-            rcpt_tos=tuple(json.loads(row["rcpt_tos"])),
-            peer=row["peer"],
-            size=row["size"],
-            attempts=row["attempts"],
-            received_at=row["received_at"],
-        )
+        return next(iter(_entries(rows)), None)
 
-    async def take_in_hand(self, entry: SpoolEntry) -> SpoolEntry:
-        """Count an attempt on a claimed mail, committed before any work on it begins: if
-        the process dies now, this mail (and no other it had claimed) is the suspect."""
-        rows = await self.database.write(
-            "UPDATE spool SET attempts = attempts + 1, updated_at = ? WHERE id = ? RETURNING attempts",
-            (timestamp(self.clock.now()), entry.id),
+    async def take_in_hand(
+        self, entries: list[SpoolEntry], claim: int = 0, room_bytes: int = 0
+    ) -> tuple[list[SpoolEntry], list[SpoolEntry]]:
+        """Count an attempt on each claimed mail, committed before any work on them begins:
+        if the process dies now, these mails (and no other it had claimed) are the suspects.
+        The same commit claims up to `claim` more mails ahead (as `claim_ahead`), so the
+        parser can start on them. Returns (the entries with their attempts, those claimed)."""
+        now = timestamp(self.clock.now())
+        marks = ", ".join("?" * len(entries))
+        count = f"UPDATE spool SET attempts = attempts + 1, updated_at = ? WHERE id IN ({marks}) RETURNING id, attempts"
+        statements = [Sql(count, (now, *(entry.id for entry in entries)))]
+        if claim > 0 and room_bytes > 0:
+            statements.append(self._claim_ahead(claim, room_bytes))
+        counted, *claimed = await self.database.write_all(statements)
+        attempts = {row["id"]: row["attempts"] for row in counted.rows}
+        taken = [dataclasses.replace(entry, attempts=attempts.get(entry.id, entry.attempts)) for entry in entries]
+        return taken, _entries(claimed[0].rows) if claimed else []
+
+    def _claim_ahead(self, count: int, room_bytes: int) -> Sql:
+        # The running total is taken over the `count` oldest only (the inner LIMIT), never
+        # over the whole queue: a backlog of thousands costs the same as one of ten.
+        return Sql(
+            "UPDATE spool SET status = 'processing', updated_at = ? WHERE status = 'queued' AND id IN ("
+            " SELECT id FROM (SELECT id, size, sum(size) OVER (ORDER BY id) AS upto FROM"
+            "  (SELECT id, size FROM spool WHERE status = 'queued' ORDER BY id LIMIT ?))"
+            " WHERE upto - size < ?)"
+            f" RETURNING {ENTRY_COLUMNS}",
+            (timestamp(self.clock.now()), count, room_bytes),
         )
-        return dataclasses.replace(entry, attempts=rows[0]["attempts"]) if rows else entry
 
     async def unclaim(self, spool_id: int) -> None:
         """Back to the queue: it was claimed but never taken in hand, so no attempt counted."""
@@ -332,6 +346,23 @@ class Spool:
                 ]
             )
         return spool_id
+
+
+def _entries(rows: list[sqlite3.Row]) -> list[SpoolEntry]:
+    """Claimed rows as entries, oldest first (RETURNING promises no order)."""
+    entries = [
+        SpoolEntry(
+            id=row["id"],
+            mail_from=row["mail_from"],
+            rcpt_tos=tuple(json.loads(row["rcpt_tos"])),
+            peer=row["peer"],
+            size=row["size"],
+            attempts=row["attempts"],
+            received_at=row["received_at"],
+        )
+        for row in rows
+    ]
+    return sorted(entries, key=lambda entry: entry.id)
 
 
 def _size(source: bytes | BinaryIO) -> int:

@@ -208,13 +208,18 @@ class Database:
 
     async def write(self, sql: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         """One statement in a transaction of its own, in one trip; returns any rows it RETURNs."""
+        [written] = await self.write_all([(sql, parameters)])
+        return written.rows
+
+    async def write_all(self, statements: Sequence[Statement]) -> Results:
+        """Statements in a transaction of their own, in one trip; returns their results."""
         async with self.write_lock:
             try:
-                _, written, _ = await self.execute_all([(BEGIN, ()), (sql, parameters), (COMMIT, ())])
+                results = await self.execute_all([(BEGIN, ()), *statements, (COMMIT, ())])
             except BaseException:
                 await self._roll_back()
                 raise
-            return written.rows
+            return Results(results[1:-1])
 
     async def _roll_back(self) -> None:
         self._deferred.clear()
