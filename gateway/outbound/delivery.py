@@ -8,10 +8,16 @@ to the relay's loop: an internationalised address when the relay does not offer 
 (RFC 6531), or an address aiosmtplib refuses (a space, a bracket: it would end the SMTP
 command line). Such recipients are left out of the envelope, as an MTA leaves out a
 refused RCPT; the mail fails only when none is left.
+
+Several mails share one session, as between MTAs (RFC 5321 §3.3: the next MAIL on the same
+connection): up to `MAILS_PER_SESSION`, and for as long as the relay's loop keeps it (see
+relay.py). A kept session the relay has closed meanwhile is no outage: the mail is tried once
+more, at once, on a new one.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import aiosmtplib
@@ -21,6 +27,10 @@ from gateway.settings import OutboundSettings
 
 SENT, RETRY, FAILED = "sent", "retry", "failed"
 SMTPUTF8 = "SMTPUTF8"
+CLOSING = 421  # RFC 5321 §3.8: the server is closing the session
+# A relay may cap the mails of one connection (Exim's smtp_accept_max_per_connection, 1000,
+# then 421): a new session well before that, and a bounded one whatever the relay.
+MAILS_PER_SESSION = 100
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,7 @@ class Delivery:
     outcome: str
     reply: str
     connection_failed: bool = False
+    dropped: bool = False  # the relay closed the session: no reply, or 421 (RFC 5321 §3.8)
 
 
 def needs_smtputf8(envelope_from: str, recipients: tuple[str, ...], raw: bytes) -> bool:
@@ -47,14 +58,40 @@ def unsendable(address: str, utf8: bool) -> str | None:
 
 
 class RelayConnection:
-    """One connection to the relay, opened on first use and kept for the next mail."""
+    """A session with the relay, opened on first use and kept for the next mail: at most
+    `mails_per_session` mails, and closed by `hang_up` (the relay's loop does, once idle)."""
 
-    def __init__(self, settings: OutboundSettings, local_hostname: str) -> None:
+    def __init__(
+        self, settings: OutboundSettings, local_hostname: str, mails_per_session: int = MAILS_PER_SESSION
+    ) -> None:
         self.settings = settings
         self.local_hostname = local_hostname
+        self.mails_per_session = mails_per_session
         self._connection: aiosmtplib.SMTP | None = None
+        self._carried = 0  # mails begun on this session
+        self._last_used = 0.0  # time.monotonic() of its last mail
+
+    @property
+    def is_open(self) -> bool:
+        return self._connection is not None and self._connection.is_connected
+
+    def idle_seconds(self) -> float:
+        """How long the open session has carried nothing."""
+        return time.monotonic() - self._last_used
 
     async def send(self, envelope_from: str, recipients: tuple[str, ...], raw: bytes) -> Delivery:
+        kept = self.is_open and self._carried < self.mails_per_session
+        delivery = await self._attempt(envelope_from, recipients, raw)
+        if kept and delivery.dropped:
+            # The relay closed the session meanwhile (its idle timeout, RFC 5321 §4.5.3.2.7,
+            # or its limit of mails a connection), or dropped it mid-mail: not an outage. If
+            # it had taken the mail in flight and only its reply was lost, the mail goes twice
+            # with the same Message-ID, as after any lost reply (RFC 1047).
+            delivery = await self._attempt(envelope_from, recipients, raw)
+        self._last_used = time.monotonic()
+        return delivery
+
+    async def _attempt(self, envelope_from: str, recipients: tuple[str, ...], raw: bytes) -> Delivery:
         try:
             connection = await self._connected()
             utf8 = needs_smtputf8(envelope_from, recipients, raw)
@@ -74,8 +111,12 @@ class RelayConnection:
             return Delivery(FAILED if all(code >= 500 for code in codes) else RETRY, reply)
         except aiosmtplib.SMTPResponseException as error:
             await self.hang_up()
-            return Delivery(FAILED if error.code >= 500 else RETRY, f"{error.code} {error.message}")
-        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as error:
+            outcome = FAILED if error.code >= 500 else RETRY
+            return Delivery(outcome, f"{error.code} {error.message}", dropped=error.code == CLOSING)
+        except aiosmtplib.SMTPServerDisconnected as error:
+            await self.hang_up()
+            return Delivery(RETRY, f"connection failed: {error}", connection_failed=True, dropped=True)
+        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError) as error:
             await self.hang_up()
             return Delivery(RETRY, f"connection failed: {error}", connection_failed=True)
         except (aiosmtplib.SMTPException, OSError) as error:  # e.g. no STARTTLS: an admin can fix it
@@ -87,8 +128,11 @@ class RelayConnection:
         return Delivery(SENT, _sent_reply(answer, {**refusals, **_refused(refused)}))
 
     async def _connected(self) -> aiosmtplib.SMTP:
-        if self._connection is not None and self._connection.is_connected:
+        self._carried += 1
+        if self._connection is not None and self._connection.is_connected and self._carried <= self.mails_per_session:
             return self._connection
+        await self.hang_up()
+        self._carried = 1
         settings = self.settings
         self._connection = aiosmtplib.SMTP(
             hostname=settings.host,
@@ -109,7 +153,7 @@ class RelayConnection:
         return self._connection
 
     async def hang_up(self) -> None:
-        connection, self._connection = self._connection, None
+        connection, self._connection, self._carried = self._connection, None, 0
         if connection is not None and connection.is_connected:
             try:
                 await connection.quit()
