@@ -184,3 +184,29 @@ async def test_a_session_dropped_mid_round_sends_every_mail_once(tmp_path: Path,
     assert message_ids(sink) == [f"aviso{number}@estela.example" for number in range(10)]  # each once
     assert handler.sessions == 2
     assert set((await statuses(database)).values()) == {"sent"}
+
+
+@pytest.mark.parametrize(
+    ("queued", "arrives"),
+    [
+        (b"Subject: a\r\n\r\n.\r\n..\r\n.x\r\n", b"Subject: a\r\n\r\n.\r\n..\r\n.x\r\n"),
+        (b".Odd: first line\r\n\r\nbody", b".Odd: first line\r\n\r\nbody\r\n"),  # no final CRLF
+        (b"Subject: b\n\n.\nbare LF\rbare CR\r\r\n", b"Subject: b\r\n\r\n.\r\nbare LF\r\nbare CR\r\n\r\n"),
+    ],
+    ids=["dots", "leading-dot", "bare-line-endings"],
+)
+async def test_the_body_arrives_as_queued_in_crlf(
+    tmp_path: Path, database: Database, queued: bytes, arrives: bytes
+) -> None:
+    """RFC 5321 §4.5.2 dot-stuffing and §2.3.8 CRLF, however the mail was written."""
+    sink = await started(Sessions())
+    relay = relay_to(sink, database, tmp_path)
+    async with database.transaction():
+        Outbox(database, SystemClock()).add(
+            None, OutboundMail("t", "x@estela.example", SENDER, ("c@empresa.example",), queued)
+        )
+    try:
+        await relay.deliver_due()
+    finally:
+        await sink.stop()
+    assert [mail.raw for mail in sink.received] == [arrives]

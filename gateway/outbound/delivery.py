@@ -13,10 +13,18 @@ Several mails share one session, as between MTAs (RFC 5321 §3.3: the next MAIL 
 connection): up to `MAILS_PER_SESSION`, and for as long as the relay's loop keeps it (see
 relay.py). A kept session the relay has closed meanwhile is no outage: the mail is tried once
 more, at once, on a new one.
+
+The mail transaction is aiosmtplib's `sendmail` (MAIL, RCPT, DATA) but for the body: its
+`data()` runs two regular expressions over the whole mail (line endings, dot-stuffing) and
+`sendmail` the first once more for SIZE, about 0.7 ms of CPU for a 22 KB notification, a
+third of the relay's cost a mail. The outbox's mail has CRLF line endings already
+(mime.py): `on_the_wire` checks that with three counts and stuffs dots with one replace,
+and the body goes out through aiosmtplib's public protocol calls (`write`, `read_response`).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -28,6 +36,8 @@ from gateway.settings import OutboundSettings
 SENT, RETRY, FAILED = "sent", "retry", "failed"
 SMTPUTF8 = "SMTPUTF8"
 CLOSING = 421  # RFC 5321 §3.8: the server is closing the session
+START_INPUT, COMPLETED = 354, 250  # DATA's two replies (RFC 5321 §4.3.2)
+LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
 # A relay may cap the mails of one connection (Exim's smtp_accept_max_per_connection, 1000,
 # then 421): a new session well before that, and a bounded one whatever the relay.
 MAILS_PER_SESSION = 100
@@ -102,8 +112,7 @@ class RelayConnection:
             accepted = [r for r in recipients if r not in refusals]
             if not accepted:
                 return Delivery(FAILED, "cannot be sent: " + "; ".join(refusals.values()))
-            options = [SMTPUTF8] if utf8 else []
-            refused, answer = await connection.sendmail(envelope_from, accepted, raw, mail_options=options)
+            refused, answer = await _transaction(connection, envelope_from, accepted, raw, utf8)
         except aiosmtplib.SMTPRecipientsRefused as error:  # every recipient refused
             await self.hang_up()
             codes = [refusal.code for refusal in error.recipients]
@@ -159,6 +168,49 @@ class RelayConnection:
                 await connection.quit()
             except (aiosmtplib.SMTPException, OSError):  # it is going away either way
                 connection.close()
+
+
+async def _transaction(
+    connection: aiosmtplib.SMTP, envelope_from: str, recipients: list[str], raw: bytes, utf8: bool
+) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
+    """MAIL, RCPT, DATA as aiosmtplib's `sendmail` sends them, and raising as it does; the
+    session is not RSET after a refusal (the caller hangs up)."""
+    encoding = "utf-8" if utf8 else "ascii"
+    body = normalized(raw)
+    options = [f"SIZE={len(body)}"] if connection.supports_extension("size") else []  # RFC 1870
+    await connection.mail(envelope_from, options=options + ([SMTPUTF8] if utf8 else []), encoding=encoding)
+    refusals: list[aiosmtplib.SMTPRecipientRefused] = []
+    for recipient in recipients:
+        try:
+            await connection.rcpt(recipient, encoding=encoding)
+        except aiosmtplib.SMTPRecipientRefused as refusal:
+            refusals.append(refusal)
+    if len(refusals) == len(recipients):
+        raise aiosmtplib.SMTPRecipientsRefused(refusals)
+    start = await connection.execute_command(b"DATA")
+    if start.code != START_INPUT:
+        raise aiosmtplib.SMTPDataError(start.code, start.message)
+    if connection.protocol is None:  # the relay hung up right after its 354
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    connection.protocol.write(stuffed(body))
+    answer = await connection.protocol.read_response(timeout=connection.timeout)
+    if answer.code != COMPLETED:
+        raise aiosmtplib.SMTPDataError(answer.code, answer.message)
+    refused = {refusal.recipient: aiosmtplib.SMTPResponse(refusal.code, refusal.message) for refusal in refusals}
+    return refused, answer.message
+
+
+def normalized(raw: bytes) -> bytes:
+    """The mail with CRLF line endings throughout, ending with one (RFC 5321 §2.3.8)."""
+    if not (raw.count(b"\r") == raw.count(b"\n") == raw.count(b"\r\n")):  # a bare CR or LF
+        raw = LINE_ENDINGS.sub(b"\r\n", raw)
+    return raw if raw.endswith(b"\r\n") else raw + b"\r\n"
+
+
+def stuffed(body: bytes) -> bytes:
+    """DATA's content: every line that begins with a dot gets one more, then CRLF.CRLF
+    (RFC 5321 §4.5.2)."""
+    return (b"." if body.startswith(b".") else b"") + body.replace(b"\r\n.", b"\r\n..") + b".\r\n"
 
 
 def _refused(refused: dict[str, aiosmtplib.SMTPResponse]) -> dict[str, str]:
