@@ -24,6 +24,7 @@ and the body goes out through aiosmtplib's public protocol calls (`write`, `read
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from gateway.settings import OutboundSettings
 SENT, RETRY, FAILED = "sent", "retry", "failed"
 SMTPUTF8 = "SMTPUTF8"
 CLOSING = 421  # RFC 5321 §3.8: the server is closing the session
-START_INPUT, COMPLETED = 354, 250  # DATA's two replies (RFC 5321 §4.3.2)
+COMPLETED, WILL_FORWARD, START_INPUT = 250, 251, 354  # RFC 5321 §4.2.2
 LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
 # A relay may cap the mails of one connection (Exim's smtp_accept_max_per_connection, 1000,
 # then 421): a new session well before that, and a bounded one whatever the relay.
@@ -61,7 +62,7 @@ def needs_smtputf8(envelope_from: str, recipients: tuple[str, ...], raw: bytes) 
 def unsendable(address: str, utf8: bool) -> str | None:
     """Why aiosmtplib would refuse `address` on a MAIL or RCPT line, or None."""
     try:
-        aiosmtplib.email.quote_address(address).encode("utf-8" if utf8 else "ascii")
+        _on_the_line(address, "utf-8" if utf8 else "ascii")
     except ValueError as error:  # UnicodeEncodeError is one too
         return f"{address!r}: {error}"
     return None
@@ -173,18 +174,22 @@ class RelayConnection:
 async def _transaction(
     connection: aiosmtplib.SMTP, envelope_from: str, recipients: list[str], raw: bytes, utf8: bool
 ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
-    """MAIL, RCPT, DATA as aiosmtplib's `sendmail` sends them, and raising as it does; the
-    session is not RSET after a refusal (the caller hangs up)."""
+    """MAIL, RCPT, DATA as aiosmtplib's `sendmail` and its `mail`, `rcpt`, `data` send them,
+    and raising as they do, with each address quoted once (`_on_the_line`); the session is
+    not RSET after a refusal (the caller hangs up)."""
     encoding = "utf-8" if utf8 else "ascii"
     body = normalized(raw)
     options = [f"SIZE={len(body)}"] if connection.supports_extension("size") else []  # RFC 1870
-    await connection.mail(envelope_from, options=options + ([SMTPUTF8] if utf8 else []), encoding=encoding)
+    options += [SMTPUTF8] if utf8 else []
+    reply = await connection.execute_command(b"MAIL", b"FROM:" + _on_the_line(envelope_from, encoding),
+                                             *(option.encode("ascii") for option in options))  # fmt: skip
+    if reply.code != COMPLETED:
+        raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, envelope_from)
     refusals: list[aiosmtplib.SMTPRecipientRefused] = []
     for recipient in recipients:
-        try:
-            await connection.rcpt(recipient, encoding=encoding)
-        except aiosmtplib.SMTPRecipientRefused as refusal:
-            refusals.append(refusal)
+        reply = await connection.execute_command(b"RCPT", b"TO:" + _on_the_line(recipient, encoding))
+        if reply.code not in (COMPLETED, WILL_FORWARD):
+            refusals.append(aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, recipient))
     if len(refusals) == len(recipients):
         raise aiosmtplib.SMTPRecipientsRefused(refusals)
     start = await connection.execute_command(b"DATA")
@@ -198,6 +203,13 @@ async def _transaction(
         raise aiosmtplib.SMTPDataError(answer.code, answer.message)
     refused = {refusal.recipient: aiosmtplib.SMTPResponse(refusal.code, refusal.message) for refusal in refusals}
     return refused, answer.message
+
+
+@functools.lru_cache(maxsize=4096)  # a desk writes to the same few hundred addresses all day
+def _on_the_line(address: str, encoding: str) -> bytes:
+    """`address` as MAIL FROM or RCPT TO carries it (aiosmtplib's quoting, which refuses
+    what would end the command line); ValueError if it cannot be."""
+    return aiosmtplib.email.quote_address(address).encode(encoding)
 
 
 def normalized(raw: bytes) -> bytes:

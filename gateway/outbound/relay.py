@@ -129,7 +129,10 @@ class Relay:
         await self._reconcile()  # first what a relay killed after a 250 never recorded
         if (flush := await self.outbox.flush_requested_at()) != self._flush_seen:
             self._flush_seen, self._next_probe_at = flush, None  # `outbox retry`: try now, probe or not
-        while not self._paused() and (entries := await self.outbox.due(BATCH, self.sent_log.pending)):
+        more = True
+        while more and not self._paused():
+            entries = await self.outbox.due(BATCH, self.sent_log.pending)
+            more = len(entries) == BATCH  # else that was all; what comes due meanwhile, _wait sees
             for entry in entries:
                 if self._paused():
                     break
