@@ -11,6 +11,11 @@ turn, and the relay is probed every `probe_seconds` (one mail is the probe; no a
 counted against it), so the backlog goes out as soon as the relay answers, however long the
 outage. "relay unreachable" is logged once per outage. `serve` runs this in a process of
 its own (`run_relay`), which loads nothing of parsing, tickets or rendering.
+
+The session with the relay outlives a round: the processor rings once a processed mail, a
+round or two a second under load, and a session a round would cost more than the mail it
+carries. It ends once it has carried nothing for `SESSION_IDLE_SECONDS` (delivery.py bounds
+the mails it carries), and at the end of `deliver_due`, which tests and `drain` call.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ log = logging.getLogger(__name__)
 repeats = collapse_repeats(logging.getLogger(__name__ + ".repeats"))  # at most one a minute, counted (runtime/logs.py)
 
 BATCH = 50  # due mail taken per look at the outbox
+# As Postfix's smtp_connection_cache_time_limit (2s): long enough for the next round under
+# load, short enough to hold nothing of the relay's while the desk is quiet.
+SESSION_IDLE_SECONDS = 2.0
 
 
 class Relay:
@@ -54,6 +62,7 @@ class Relay:
         self.sent_log = sent_log
         self.clock = clock
         self.connection = RelayConnection(settings, local_hostname)
+        self.session_idle_seconds = SESSION_IDLE_SECONDS
         self.wakeup = asyncio.Event()
         self._down_since: datetime | None = None  # the relay did not answer our last try
         self._next_probe_at: datetime | None = None
@@ -63,18 +72,30 @@ class Relay:
 
     async def run(self, stopping: asyncio.Event) -> None:
         async with self.sent_log.held(stopping) as held:
-            while held and not stopping.is_set():
-                try:
-                    await self.deliver_due()
-                except Exception:  # the database failed; keep the daemon up and try again
-                    repeats.exception("outbox: cannot read the outbox; retrying")
-                await self._wait(stopping)
+            try:
+                while held and not stopping.is_set():
+                    try:
+                        async with self._round:
+                            await self._send_due()
+                            await self._reconcile()
+                    except Exception:  # the database failed; keep the daemon up and try again
+                        repeats.exception("outbox: cannot read the outbox; retrying")
+                    await self._wait(stopping)
+            finally:
+                await self.connection.hang_up()
 
     async def _wait(self, stopping: asyncio.Event) -> None:
         self.wakeup.clear()
+        seconds = await self._seconds_to_next_due()
+        if self.connection.is_open:
+            idle_left = self.session_idle_seconds - self.connection.idle_seconds()
+            if idle_left <= 0:
+                await self.connection.hang_up()
+            else:
+                seconds = min(seconds, idle_left)  # to end the session in time
         waiters = {asyncio.ensure_future(self.wakeup.wait()), asyncio.ensure_future(stopping.wait())}
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait(waiters, timeout=await self._seconds_to_next_due(), return_when="FIRST_COMPLETED")
+            await asyncio.wait(waiters, timeout=seconds, return_when="FIRST_COMPLETED")
         for waiter in waiters:
             waiter.cancel()
 
@@ -93,22 +114,30 @@ class Relay:
 
     async def deliver_due(self) -> int:
         """Try every mail due now once, unless the relay is down and not yet to be probed
-        again; returns how many were tried. One connection carries the whole round."""
-        tried = 0
+        again, then end the session; returns how many were tried."""
         async with self._round:
-            await self._reconcile()  # first what a relay killed after a 250 never recorded
-            if (flush := await self.outbox.flush_requested_at()) != self._flush_seen:
-                self._flush_seen, self._next_probe_at = flush, None  # `outbox retry`: try now, probe or not
             try:
-                while not self._paused() and (entries := await self.outbox.due(BATCH, self.sent_log.pending)):
-                    for entry in entries:
-                        if self._paused():
-                            break
-                        await self._deliver(entry)
-                        tried += 1
+                tried = await self._send_due()
             finally:
                 await self.connection.hang_up()
             await self._reconcile()
+        return tried
+
+    async def _send_due(self) -> int:
+        """One round: every mail due now, over the session kept from the last round."""
+        tried = 0
+        await self._reconcile()  # first what a relay killed after a 250 never recorded
+        if (flush := await self.outbox.flush_requested_at()) != self._flush_seen:
+            self._flush_seen, self._next_probe_at = flush, None  # `outbox retry`: try now, probe or not
+        more = True
+        while more and not self._paused():
+            entries = await self.outbox.due(BATCH, self.sent_log.pending)
+            more = len(entries) == BATCH  # else that was all; what comes due meanwhile, _wait sees
+            for entry in entries:
+                if self._paused():
+                    break
+                await self._deliver(entry)
+                tried += 1
         return tried
 
     async def _reconcile(self) -> None:

@@ -24,7 +24,7 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,8 @@ class SentLog:
 
     def record(self, outbox_id: int, message_id: str, sent_at: str, reply: str) -> None:
         record = SentRecord(outbox_id, message_id, sent_at, reply)
-        line = (json.dumps(asdict(record), ensure_ascii=True) + "\n").encode("ascii")
+        fields = {"outbox_id": outbox_id, "message_id": message_id, "sent_at": sent_at, "reply": reply}
+        line = (json.dumps(fields, ensure_ascii=True) + "\n").encode("ascii")
         descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             os.write(descriptor, line)  # one write: a kill leaves all of it or nothing
