@@ -4,6 +4,7 @@ SIGKILL at any moment, a poison mail set aside alone, and one mail's error faili
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
@@ -26,6 +27,7 @@ from gateway.inbound.spool import Spool
 from gateway.parsing.workers import Parser
 from gateway.settings import Settings, load_settings
 from gateway.storage.database import Database
+from gateway.storage.spool_file import spool_path
 from tests.conftest import MAILBOX, PROJECT, make_mail, spool_rows, write_config
 
 # A processor as `serve` runs it in its child process, on its own: it drains the spool.
@@ -73,7 +75,7 @@ PARSER_START = Parser.start
 def parsed_at_once(self: Parser, spool_id: int, raw: bytes | None) -> asyncio.Future[Any]:
     """`Parser.start` with the mail parsed here before it returns: whether a batch forms
     does not depend on how fast a parser worker is."""
-    with sqlite3.connect(self.database) as connection:
+    with contextlib.closing(sqlite3.connect(spool_path(Path(self.database)))) as connection:
         [(stored,)] = connection.execute("SELECT raw FROM spool_raw WHERE id = ?", (spool_id,))
     workers, self.workers = self.workers, 0
     try:

@@ -46,7 +46,6 @@ CREATE TABLE IF NOT EXISTS imap_seen (
 """
 
 
-
 def _new_rows(desk: str, spool: str) -> str:
     """Mail the desk has not seen yet."""
     return f"FROM {spool}.spool WHERE id > (SELECT value FROM {desk}.counters WHERE name = '{WATERMARK}')"
