@@ -171,6 +171,23 @@ def test_sigkill_at_random_moments_of_a_batched_drain_applies_each_mail_once(tmp
     applied_once_each(settings.database.path, mails)
 
 
+def test_sigkill_while_mail_keeps_arriving_applies_each_spooled_mail_once(tmp_path: Path) -> None:
+    """The spool file is written while the processor copies from it, claims, applies and
+    is killed: after a last start, each spool id is one message, one ticket and one set
+    of notifications, and none is lost."""
+    waves, per_wave = 4, 30
+    settings = load_settings(write_config(tmp_path))
+    mails = [customer(index) for index in range(waves * per_wave)]
+    chooser = random.Random(1812)
+    for wave in range(waves):
+        processor = start_processor(tmp_path / "config.toml")
+        asyncio.run(spool_mails(settings, mails[wave * per_wave : (wave + 1) * per_wave]))
+        wait_for_mails_done(processor, chooser.randrange(1, per_wave))
+        kill(processor)
+    asyncio.run(drain_here(settings))
+    applied_once_each(settings.database.path, waves * per_wave)
+
+
 def first_never_taken(database: Path) -> int:
     with sqlite3.connect(database) as connection:
         [(spool_id,)] = connection.execute("SELECT min(id) FROM spool WHERE status != 'done' AND attempts = 0")
