@@ -9,8 +9,9 @@ attachments and their contents.
 Guarantee: the listener never waits long for the database. Rows go in batches of
 BATCH_ROWS, each in a transaction of its own under the shared write lock (database.py)
 (the raw mail's under the spool file's, storage/spool_file.py, only once the desk's row
-says the mail is finished), which is let go between batches, so a mail arriving waits for one batch at most; the
-pages freed are handed back to the file system a few at a time in the same way
+says the mail is finished), which is let go between batches, so a mail arriving waits
+for one batch at most; the pages freed are handed back to the file system a few at a
+time in the same way
 (`PRAGMA incremental_vacuum`, on a database whose auto_vacuum is INCREMENTAL: see
 migrations.py).
 """
