@@ -148,7 +148,7 @@ class Spool:
     async def _commit_waiting(self) -> None:
         """Batch after batch until nothing waits; each mail's file is closed once its commit
         is over. Yields to the loop between batches, even when one failed."""
-        async with self._writer() as writer:
+        async with self._spool_file() as writer:
             while self._waiting:
                 batch: list[Pending] = []
                 try:
@@ -171,7 +171,7 @@ class Spool:
                 await asyncio.sleep(0)
 
     @asynccontextmanager
-    async def _writer(self) -> AsyncIterator[Database]:
+    async def _spool_file(self) -> AsyncIterator[Database]:
         """The spool file's connection: the one given, when it is the spool file (the
         listener's); else one opened for this write (`ingest`, tests, the bench)."""
         if self.database.spool_file:
@@ -363,7 +363,7 @@ class Spool:
         `error`, the mail is kept raw as failed, with that reason."""
         now = timestamp(self.clock.now())
         sql, parameters = along
-        async with self._writer() as writer, writer.transaction() as database:
+        async with self._spool_file() as writer, writer.transaction() as database:
             statements: list[Statement] = [
                 Sql(INSERT, (now, mail_from, json.dumps(rcpt_tos), peer, len(raw), now), name="spool"),
                 Sql(INSERT_RAW, (len(raw),)),
