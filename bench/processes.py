@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
+from gateway.storage.spool_file import attach
+
 ROOT = Path(__file__).resolve().parent.parent
 POLL_SECONDS = 0.05
 PROCESSING_TIMEOUT = 600.0
@@ -238,6 +240,10 @@ def wait_processed(database: Path, count: int) -> float:
 
 def spool_counts(connection: sqlite3.Connection) -> tuple[int, int]:
     """(accepted, waiting): mail spooled so far, and mail spooled but not yet processed."""
-    (accepted,) = connection.execute("SELECT coalesce(max(id), 0) FROM spool").fetchone()
-    (waiting,) = connection.execute("SELECT count(*) FROM spool WHERE status IN ('queued', 'processing')").fetchone()
+    # The mail the desk has not copied yet is in the spool file only (storage/spool_file.py).
+    [(path,)] = [row[2:] for row in connection.execute("PRAGMA database_list") if row[1] == "main"]
+    with contextlib.closing(sqlite3.connect(Path(path).resolve().as_uri(), uri=True)) as both:
+        attach(both, Path(path))
+        (accepted,) = both.execute("SELECT coalesce(max(id), 0) FROM inbound").fetchone()
+        (waiting,) = both.execute("SELECT count(*) FROM inbound WHERE status IN ('queued', 'processing')").fetchone()
     return accepted, waiting

@@ -28,6 +28,8 @@ from gateway.runtime import metrics
 from gateway.runtime.state_file import DaemonState, remove_state, state_path, write_state
 from gateway.settings import Settings
 from gateway.storage.database import Database
+from gateway.storage.migrations import migrate
+from gateway.storage.spool_file import spool_path
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +54,19 @@ class Gateway:
     async def start(self) -> None:
         Renderer(self.settings, self.clock).check()  # before anything opens: fail fast, leave nothing behind
         _check_open_file_limit(self.settings)
-        write_lock = asyncio.Lock()  # one writer at a time across this process's connections
-        # durable: a 250 waits for the disk.
-        self._database = await Database.open(self.settings.database.path, write_lock, durable=True)
+        # The desk's schema first: an older install's spool moves out into the spool file
+        # (migration 5) before the listener adds to it.
+        self.settings.database.path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(migrate, self.settings.database.path)
         if self.separate_process:
             self.processor = ProcessorProcess(self.settings)
         else:
-            self.processor = Processor(self.settings, self.clock, write_lock)
+            self.processor = Processor(self.settings, self.clock)
         try:
             await self.processor.start()
+            # The spool file, written by the listener alone (storage/spool_file.py): a 250
+            # waits for its commit and fsync (durable), never for a desk transaction.
+            self._database = await Database.open(spool_path(self.settings.database.path), durable=True, spool=True)
             spool = Spool(self._database, self.clock)
             self.handler = InboundHandler(self.settings, spool, self.processor.wakeup)
             self._server = await start_listener(self.settings, self.handler)

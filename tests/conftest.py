@@ -26,6 +26,7 @@ from aiosmtpd.smtp import SMTP
 
 from gateway.daemon import Gateway
 from gateway.settings import SecuritySettings, Settings, load_settings
+from gateway.storage.spool_file import attach
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED_MAIL = PROJECT.parent / "shared" / "mail"
@@ -280,8 +281,11 @@ def cli_json(config: Path, *args: str) -> object:
 
 
 def spool_rows(database: Path) -> list[sqlite3.Row]:
-    with sqlite3.connect(database) as connection:
+    """Every spooled mail with what became of it: the raw mail is in the spool file."""
+    with contextlib.closing(sqlite3.connect(database.resolve().as_uri(), uri=True)) as connection:
+        attach(connection, database)
         connection.row_factory = sqlite3.Row
         return connection.execute(
-            "SELECT s.id, s.status, s.outcome, s.error, r.raw FROM spool s JOIN spool_raw r USING (id) ORDER BY s.id"
+            "SELECT s.id, s.status, s.outcome, s.error, r.raw FROM inbound s JOIN intake.spool_raw r USING (id)"
+            " ORDER BY s.id"
         ).fetchall()

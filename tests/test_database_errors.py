@@ -19,6 +19,7 @@ from gateway.clock import FixedClock
 from gateway.daemon import Gateway
 from gateway.inbound.spool import OUT_OF_SPACE_PAUSE
 from gateway.settings import load_settings
+from gateway.storage.spool_file import spool_path
 from tests.conftest import MAILBOX, Sink, make_mail, run_cli, send, spool_rows, write_config
 
 EX_TEMPFAIL = 75
@@ -48,7 +49,7 @@ def test_ingest_into_a_database_missing_a_column_says_so_in_one_line_and_asks_to
         )
 
     assert ingest("primero").returncode == 0  # creates the database
-    drop_column(load_settings(config_path).database.path, "spool", "peer")
+    drop_column(spool_path(load_settings(config_path).database.path), "spool", "peer")  # the spool file's
     result = ingest("hola")
     # Not a decision about the mail: Postfix keeps it (up to maximal_queue_lifetime, 5 days)
     # while an operator repairs the database, instead of bouncing it (cli/ingest.py).

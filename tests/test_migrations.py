@@ -7,7 +7,10 @@ import json
 import sqlite3
 from pathlib import Path
 
-from gateway.storage.migrations import LATEST
+import pytest
+
+from gateway.storage.migrations import LATEST, MIGRATIONS
+from gateway.storage.spool_file import spool_path
 from tests.conftest import PROJECT, make_mail, run_cli
 
 FIRST_RELEASE_SCHEMA = PROJECT / "tests" / "data" / "schema_v1.sql"
@@ -75,6 +78,7 @@ def test_a_first_release_database_is_migrated_and_keeps_its_data(config_path: Pa
     assert lines[1].startswith("schema version 2: indexes")
     assert lines[2].startswith("schema version 3: spool.decision")
     assert lines[3].startswith("schema version 4: imap_seen")
+    assert lines[4].startswith("schema version 5: the spool's raw mail in a file of its own")
     assert user_version(database) == LATEST
     assert {"spool_finished", "outbox_sent", "messages_spool"} <= index_names(database)
 
@@ -140,3 +144,75 @@ def test_a_new_database_is_at_the_latest_version_with_incremental_auto_vacuum(co
     assert user_version(database) == LATEST
     with sqlite3.connect(database) as connection:
         assert connection.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL
+
+
+def version_4_database(path: Path) -> None:
+    """A database as the releases with the spool inside it left it (schema version 4): mail
+    done, queued and failed, the newest (id 4) purged, an IMAP UID on record."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        for migration in MIGRATIONS[:4]:
+            connection.execute("BEGIN IMMEDIATE")
+            migration.apply(connection)
+            connection.execute(f"PRAGMA user_version = {migration.version:d}")
+            connection.execute("COMMIT")
+        for spool_id, status, error in ((1, "done", None), (2, "queued", None), (3, "failed", "ParseError: roto"),
+                                        (4, "done", None)):  # fmt: skip
+            connection.execute(
+                "INSERT INTO spool (id, received_at, mail_from, rcpt_tos, size, status, error, updated_at)"
+                " VALUES (?, ?, 'cliente@empresa.example', '[\"soporte.latam@estela.example\"]', ?, ?, ?, ?)",
+                (spool_id, NOW, len(RAW), status, error, NOW),
+            )
+            connection.execute("INSERT INTO spool_raw (id, raw) VALUES (?, ?)", (spool_id, RAW + b"%d" % spool_id))
+        connection.execute("DELETE FROM spool_raw WHERE id = 4")
+        connection.execute("DELETE FROM spool WHERE id = 4")  # purged: its id is never given again
+        connection.execute("INSERT INTO imap_seen VALUES ('soporte.latam@estela.example', 'INBOX', 7, 42, 2)")
+    finally:
+        connection.close()
+    assert user_version(path) == 4
+
+
+def interrupted_migration_5(path: Path) -> None:
+    """Migration 5 cut off after it copied the spool out, before the desk's commit: the
+    spool file holds the copies, the desk is still at version 4."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        MIGRATIONS[4].apply(connection)
+        connection.execute("ROLLBACK")
+    finally:
+        connection.close()
+    assert user_version(path) == 4
+
+
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_the_spool_moves_out_of_the_desk_with_every_mail_once(config_path: Path, interrupted: bool) -> None:
+    database = config_path.parent / "gateway.db"
+    version_4_database(database)
+    if interrupted:
+        interrupted_migration_5(database)
+
+    migrated = run_cli(config_path, "migrate")
+    assert migrated.returncode == 0, migrated.stderr.decode()
+    assert user_version(database) == LATEST
+    listed = json.loads(run_cli(config_path, "inbound", "list", "--json").stdout)
+    assert [(e["id"], e["status"], e["error"]) for e in listed] == [
+        (1, "done", None), (2, "queued", None), (3, "failed", "ParseError: roto")
+    ]  # fmt: skip
+    for spool_id in (1, 2, 3):
+        assert run_cli(config_path, "inbound", "show", str(spool_id)).stdout == RAW + b"%d" % spool_id
+    with sqlite3.connect(spool_path(database)) as connection:
+        assert connection.execute("SELECT count(*) FROM spool").fetchone()[0] == 3
+        assert connection.execute("SELECT uid, spool_id FROM imap_seen").fetchall() == [(42, 2)]
+    with sqlite3.connect(database) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert not {"spool_raw", "imap_seen"} & tables
+
+    # New mail continues the ids past the purged one, and the queued mail is not lost.
+    stored = run_cli(config_path, "ingest", *INGEST, stdin=make_mail("Otro"))
+    assert stored.returncode == 0, stored.stderr.decode()
+    assert stored.stdout.decode().startswith("queued as 5: done")
+    retried = run_cli(config_path, "inbound", "retry", "3")
+    assert retried.returncode == 0, retried.stderr.decode()
+    statuses = {e["id"]: e["status"] for e in json.loads(run_cli(config_path, "inbound", "list", "--json").stdout)}
+    assert statuses == {1: "done", 2: "queued", 3: "done", 5: "done"}

@@ -4,6 +4,7 @@ SIGKILL at any moment, a poison mail set aside alone, and one mail's error faili
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
@@ -26,6 +27,7 @@ from gateway.inbound.spool import Spool
 from gateway.parsing.workers import Parser
 from gateway.settings import Settings, load_settings
 from gateway.storage.database import Database
+from gateway.storage.spool_file import spool_path
 from tests.conftest import MAILBOX, PROJECT, make_mail, spool_rows, write_config
 
 # A processor as `serve` runs it in its child process, on its own: it drains the spool.
@@ -73,7 +75,7 @@ PARSER_START = Parser.start
 def parsed_at_once(self: Parser, spool_id: int, raw: bytes | None) -> asyncio.Future[Any]:
     """`Parser.start` with the mail parsed here before it returns: whether a batch forms
     does not depend on how fast a parser worker is."""
-    with sqlite3.connect(self.database) as connection:
+    with contextlib.closing(sqlite3.connect(spool_path(Path(self.database)))) as connection:
         [(stored,)] = connection.execute("SELECT raw FROM spool_raw WHERE id = ?", (spool_id,))
     workers, self.workers = self.workers, 0
     try:
@@ -167,6 +169,23 @@ def test_sigkill_at_random_moments_of_a_batched_drain_applies_each_mail_once(tmp
             assert set(range(fresh, fresh + pipeline_module.BATCH_MAILS)) <= set(counted(settings.database.path))
     asyncio.run(drain_here(settings))
     applied_once_each(settings.database.path, mails)
+
+
+def test_sigkill_while_mail_keeps_arriving_applies_each_spooled_mail_once(tmp_path: Path) -> None:
+    """The spool file is written while the processor copies from it, claims, applies and
+    is killed: after a last start, each spool id is one message, one ticket and one set
+    of notifications, and none is lost."""
+    waves, per_wave = 4, 30
+    settings = load_settings(write_config(tmp_path))
+    mails = [customer(index) for index in range(waves * per_wave)]
+    chooser = random.Random(1812)
+    for wave in range(waves):
+        processor = start_processor(tmp_path / "config.toml")
+        asyncio.run(spool_mails(settings, mails[wave * per_wave : (wave + 1) * per_wave]))
+        wait_for_mails_done(processor, chooser.randrange(1, per_wave))
+        kill(processor)
+    asyncio.run(drain_here(settings))
+    applied_once_each(settings.database.path, waves * per_wave)
 
 
 def first_never_taken(database: Path) -> int:

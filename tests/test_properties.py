@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from gateway.daemon import Gateway
 from gateway.parsing.mail import parse_mail
 from gateway.settings import load_settings
+from gateway.storage.spool_file import spool_path
 from tests.conftest import MAILBOX, SHARED_MAIL, crlf, write_config
 from tests.support.parsing import strings, surrogate_or_nul
 
@@ -101,8 +102,10 @@ def test_any_mail_is_stored_or_refused_and_the_daemon_stays_up(running: RunningG
     if not accepted:
         return
     with sqlite3.connect(running.settings.database.path) as connection:
+        connection.execute("ATTACH DATABASE ? AS intake", (str(spool_path(running.settings.database.path)),))
         row = connection.execute(
-            "SELECT id, raw, status, outcome, error FROM spool JOIN spool_raw USING (id) ORDER BY id DESC LIMIT 1"
+            "SELECT id, raw, status, outcome, error FROM spool JOIN intake.spool_raw USING (id)"
+            " ORDER BY id DESC LIMIT 1"
         ).fetchone()
         spool_id, stored, status, outcome, error = row
         expected = raw if raw.endswith(b"\r\n") else raw + b"\r\n"  # SMTP ends DATA on a line
@@ -194,8 +197,9 @@ def test_large_deeply_quoted_mail_with_long_lines_becomes_a_ticket_with_its_new_
     assert send_raw(running.gateway.port, raw)
     running.call(running.gateway.drain())
     with sqlite3.connect(running.settings.database.path) as connection:
+        connection.execute("ATTACH DATABASE ? AS intake", (str(spool_path(running.settings.database.path)),))
         spool_id, stored, status, error = connection.execute(
-            "SELECT id, raw, status, error FROM spool JOIN spool_raw USING (id) ORDER BY id DESC LIMIT 1"
+            "SELECT id, raw, status, error FROM spool JOIN intake.spool_raw USING (id) ORDER BY id DESC LIMIT 1"
         ).fetchone()
         new_part = connection.execute("SELECT new_part FROM messages WHERE spool_id = ?", (spool_id,)).fetchone()
     assert stored == raw

@@ -25,8 +25,8 @@ from gateway.settings import HealthSettings, Settings
 OK, WARNING, CRITICAL = 0, 1, 2
 LEVELS = ("OK", "WARNING", "CRITICAL")
 MIB = 1024 * 1024
-BACKLOG_SQL = "SELECT count(*) AS n, min(received_at) AS oldest FROM spool WHERE status IN ('queued', 'processing')"
-FAILED_INBOUND_SQL = "SELECT count(*) AS n FROM spool WHERE status = 'failed'"
+BACKLOG_SQL = "SELECT count(*) AS n, min(received_at) AS oldest FROM inbound WHERE status IN ('queued', 'processing')"
+FAILED_INBOUND_SQL = "SELECT count(*) AS n FROM inbound WHERE status = 'failed'"
 # Deferred: still queued after a temporary failure (attempts counted) or an unreachable relay (noted).
 OUTBOX_SQL = (
     "SELECT coalesce(sum(status = 'queued'), 0) AS queued,"

@@ -50,9 +50,9 @@ tracebacks = collapse_repeats(logging.getLogger(__name__ + ".tracebacks"))
 repeats = collapse_repeats(logging.getLogger(__name__ + ".repeats"))
 
 # When mail waits, parsed, several are applied in one transaction: fewer commits and
-# trips a mail. Bounded, since the listener's spool commit (and its 250) waits for the
-# write lock a transaction holds: at most this many mails, and no more mails once one
-# has held it this long.
+# trips a mail. Bounded, since the relay's records and the CLI's changes wait for the
+# desk's write lock a transaction holds (the listener's spool commits never do: they go
+# to the spool file): at most this many mails, and no more once one has held it this long.
 BATCH_MAILS = 8
 BATCH_SECONDS = 0.015
 LOOKAHEAD = 2 * BATCH_MAILS  # mails claimed and parsing while a batch is applied...

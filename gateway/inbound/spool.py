@@ -4,6 +4,9 @@ Guarantee: `add` returns only after the raw bytes and the envelope are committed
 listener may then answer 250. Mail arriving while a commit is under way is committed
 together in the next one (group commit): one transaction for many sessions.
 
+The mail itself (envelope and raw bytes) is written to the spool file
+(storage/spool_file.py) by the listener, `ingest` and IMAP intake only; what became of it
+is the desk's `spool` row, which the processor copies from the spool file as it claims.
 A row moves queued → processing → done | ignored | failed. Ignored: a loop, or automatic
 mail for no ticket, kept raw and nothing else. Failed: kept raw with the reason, and can
 be retried. Rows left `processing` by a crash go back to the queue at start-up, until they
@@ -21,6 +24,8 @@ import dataclasses
 import json
 import logging
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import BinaryIO
@@ -28,6 +33,7 @@ from typing import BinaryIO
 from gateway.clock import Clock, timestamp
 from gateway.storage.database import Database, FillBlob, Sql, Statement, is_disk_full, is_temporary
 from gateway.storage.requeue import requeue
+from gateway.storage.spool_file import ADVANCE, ATTACHED, IMPORT, spool_path
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +110,9 @@ class SpoolSummary:
 
 
 class Spool:
+    """Over the spool file (storage/spool_file.py) for `add`, `submit` and `add_along`;
+    over a desk database, which attaches the spool file read-only, for everything else."""
+
     def __init__(self, database: Database, clock: Clock) -> None:
         self.database = database
         self.clock = clock
@@ -139,28 +148,42 @@ class Spool:
     async def _commit_waiting(self) -> None:
         """Batch after batch until nothing waits; each mail's file is closed once its commit
         is over. Yields to the loop between batches, even when one failed."""
-        while self._waiting:
-            batch: list[Pending] = []
-            try:
+        async with self._spool_file() as writer:
+            while self._waiting:
+                batch: list[Pending] = []
                 try:
-                    async with self.database.transaction() as database:
-                        # Taken once the lock is ours: what arrived meanwhile goes too, up to a
-                        # size, so one transaction never holds the lock for long.
-                        batch = self._next_batch()
-                        ids = await self._insert(database, batch)
-                except Exception as error:  # nothing of the batch is stored
-                    batch = batch or self._next_batch()
-                    await self._after_failure(batch, error)
-                else:
-                    self._out_of_space_at = None
-                    for pending, spool_id in zip(batch, ids, strict=True):
-                        pending.resolve(spool_id)
-            finally:
-                for pending in batch:
-                    pending.close()
-            await asyncio.sleep(0)
+                    try:
+                        async with writer.transaction() as database:
+                            # Taken once the lock is ours: what arrived meanwhile goes too, up to a
+                            # size, so one transaction never holds the lock for long.
+                            batch = self._next_batch()
+                            ids = await self._insert(database, batch)
+                    except Exception as error:  # nothing of the batch is stored
+                        batch = batch or self._next_batch()
+                        await self._after_failure(writer, batch, error)
+                    else:
+                        self._out_of_space_at = None
+                        for pending, spool_id in zip(batch, ids, strict=True):
+                            pending.resolve(spool_id)
+                finally:
+                    for pending in batch:
+                        pending.close()
+                await asyncio.sleep(0)
 
-    async def _after_failure(self, batch: list[Pending], error: Exception) -> None:
+    @asynccontextmanager
+    async def _spool_file(self) -> AsyncIterator[Database]:
+        """The spool file's connection: the one given, when it is the spool file (the
+        listener's); else one opened for this write (`ingest`, tests, the bench)."""
+        if self.database.spool_file:
+            yield self.database
+            return
+        writer = await Database.open(spool_path(self.database.path), durable=True, spool=True)
+        try:
+            yield writer
+        finally:
+            await writer.close()
+
+    async def _after_failure(self, writer: Database, batch: list[Pending], error: Exception) -> None:
         """A busy, locked or full database fails every mail alike: each sender gets the
         error (451/452) and retries. Otherwise one mail may be at fault: each is tried
         alone, so only that one's sender gets a 451 and the others are stored."""
@@ -173,7 +196,7 @@ class Spool:
         log.warning("spool: a batch of %d mails failed (%s); committing each alone", len(batch), error)
         for pending in batch:
             try:
-                async with self.database.transaction() as database:
+                async with writer.transaction() as database:
                     [spool_id] = await self._insert(database, [pending])
             except Exception as alone:  # this mail's own failure: its sender gets it
                 pending.fail(alone)
@@ -203,23 +226,31 @@ class Spool:
         batch, self._waiting = self._waiting[:taken], self._waiting[taken:]
         return batch
 
+    # Every claim first copies the mail new in the spool file into the desk, in its trip.
+    IMPORTING = (Sql(IMPORT), Sql(ADVANCE))
+
     async def claim_ahead(self, count: int, room_bytes: int) -> list[SpoolEntry]:
         """The oldest queued mails, marked processing, in one trip: arrival order, one taker
         only. At most `count`, and each only while those before it leave `room_bytes`
         (the first always, if there is room). No attempt is counted yet: see `take_in_hand`."""
         if count <= 0 or room_bytes <= 0:
             return []
-        [claimed] = await self.database.write_all([self._claim_ahead(count, room_bytes)])
+        *_, claimed = await self.database.write_all([*self.IMPORTING, self._claim_ahead(count, room_bytes)])
         return _entries(claimed.rows)
 
     async def claim(self, spool_id: int) -> SpoolEntry | None:
         """A given mail, if it is still queued (another process may have taken it)."""
-        rows = await self.database.write(
-            f"UPDATE spool SET status = 'processing', updated_at = ?"
-            f" WHERE id = ? AND status = 'queued' RETURNING {ENTRY_COLUMNS}",
-            (timestamp(self.clock.now()), spool_id),
+        *_, claimed = await self.database.write_all(
+            [
+                *self.IMPORTING,
+                Sql(
+                    f"UPDATE spool SET status = 'processing', updated_at = ?"
+                    f" WHERE id = ? AND status = 'queued' RETURNING {ENTRY_COLUMNS}",
+                    (timestamp(self.clock.now()), spool_id),
+                ),
+            ]
         )
-        return next(iter(_entries(rows)), None)
+        return next(iter(_entries(claimed.rows)), None)
 
     async def take_in_hand(
         self, entries: list[SpoolEntry], claim: int = 0, room_bytes: int = 0
@@ -233,11 +264,11 @@ class Spool:
         count = f"UPDATE spool SET attempts = attempts + 1, updated_at = ? WHERE id IN ({marks}) RETURNING id, attempts"
         statements = [Sql(count, (now, *(entry.id for entry in entries)))]
         if claim > 0 and room_bytes > 0:
-            statements.append(self._claim_ahead(claim, room_bytes))
+            statements += [*self.IMPORTING, self._claim_ahead(claim, room_bytes)]
         counted, *claimed = await self.database.write_all(statements)
         attempts = {row["id"]: row["attempts"] for row in counted.rows}
         taken = [dataclasses.replace(entry, attempts=attempts.get(entry.id, entry.attempts)) for entry in entries]
-        return taken, _entries(claimed[0].rows) if claimed else []
+        return taken, _entries(claimed[-1].rows) if claimed else []
 
     def _claim_ahead(self, count: int, room_bytes: int) -> Sql:
         # The running total is taken over the `count` oldest only (the inner LIMIT), never
@@ -296,24 +327,26 @@ class Spool:
 
     async def backlog(self) -> int:
         """Mail accepted and not yet processed."""
-        row = await self.database.fetch_one("SELECT count(*) AS n FROM spool WHERE status IN ('queued', 'processing')")
+        row = await self.database.fetch_one(
+            "SELECT count(*) AS n FROM inbound WHERE status IN ('queued', 'processing')"
+        )
         return int(row["n"]) if row else 0
 
     async def summaries(self, status: str | None = None) -> list[SpoolSummary]:
         if status is None:
-            rows = await self.database.fetch_all(f"SELECT {SUMMARY_COLUMNS} FROM spool ORDER BY id")
+            rows = await self.database.fetch_all(f"SELECT {SUMMARY_COLUMNS} FROM inbound ORDER BY id")
         else:
             rows = await self.database.fetch_all(
-                f"SELECT {SUMMARY_COLUMNS} FROM spool WHERE status = ? ORDER BY id", (status,)
+                f"SELECT {SUMMARY_COLUMNS} FROM inbound WHERE status = ? ORDER BY id", (status,)
             )
         return [SpoolSummary(**{**dict(row), "rcpt_tos": tuple(json.loads(row["rcpt_tos"]))}) for row in rows]
 
     async def status_of(self, spool_id: int) -> str | None:
-        row = await self.database.fetch_one("SELECT status FROM spool WHERE id = ?", (spool_id,))
+        row = await self.database.fetch_one("SELECT status FROM inbound WHERE id = ?", (spool_id,))
         return None if row is None else row["status"]
 
     async def raw(self, spool_id: int) -> bytes | None:
-        row = await self.database.fetch_one("SELECT raw FROM spool_raw WHERE id = ?", (spool_id,))
+        row = await self.database.fetch_one(f"SELECT raw FROM {ATTACHED}.spool_raw WHERE id = ?", (spool_id,))
         return None if row is None else row["raw"]
 
     async def add_along(
@@ -329,8 +362,8 @@ class Spool:
         commit: an IMAP message and the record of its UID become durable together. With
         `error`, the mail is kept raw as failed, with that reason."""
         now = timestamp(self.clock.now())
-        status, (sql, parameters) = (QUEUED if error is None else FAILED), along
-        async with self.database.transaction() as database:
+        sql, parameters = along
+        async with self._spool_file() as writer, writer.transaction() as database:
             statements: list[Statement] = [
                 Sql(INSERT, (now, mail_from, json.dumps(rcpt_tos), peer, len(raw), now), name="spool"),
                 Sql(INSERT_RAW, (len(raw),)),
@@ -342,7 +375,7 @@ class Spool:
             await database.execute_all(
                 [
                     (sql, (*parameters, spool_id)),
-                    ("UPDATE spool SET status = ?, error = ? WHERE id = ?", (status, error, spool_id)),
+                    ("UPDATE spool SET error = ? WHERE id = ?", (error, spool_id)),
                 ]
             )
         return spool_id

@@ -28,6 +28,7 @@ from gateway.parsing.quotes import new_part
 from gateway.parsing.worker_pool import WorkerPool
 from gateway.rules.fields import field_lines
 from gateway.runtime.state_file import is_alive
+from gateway.storage.spool_file import read_only_uri, spool_path
 
 SPILL_BYTES = 1024 * 1024  # attachments larger than this come back from a worker as files
 
@@ -146,5 +147,6 @@ _connections: dict[str, sqlite3.Connection] = {}
 
 def _read_only(database: str) -> sqlite3.Connection:
     if database not in _connections:
-        _connections[database] = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+        # The raw mail is in the spool file beside the desk's (storage/spool_file.py).
+        _connections[database] = sqlite3.connect(read_only_uri(spool_path(Path(database))), uri=True)
     return _connections[database]

@@ -30,10 +30,12 @@ if TYPE_CHECKING:
     from prometheus_client import Counter, Histogram
     from prometheus_client.registry import Collector
 
+from gateway.storage.spool_file import attach, read_only_uri
+
 log = logging.getLogger(__name__)
 
 DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # the library's own name for it
-BACKLOG_SQL = "SELECT count(*) FROM spool WHERE status IN ('queued', 'processing')"
+BACKLOG_SQL = "SELECT count(*) FROM inbound WHERE status IN ('queued', 'processing')"
 OUTBOX_QUEUED_SQL = "SELECT count(*) FROM outbox WHERE status = 'queued'"
 # 250 → processed, in seconds: a mail is usually done in well under a second; a backlog
 # after an outage or a relay of parse workers at their limit shows in the upper buckets.
@@ -166,7 +168,8 @@ def _depth_collector(database: Path) -> Collector:
 
         def collect(self) -> Iterator[GaugeMetricFamily]:
             try:
-                with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1)) as db:
+                with contextlib.closing(sqlite3.connect(read_only_uri(database), uri=True, timeout=1)) as db:
+                    attach(db, database)  # the `inbound` view: mail not yet copied to the desk counts too
                     backlog = db.execute(BACKLOG_SQL).fetchone()[0]
                     outbox = db.execute(OUTBOX_QUEUED_SQL).fetchone()[0]
             except sqlite3.Error as error:  # locked past the timeout, say: this scrape goes without them

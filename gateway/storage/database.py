@@ -32,6 +32,7 @@ import aiosqlite
 
 from gateway.storage.aiosqlite_adapter import run_on_thread
 from gateway.storage.migrations import migrate
+from gateway.storage.spool_file import attach, attach_desk, migrate_spool, spool_path
 
 BUSY_TIMEOUT_MS = 5000
 BEGIN, COMMIT, ROLLBACK = "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"
@@ -146,20 +147,31 @@ class Database:
     does, or the COMMIT, and they go to the thread together, in order.
     """
 
-    def __init__(self, connection: aiosqlite.Connection, write_lock: asyncio.Lock, lock_file: int) -> None:
+    def __init__(self, connection: aiosqlite.Connection, write_lock: asyncio.Lock, lock_file: int, path: Path) -> None:
         self.connection = connection
+        self.path = path
+        self.spool_file = False  # whether this is the spool file itself (spool_file.py)
         self.write_lock = write_lock
         self._lock_file = lock_file  # flocked from BEGIN to COMMIT or ROLLBACK, on the connection's thread
         self._deferred: list[Statement] = []
 
     @classmethod
-    async def open(cls, path: Path, write_lock: asyncio.Lock | None = None, durable: bool = True) -> Database:
+    async def open(
+        cls, path: Path, write_lock: asyncio.Lock | None = None, durable: bool = True, spool: bool = False
+    ) -> Database:
         """`durable`: every COMMIT is on disk when it returns (the spool's must be). The
-        pipeline's and relay's may wait for the next fsync: their input is durable already."""
+        pipeline's and relay's may wait for the next fsync: their input is durable already.
+        `spool`: `path` is the spool file (spool_file.py) itself; else a desk database,
+        which sees its spool file read-only as `intake`."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(migrate, path)  # up to the schema's latest version (migrations.py)
-        # isolation_level=None: transactions are begun explicitly, never implicitly.
-        connection = await aiosqlite.connect(path, isolation_level=None)
+        if spool:
+            await asyncio.to_thread(migrate_spool, path)
+        else:
+            await asyncio.to_thread(migrate, path)  # up to the schema's latest version (migrations.py)
+            await asyncio.to_thread(migrate_spool, spool_path(path))
+        # isolation_level=None: transactions are begun explicitly, never implicitly. A URI,
+        # so that the spool file can be attached read-only.
+        connection = await aiosqlite.connect(path.resolve().as_uri(), uri=True, isolation_level=None)
         connection.row_factory = sqlite3.Row
         try:
             for pragma in (
@@ -169,11 +181,14 @@ class Database:
                 "foreign_keys = ON",
             ):
                 await connection.execute(f"PRAGMA {pragma}")
+            await run_on_thread(connection, partial(attach_desk if spool else attach, path=path))
             lock_file = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except BaseException:
             await connection.close()  # else its thread keeps the process alive
             raise
-        return cls(connection, write_lock or asyncio.Lock(), lock_file)
+        database = cls(connection, write_lock or asyncio.Lock(), lock_file, path)
+        database.spool_file = spool
+        return database
 
     @classmethod
     async def open_read_only(cls, path: Path) -> Database:
@@ -188,10 +203,12 @@ class Database:
         connection.row_factory = sqlite3.Row
         try:
             await connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if spool_path(path).is_file():  # else a file from before it: check_readable says migrate
+                await run_on_thread(connection, partial(attach, path=path))
         except BaseException:
             await connection.close()
             raise
-        return cls(connection, asyncio.Lock(), NO_LOCK_FILE)
+        return cls(connection, asyncio.Lock(), NO_LOCK_FILE, path)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Database]:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.storage.schema import SCHEMA
+from gateway.storage.spool_file import move_out_of_desk
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             " PRIMARY KEY (mailbox, folder, uidvalidity, uid)) WITHOUT ROWID",
         ),
     ),
+    # The listener's commits (and its 250s) wait for no desk transaction: raw mail and the
+    # IMAP UIDs go to the spool file of their own (storage/spool_file.py); what became of
+    # each mail stays here, in `spool`, written with the ticket changes.
+    Migration(5, "the spool's raw mail in a file of its own (<database>.spool)", move_out_of_desk),
 )
 LATEST = MIGRATIONS[-1].version
 RECOGNISED = "the first release's tables, found in place and kept as they are"

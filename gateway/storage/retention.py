@@ -7,9 +7,11 @@ a cutoff. Never deleted: queued, processing or failed inbound mail (a failed one
 attachments and their contents.
 
 Guarantee: the listener never waits long for the database. Rows go in batches of
-BATCH_ROWS, each in a transaction of its own under the shared write lock (database.py),
-which is let go between batches, so a mail arriving waits for one batch at most; the
-pages freed are handed back to the file system a few at a time in the same way
+BATCH_ROWS, each in a transaction of its own under the shared write lock (database.py)
+(the raw mail's under the spool file's, storage/spool_file.py, only once the desk's row
+says the mail is finished), which is let go between batches, so a mail arriving waits
+for one batch at most; the pages freed are handed back to the file system a few at a
+time in the same way
 (`PRAGMA incremental_vacuum`, on a database whose auto_vacuum is INCREMENTAL: see
 migrations.py).
 """
@@ -22,6 +24,7 @@ from datetime import datetime, timedelta
 
 from gateway.clock import timestamp
 from gateway.storage.database import Database
+from gateway.storage.spool_file import ATTACHED, spool_path
 
 BATCH_ROWS = 500
 VACUUM_PAGES = 500  # pages handed back per transaction: 2 MB at SQLite's 4 KiB default
@@ -34,7 +37,7 @@ LAST_OLD_SPOOL_ID = (
     "SELECT id FROM spool WHERE status IN ('done', 'ignored') AND received_at < ? ORDER BY received_at DESC LIMIT 1"
 )
 OLD_RAW = (
-    "FROM spool_raw r JOIN spool s ON s.id = r.id"
+    f"FROM {ATTACHED}.spool_raw r JOIN spool s ON s.id = r.id"
     " WHERE r.id <= ? AND s.status IN ('done', 'ignored') AND s.received_at < ?"
 )
 OLD_SENT = "FROM outbox WHERE status = 'sent' AND sent_at < ?"
@@ -58,45 +61,50 @@ async def purge(
 ) -> Purged:
     """Delete what [retention] no longer keeps (a `days` of 0 keeps for ever)."""
     purged = Purged()
+    spool_pages = 0
     if inbound_days:
-        purged.inbound_mail = await _purge_inbound(database, timestamp(now - timedelta(days=inbound_days)), dry_run)
+        cutoff = timestamp(now - timedelta(days=inbound_days))
+        purged.inbound_mail, spool_pages = await _purge_inbound(database, cutoff, dry_run)
     if outbox_days:
         purged.outbox_mail = await _purge_outbox(database, timestamp(now - timedelta(days=outbox_days)), dry_run)
     mode = await database.fetch_one("PRAGMA auto_vacuum")
     purged.auto_vacuum = mode is not None and mode[0] == INCREMENTAL
     if purged.auto_vacuum and not dry_run:
-        purged.pages_freed = await _hand_back_free_pages(database)
+        purged.pages_freed = spool_pages + await _hand_back_free_pages(database)
     return purged
 
 
-async def _purge_inbound(database: Database, cutoff: str, dry_run: bool) -> int:
+async def _purge_inbound(database: Database, cutoff: str, dry_run: bool) -> tuple[int, int]:
+    """Returns the mails deleted and the spool file's pages handed back."""
     last = await database.fetch_one(LAST_OLD_SPOOL_ID, (cutoff,))
     if last is None:
-        return 0
+        return 0, 0
     bounds = (last["id"], cutoff)
     if dry_run:
-        return await _count(database, f"SELECT count(*) {OLD_RAW}", bounds)
-    deleted = 0
-    while True:
-        async with database.transaction():
+        return await _count(database, f"SELECT count(*) {OLD_RAW}", bounds), 0
+    # The mail itself is in the spool file: deleted there first, through a writer of its
+    # own, only once the desk's row says it is finished.
+    spool = await Database.open(spool_path(database.path), spool=True)
+    try:
+        deleted = 0
+        while True:
             rows = await database.fetch_all(f"SELECT r.id {OLD_RAW} ORDER BY r.id LIMIT {BATCH_ROWS}", bounds)
             ids = ",".join(str(int(row["id"])) for row in rows)
             if rows:
-                await database.execute_all(
-                    [
-                        (f"DELETE FROM spool_raw WHERE id IN ({ids})", ()),
-                        # The envelope goes too, unless a ticket's message names it (tickets show).
-                        (
-                            f"DELETE FROM spool WHERE id IN ({ids})"
-                            " AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.spool_id = spool.id)",
-                            (),
-                        ),
-                    ]
+                await spool.write_all(
+                    [(f"DELETE FROM spool_raw WHERE id IN ({ids})", ()), (f"DELETE FROM spool WHERE id IN ({ids})", ())]
                 )
-        deleted += len(rows)
-        if len(rows) < BATCH_ROWS:
-            return deleted
-        await asyncio.sleep(0)  # the lock is free: whoever waits for it goes first
+                # The desk's row goes too, unless a ticket's message names it (tickets show).
+                await database.write(
+                    f"DELETE FROM spool WHERE id IN ({ids})"
+                    " AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.spool_id = spool.id)"
+                )
+            deleted += len(rows)
+            if len(rows) < BATCH_ROWS:
+                return deleted, await _hand_back_free_pages(spool)
+            await asyncio.sleep(0)  # the lock is free: whoever waits for it goes first
+    finally:
+        await spool.close()
 
 
 async def _purge_outbox(database: Database, cutoff: str, dry_run: bool) -> int:
