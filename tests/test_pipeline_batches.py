@@ -12,6 +12,7 @@ import select
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -201,12 +202,19 @@ def counted(database: Path) -> list[int]:
 
 
 def wait_for_mails_done(processor: subprocess.Popen[bytes], count: int) -> None:
+    """Until the processor has logged `count` mails done; one still short of them after a
+    minute is killed, so the test fails instead of hanging."""
     assert processor.stderr is not None
-    for line in processor.stderr:
-        count -= bool(re.search(rb"inbound \d+ ", line))
-        if count == 0:
-            return
-    raise AssertionError("the processor ended before it processed the mail")
+    watchdog = threading.Timer(60, processor.kill)
+    watchdog.start()
+    try:
+        for line in processor.stderr:
+            count -= bool(re.search(rb"inbound \d+ ", line))
+            if count == 0:
+                return
+    finally:
+        watchdog.cancel()
+    raise AssertionError(f"the processor ended, or did nothing for a minute, {count} mail(s) short")
 
 
 def attempts(database: Path) -> list[int]:
