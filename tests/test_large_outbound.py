@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.processes import child
 from gateway.clock import SystemClock
 from gateway.outbound.outbox import OutboundMail, Outbox
 from gateway.outbound.relay import make_relay
 from gateway.settings import load_settings
 from gateway.storage.database import Database
-from bench.processes import child
 from tests.conftest import Sink, write_config
 
 SENDER = "soporte.latam@estela.example"
@@ -106,10 +106,8 @@ async def test_several_large_mails_due_at_once_are_never_held_whole(tmp_path: Pa
     holds at its peak a fraction of one, not the eight the round's look at the outbox finds."""
     size = 2 * MB
     await queue(database, [large_mail(number, size) for number in range(8)])
-    settings = load_settings(write_config(tmp_path, relay_port=0))
     with child("bench.servers", "sink") as (_, port):
-        relay = make_relay(settings.model_copy(update={"outbound": settings.outbound.model_copy(update={"port": port})}),
-                           database, SystemClock())  # fmt: skip
+        relay = make_relay(load_settings(write_config(tmp_path, relay_port=port)), database, SystemClock())
         tracemalloc.start()
         try:
             sent = await relay.deliver_due()
