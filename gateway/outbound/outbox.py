@@ -22,12 +22,11 @@ from gateway.clock import Clock, timestamp
 from gateway.outbound.sent_log import SentRecord
 from gateway.outbound.wire import PIECE_BYTES, STREAMED_BYTES
 from gateway.storage.aiosqlite_adapter import run_on_thread
-from gateway.storage.database import Database, fill_blob
+from gateway.storage.database import Database
 from gateway.storage.requeue import requeue
 
 QUEUED, SENT, FAILED = "queued", "sent", "failed"
 STATUSES = (QUEUED, SENT, FAILED)
-RAW = {False: "?", True: "zeroblob(?)"}  # the raw mail bound, or room for it (Outbox.add)
 FLUSH = "outbox_flush_requested_at"  # meta row: see Outbox.retry
 SUMMARY_COLUMNS = (
     "o.id, t.number AS ticket, o.template, o.message_id, o.recipients, o.status, o.attempts,"
@@ -108,19 +107,14 @@ class Outbox:
     def add(self, ticket_id: int | None, mail: OutboundMail) -> None:
         """Queue a mail inside the caller's transaction (written with its next statement)."""
         now = timestamp(self.clock.now())
-        # A large mail (the customer's files for agents) is written in pieces through the blob
-        # handle (storage/database.py, FillBlob): bound as a parameter, SQLite copies it whole.
-        large = len(mail.raw) > STREAMED_BYTES
         self.database.defer(
             "INSERT INTO outbox (ticket_id, template, message_id, envelope_from, recipients, raw,"
-            f" created_at, next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, {RAW[large]}, ?, ?, ?)",
+            " created_at, next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 ticket_id, mail.template, mail.message_id, mail.envelope_from,
-                json.dumps(list(mail.recipients)), len(mail.raw) if large else mail.raw, now, now, now,
+                json.dumps(list(mail.recipients)), mail.raw, now, now, now,
             ),
         )  # fmt: skip
-        if large:
-            self.database.defer(fill_blob("outbox", "raw", mail.raw))
 
     async def due(self, limit: int, skip: Collection[int] = ()) -> list[OutboxEntry]:
         """Queued mail due now, oldest first, but for `skip` (sent, not yet recorded here);
