@@ -38,9 +38,10 @@ AIOSMTPD_METHODS = {
     "_timeout_cb": ["self"],
 }
 AIOSQLITE_METHODS = {"_execute": ["self", "fn", "*args", "**kwargs"]}
-# Undocumented, public by name: delivery.py puts DATA's body on the wire with them.
-AIOSMTPLIB_METHODS = {"write": ["self", "data"], "read_response": ["self", "timeout"]}
-ASYNC_METHODS = ("_call_handler_hook", "_execute", "read_response")
+# Undocumented (the first two public by name): delivery.py puts DATA's body on the wire with
+# them, and waits for the transport's flow control between the pieces of a large mail.
+AIOSMTPLIB_METHODS = {"write": ["self", "data"], "read_response": ["self", "timeout"], "_drain_helper": ["self"]}
+ASYNC_METHODS = ("_call_handler_hook", "_execute", "read_response", "_drain_helper")
 
 
 def _recheck(adapter: object, package: str) -> str:

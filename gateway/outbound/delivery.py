@@ -18,30 +18,36 @@ The mail transaction is aiosmtplib's `sendmail` (MAIL, RCPT, DATA) but for the b
 `data()` runs two regular expressions over the whole mail (line endings, dot-stuffing) and
 `sendmail` the first once more for SIZE, about 0.7 ms of CPU for a 22 KB notification, a
 third of the relay's cost a mail. The outbox's mail has CRLF line endings already
-(mime.py): `on_the_wire` checks that with three counts and stuffs dots with one replace,
-and the body goes out through aiosmtplib's public protocol calls (`write`, `read_response`).
+(mime.py): `normalized` (wire.py) checks that with three counts and `stuffed` doubles dots
+with one replace, and the body goes out through aiosmtplib's protocol calls (`write`,
+`read_response`, public by name; and `_drain_helper`, its flow control, for a mail written
+in pieces: tests/test_adapters.py checks all three). A mail over wire.STREAMED_BYTES is read
+from the outbox a piece at a time, each piece on the wire before the next is read, so the
+relay holds none of it whole.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
-import re
 import time
 from dataclasses import dataclass
 
 import aiosmtplib
 import aiosmtplib.email
+from aiosmtplib.protocol import SMTPProtocol
 
+from gateway.outbound.wire import StoredBody, Stuffing, normalized, scan, stuffed
 from gateway.settings import OutboundSettings
 
 SENT, RETRY, FAILED = "sent", "retry", "failed"
 SMTPUTF8 = "SMTPUTF8"
 CLOSING = 421  # RFC 5321 §3.8: the server is closing the session
 COMPLETED, WILL_FORWARD, START_INPUT = 250, 251, 354  # RFC 5321 §4.2.2
-LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
 # A relay may cap the mails of one connection (Exim's smtp_accept_max_per_connection, 1000,
 # then 421): a new session well before that, and a bounded one whatever the relay.
 MAILS_PER_SESSION = 100
+Body = bytes | StoredBody  # the mail whole, or read from the outbox in pieces (wire.py)
 
 
 @dataclass(frozen=True)
@@ -54,9 +60,51 @@ class Delivery:
     dropped: bool = False  # the relay closed the session: no reply, or 421 (RFC 5321 §3.8)
 
 
-def needs_smtputf8(envelope_from: str, recipients: tuple[str, ...], raw: bytes) -> bool:
+def needs_smtputf8(envelope_from: str, recipients: tuple[str, ...], ascii_mail: bool) -> bool:
     """RFC 6531 §3.4: an address or a header in UTF-8 needs the relay's SMTPUTF8."""
-    return not (envelope_from.isascii() and all(r.isascii() for r in recipients) and raw.isascii())
+    return not (ascii_mail and envelope_from.isascii() and all(r.isascii() for r in recipients))
+
+
+class Message:
+    """What DATA carries: the mail normalized (whole), or where to read it (stored); and
+    what MAIL needs to know first, its size and whether it is all ASCII."""
+
+    def __init__(self, raw: bytes, stored: StoredBody | None = None, ascii_only: bool = True, size: int = 0) -> None:
+        self.whole = normalized(raw) if stored is None else b""
+        self.stored = stored
+        self.ascii = raw.isascii() if stored is None else ascii_only
+        self.size = len(self.whole) if stored is None else size
+
+    @classmethod
+    async def read(cls, body: StoredBody) -> Message:
+        ascii_only, size = await scan(body)
+        return cls(b"", body, ascii_only, size)
+
+    async def write(self, protocol: SMTPProtocol, timeout: float | None) -> None:
+        """DATA's content on the wire; a stored mail a piece at a time, each piece handed
+        to the socket before the next is read (the transport's flow control)."""
+        if self.stored is None:
+            protocol.write(stuffed(self.whole))
+            return
+        stuffing = Stuffing()
+        try:
+            async for piece in self.stored.pieces():
+                protocol.write(stuffing.feed(piece))
+                await _drained(protocol, timeout)
+        except BaseException:  # the outbox could not be read, say: the session is mid-mail
+            if isinstance(protocol.transport, asyncio.WriteTransport):
+                protocol.transport.abort()  # without the final dot: the relay takes nothing of it
+            raise
+        protocol.write(stuffing.end())
+
+
+async def _drained(protocol: SMTPProtocol, timeout: float | None) -> None:
+    try:
+        await asyncio.wait_for(protocol._drain_helper(), timeout)
+    except TimeoutError as error:
+        raise aiosmtplib.SMTPTimeoutError("timed out writing the mail to the relay") from error
+    except ConnectionError as error:  # the relay hung up mid-mail
+        raise aiosmtplib.SMTPServerDisconnected(f"Connection lost: {error}") from error
 
 
 def unsendable(address: str, utf8: bool) -> str | None:
@@ -90,7 +138,7 @@ class RelayConnection:
         """How long the open session has carried nothing."""
         return time.monotonic() - self._last_used
 
-    async def send(self, envelope_from: str, recipients: tuple[str, ...], raw: bytes) -> Delivery:
+    async def send(self, envelope_from: str, recipients: tuple[str, ...], raw: Body) -> Delivery:
         kept = self.is_open and self._carried < self.mails_per_session
         delivery = await self._attempt(envelope_from, recipients, raw)
         if kept and delivery.dropped:
@@ -102,10 +150,11 @@ class RelayConnection:
         self._last_used = time.monotonic()
         return delivery
 
-    async def _attempt(self, envelope_from: str, recipients: tuple[str, ...], raw: bytes) -> Delivery:
+    async def _attempt(self, envelope_from: str, recipients: tuple[str, ...], raw: Body) -> Delivery:
         try:
             connection = await self._connected()
-            utf8 = needs_smtputf8(envelope_from, recipients, raw)
+            body = Message(raw) if isinstance(raw, bytes) else await Message.read(raw)
+            utf8 = needs_smtputf8(envelope_from, recipients, body.ascii)
             if utf8 and not connection.supports_extension("smtputf8"):
                 return Delivery(FAILED, "the relay does not offer SMTPUTF8 (RFC 6531), which mail with an"
                                         f" internationalised address needs: {', '.join(recipients)}")  # fmt: skip
@@ -113,7 +162,7 @@ class RelayConnection:
             accepted = [r for r in recipients if r not in refusals]
             if not accepted:
                 return Delivery(FAILED, "cannot be sent: " + "; ".join(refusals.values()))
-            refused, answer = await _transaction(connection, envelope_from, accepted, raw, utf8)
+            refused, answer = await _transaction(connection, envelope_from, accepted, body, utf8)
         except aiosmtplib.SMTPRecipientsRefused as error:  # every recipient refused
             await self.hang_up()
             codes = [refusal.code for refusal in error.recipients]
@@ -172,14 +221,13 @@ class RelayConnection:
 
 
 async def _transaction(
-    connection: aiosmtplib.SMTP, envelope_from: str, recipients: list[str], raw: bytes, utf8: bool
+    connection: aiosmtplib.SMTP, envelope_from: str, recipients: list[str], body: Message, utf8: bool
 ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
     """MAIL, RCPT, DATA as aiosmtplib's `sendmail` and its `mail`, `rcpt`, `data` send them,
     and raising as they do, with each address quoted once (`_on_the_line`); the session is
     not RSET after a refusal (the caller hangs up)."""
     encoding = "utf-8" if utf8 else "ascii"
-    body = normalized(raw)
-    options = [f"SIZE={len(body)}"] if connection.supports_extension("size") else []  # RFC 1870
+    options = [f"SIZE={body.size}"] if connection.supports_extension("size") else []  # RFC 1870
     options += [SMTPUTF8] if utf8 else []
     reply = await connection.execute_command(b"MAIL", b"FROM:" + _on_the_line(envelope_from, encoding),
                                              *(option.encode("ascii") for option in options))  # fmt: skip
@@ -197,7 +245,7 @@ async def _transaction(
         raise aiosmtplib.SMTPDataError(start.code, start.message)
     if connection.protocol is None:  # the relay hung up right after its 354
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-    connection.protocol.write(stuffed(body))
+    await body.write(connection.protocol, connection.timeout)
     answer = await connection.protocol.read_response(timeout=connection.timeout)
     if answer.code != COMPLETED:
         raise aiosmtplib.SMTPDataError(answer.code, answer.message)
@@ -210,19 +258,6 @@ def _on_the_line(address: str, encoding: str) -> bytes:
     """`address` as MAIL FROM or RCPT TO carries it (aiosmtplib's quoting, which refuses
     what would end the command line); ValueError if it cannot be."""
     return aiosmtplib.email.quote_address(address).encode(encoding)
-
-
-def normalized(raw: bytes) -> bytes:
-    """The mail with CRLF line endings throughout, ending with one (RFC 5321 §2.3.8)."""
-    if not (raw.count(b"\r") == raw.count(b"\n") == raw.count(b"\r\n")):  # a bare CR or LF
-        raw = LINE_ENDINGS.sub(b"\r\n", raw)
-    return raw if raw.endswith(b"\r\n") else raw + b"\r\n"
-
-
-def stuffed(body: bytes) -> bytes:
-    """DATA's content: every line that begins with a dot gets one more, then CRLF.CRLF
-    (RFC 5321 §4.5.2)."""
-    return (b"." if body.startswith(b".") else b"") + body.replace(b"\r\n.", b"\r\n..") + b".\r\n"
 
 
 def _refused(refused: dict[str, aiosmtplib.SMTPResponse]) -> dict[str, str]:

@@ -12,12 +12,16 @@ needs.)
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable
+import sqlite3
+from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from gateway.clock import Clock, timestamp
 from gateway.outbound.sent_log import SentRecord
+from gateway.outbound.wire import PIECE_BYTES, STREAMED_BYTES
+from gateway.storage.aiosqlite_adapter import run_on_thread
 from gateway.storage.database import Database
 from gateway.storage.requeue import requeue
 
@@ -50,12 +54,32 @@ class ReturnedMail:
 
 
 @dataclass(frozen=True)
+class StoredMail:
+    """A queued mail too large to read whole (wire.STREAMED_BYTES): read from its row in
+    pieces, through SQLite's blob handle, one trip each (wire.StoredBody)."""
+
+    database: Database
+    outbox_id: int
+    size: int
+
+    async def pieces(self) -> AsyncIterator[bytes]:
+        for offset in range(0, self.size, PIECE_BYTES):
+            yield await run_on_thread(self.database.connection, partial(_piece, self.outbox_id, offset))
+
+
+def _piece(outbox_id: int, offset: int, connection: sqlite3.Connection) -> bytes:
+    with connection.blobopen("outbox", "raw", outbox_id, readonly=True) as blob:
+        blob.seek(offset)
+        return blob.read(PIECE_BYTES)
+
+
+@dataclass(frozen=True)
 class OutboxEntry:
     id: int
     message_id: str
     envelope_from: str
     recipients: tuple[str, ...]
-    raw: bytes
+    raw: bytes | StoredMail  # a large mail is read as it goes on the wire
     attempts: int
     created_at: str
 
@@ -93,12 +117,15 @@ class Outbox:
         )  # fmt: skip
 
     async def due(self, limit: int, skip: Collection[int] = ()) -> list[OutboxEntry]:
-        """Queued mail due now, oldest first, but for `skip` (sent, not yet recorded here)."""
+        """Queued mail due now, oldest first, but for `skip` (sent, not yet recorded here);
+        a mail over wire.STREAMED_BYTES as a `StoredMail`, to be read as it is sent."""
+        # length() of a blob reads its size, not its content (https://sqlite.org/lang_corefunc.html#length)
         rows = await self.database.fetch_all(
-            "SELECT id, message_id, envelope_from, recipients, raw, attempts, created_at FROM outbox"
+            "SELECT id, message_id, envelope_from, recipients, length(raw) AS size,"
+            " CASE WHEN length(raw) <= ? THEN raw END AS raw, attempts, created_at FROM outbox"
             " WHERE status = 'queued' AND next_attempt_at <= ? AND id NOT IN (SELECT value FROM json_each(?))"
             " ORDER BY next_attempt_at, id LIMIT ?",
-            (timestamp(self.clock.now()), json.dumps(list(skip)), limit),
+            (STREAMED_BYTES, timestamp(self.clock.now()), json.dumps(list(skip)), limit),
         )
         return [
             OutboxEntry(
@@ -106,7 +133,7 @@ class Outbox:
                 message_id=row["message_id"],
                 envelope_from=row["envelope_from"],
                 recipients=tuple(json.loads(row["recipients"])),
-                raw=row["raw"],
+                raw=row["raw"] if row["raw"] is not None else StoredMail(self.database, row["id"], row["size"]),
                 attempts=row["attempts"],
                 created_at=row["created_at"],
             )
