@@ -14,6 +14,7 @@ from pathlib import Path
 from gateway.clock import FixedClock, SystemClock
 from gateway.daemon import Gateway
 from gateway.settings import LimitSettings, Settings
+from gateway.storage.spool_file import spool_path
 from tests.conftest import MAILBOX, Sink, crlf, make_mail, run_cli, send, send_blocking, spool_rows
 
 BIG_BODY = "Detalle del problema. " * 20_000  # ~440 KB: its pages are worth handing back
@@ -117,6 +118,14 @@ async def test_backup_while_mail_flows_through_the_daemon_is_consistent(
         assert "caso 0" in subjects
         assert connection.execute("SELECT value FROM meta WHERE name = 'secret'").fetchone() is not None
     assert not Path(f"{copy}-wal").exists()
+    # The raw mail is in the spool file, copied beside the backup after the desk: every
+    # mail the copied desk knows has its raw mail there.
+    with sqlite3.connect(copy) as desk, sqlite3.connect(spool_path(copy)) as spool:
+        assert spool.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        known = {spool_id for (spool_id,) in desk.execute("SELECT id FROM spool")}
+        raw = {spool_id for (spool_id,) in spool.execute("SELECT id FROM spool_raw")}
+    assert known and known <= raw
+    assert (spool_path(copy).stat().st_mode & 0o777) == 0o600
 
 
 async def test_outbox_retry_all_sends_deferred_mail_now_through_the_running_relay(

@@ -4,7 +4,8 @@
 start, see storage/migrations.py) and says what it applied. `purge` deletes what
 [retention] no longer keeps, in small transactions, while the daemon runs. `backup` copies
 the database while the daemon runs, through SQLite's online backup API: attachments, the
-signing secret and everything else the desk knows live in that one file.
+signing secret and everything else the desk knows live in that one file, and the raw mail
+in the spool file beside it (storage/spool_file.py), copied beside the backup.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.migrations import LATEST, migrate, schema_version
 from gateway.storage.retention import purge
+from gateway.storage.spool_file import spool_path
 
 BACKUP_MODE = 0o600  # the copy holds every customer's mail and the signing secret
 
@@ -94,17 +96,26 @@ async def run_backup(settings: Settings, args: argparse.Namespace) -> int:
     if not source_path.is_file():
         print(f"ticket-gateway: no database at {source_path} (check [database] path)", file=sys.stderr)
         return exit_codes.NOINPUT
-    if target.exists() and not args.force:
+    if (target.exists() or spool_path(target).exists()) and not args.force:
         print(f"ticket-gateway: {target} exists; give --force to overwrite it", file=sys.stderr)
         return exit_codes.USAGE
-    partial = target.with_name(f".{target.name}.part")
+    # The desk first, then the spool file: the later copy holds every mail the earlier one
+    # has taken from it (the spool only grows, but for mail the desk has finished with).
+    copies = [(source_path, target)]
+    if spool_path(source_path).is_file():
+        copies.append((spool_path(source_path), spool_path(target)))
+    partials = [(source, copy.with_name(f".{copy.name}.part"), copy) for source, copy in copies]
     try:
-        pages = _copy(source_path, partial)
-        os.replace(partial, target)  # never a half-written FILE under the name asked for
+        pages = [_copy(source, partial) for source, partial, _ in partials]
+        for _, partial, copy in reversed(partials):  # FILE last: under its name, it is whole
+            os.replace(partial, copy)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
-    print(f"{target}: {pages} pages, {target.stat().st_size} bytes, schema version {_version_of(target)}")
+        for _, partial, _ in partials:
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+    print(f"{target}: {pages[0]} pages, {target.stat().st_size} bytes, schema version {_version_of(target)}")
+    if len(pages) > 1:
+        print(f"{spool_path(target)}: {pages[1]} pages, {spool_path(target).stat().st_size} bytes (the raw mail)")
     return exit_codes.OK
 
 
