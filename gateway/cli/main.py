@@ -32,6 +32,7 @@ from gateway.outbound.render import Renderer, TemplateCheckError
 from gateway.runtime.logs import configure_logging
 from gateway.settings import ConfigError, Settings, config_path, load_settings
 from gateway.storage.migrations import SchemaVersionError
+from gateway.storage.spool_file import SpoolFileError
 
 log = logging.getLogger("gateway")
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     except NoDatabaseError as error:
         print(f"ticket-gateway: {error}", file=sys.stderr)
         return exit_codes.NOINPUT
-    except SchemaVersionError as error:
+    except (SchemaVersionError, SpoolFileError) as error:  # files an admin must put right: MTAs retry meanwhile
         print(f"ticket-gateway: {error}", file=sys.stderr)
         return exit_codes.SCHEMA_VERSION
     except KeyboardInterrupt:

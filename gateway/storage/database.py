@@ -32,7 +32,7 @@ import aiosqlite
 
 from gateway.storage.aiosqlite_adapter import run_on_thread
 from gateway.storage.migrations import migrate
-from gateway.storage.spool_file import attach, attach_desk, migrate_spool, spool_path
+from gateway.storage.spool_file import attach, attach_desk, check_beside_desk, migrate_spool, spool_path
 
 BUSY_TIMEOUT_MS = 5000
 BEGIN, COMMIT, ROLLBACK = "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"
@@ -203,6 +203,7 @@ class Database:
         connection.row_factory = sqlite3.Row
         try:
             await connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await asyncio.to_thread(check_beside_desk, spool_path(path))
             if spool_path(path).is_file():  # else a file from before it: check_readable says migrate
                 await run_on_thread(connection, partial(attach, path=path))
         except BaseException:

@@ -87,8 +87,50 @@ def read_only_uri(path: Path) -> str:
     return f"{path.resolve().as_uri()}?mode=ro"
 
 
+class SpoolFileError(Exception):
+    """The spool file does not go with its desk: one file restored or moved without the other."""
+
+
+def check_beside_desk(path: Path) -> None:
+    """Before the spool file at `path` is created or read: a desk that has taken mail from
+    a spool file needs that file, at least as far along. A new or older file would give
+    new mail ids the desk has already taken as done: accepted, never processed, and then
+    purged with the old mail's envelope."""
+    desk = path.with_name(path.name.removesuffix(".spool"))
+    taken = _read_number(desk, f"SELECT value FROM counters WHERE name = '{WATERMARK}'")
+    if not taken:
+        return
+    restore = "restore both files of one backup (FILE and FILE.spool, docs/operating.md)"
+    if not path.is_file():
+        raise SpoolFileError(f"{path} is missing, but {desk} has taken mail up to id {taken} from it: {restore}")
+    reached = _read_number(path, "SELECT seq FROM sqlite_sequence WHERE name = 'spool'")
+    if reached < taken:
+        raise SpoolFileError(
+            f"{path} holds mail up to id {reached}, but {desk} has taken mail up to id {taken} from it: {restore}"
+        )
+
+
+def _read_number(path: Path, query: str) -> int:
+    """The first column of `query`'s row in the file at `path`; 0 without the file, the
+    table or the row."""
+    if not path.is_file():
+        return 0
+    connection = sqlite3.connect(read_only_uri(path), uri=True)
+    try:
+        connection.execute("PRAGMA busy_timeout = 5000")
+        row = connection.execute(query).fetchone()
+    except sqlite3.OperationalError as error:  # no such table: a desk from before migration 5
+        if "no such table" not in str(error):
+            raise
+        return 0
+    finally:
+        connection.close()
+    return int(row[0]) if row else 0
+
+
 def migrate_spool(path: Path) -> None:
     """Create the spool file's tables if they are not there (WAL, as every connection uses)."""
+    check_beside_desk(path)
     connection = sqlite3.connect(path, isolation_level=None)
     try:
         connection.execute("PRAGMA busy_timeout = 5000")
