@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
+from gateway.clock import SystemClock
+from gateway.inbound.spool import Spool
+from gateway.settings import load_settings
+from gateway.storage.database import Database
 from tests.conftest import cli_json, make_mail, run_cli, sample, write_config
 
 TICKET_KEYS = {
@@ -104,6 +109,29 @@ def test_inbound_show_gives_back_the_raw_bytes(config_path: Path) -> None:
     ingest(config_path, raw, "soporte.latam@estela.example")
     assert run_cli(config_path, "inbound", "show", "1").stdout == raw
     assert run_cli(config_path, "inbound", "show", "2").returncode == 1
+
+
+def test_inbound_retry_finds_mail_intake_kept_as_failed_while_no_daemon_runs(config_path: Path) -> None:
+    """An IMAP message intake could not take whole is kept raw as failed in the spool file;
+    `inbound list` shows it, and `inbound retry` must find it, daemon or not."""
+
+    async def keep_as_failed() -> None:
+        database = await Database.open(load_settings(config_path).database.path)
+        try:
+            spool = Spool(database, SystemClock())
+            along = ("INSERT INTO imap_seen (mailbox, folder, uidvalidity, uid, spool_id) VALUES (?, ?, ?, ?, ?)",
+                     ("soporte", "INBOX", 1, 7))  # fmt: skip
+            envelope = ("cliente@empresa.example", ["soporte.latam@estela.example"], "imap")
+            await spool.add_along(*envelope, make_mail("Cortado"), along, error="the server's copy ended early")
+        finally:
+            await database.close()
+
+    asyncio.run(keep_as_failed())
+    assert "the server's copy ended early" in run_cli(config_path, "inbound", "list").stdout.decode()
+    retried = run_cli(config_path, "inbound", "retry", "1")
+    assert retried.returncode == 0, retried.stderr.decode()
+    assert b"1: done" in retried.stdout
+    assert len(cli_json(config_path, "tickets", "list", "--json")) == 1
 
 
 def test_inbound_retry_needs_ids_or_all(config_path: Path) -> None:

@@ -321,7 +321,10 @@ class Spool:
         return requeued.rowcount, set_aside.rowcount
 
     async def retry(self, spool_ids: list[int] | None) -> list[int]:
-        """Queue failed mail again (all of it when `spool_ids` is None); returns the ids."""
+        """Queue failed mail again (all of it when `spool_ids` is None); returns the ids.
+        Mail intake kept as failed (an IMAP message it could not take whole) is first
+        copied into the desk, as a claim would, so it can be found while no daemon runs."""
+        await self.database.write_all(list(self.IMPORTING))
         changes = "status = 'queued', attempts = 0, error = NULL, updated_at = ?"
         return await requeue(self.database, "spool", changes, (timestamp(self.clock.now()),), spool_ids)
 
