@@ -123,6 +123,8 @@ def _read_number(path: Path, query: str) -> int:
         if "no such table" not in str(error):
             raise
         return 0
+    except sqlite3.DatabaseError:  # not a database at all: what opens it next says so, by name
+        return 0
     finally:
         connection.close()
     return int(row[0]) if row else 0
