@@ -62,6 +62,7 @@ def test_a_healthy_daemon_is_ok_in_text_and_json(tmp_path: Path) -> None:
     assert report["daemon"]["pid"] == daemon.process.pid
     assert report["backlog"] == {"waiting": 0, "oldest_received_at": None, "oldest_minutes": None}
     assert report["outbox"]["last_sent_at"] is None and report["database"]["free_bytes"] > 0
+    assert report["database"]["bytes"] > 0 and report["database"]["spool_bytes"] > 0  # the raw mail's file
     assert not (tmp_path / "gateway.db.daemon.json").exists()  # a clean stop leaves no state behind
 
 

@@ -16,11 +16,13 @@ import json
 import shutil
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from gateway.cli.read_only import open_read_only
 from gateway.runtime.state_file import DaemonState, is_alive, read_intake_states, read_state, state_path
 from gateway.settings import HealthSettings, Settings
+from gateway.storage.spool_file import spool_path
 
 OK, WARNING, CRITICAL = 0, 1, 2
 LEVELS = ("OK", "WARNING", "CRITICAL")
@@ -83,10 +85,16 @@ async def gather(settings: Settings) -> dict[str, Any]:
         "imap": read_intake_states(path),
         "database": {
             "path": str(path),
-            "bytes": sum(f.stat().st_size for f in (path, path.with_name(path.name + "-wal")) if f.exists()),
+            "bytes": _with_wal(path),
+            "spool_bytes": _with_wal(spool_path(path)),  # the raw mail, most of it
             "free_bytes": shutil.disk_usage(path.parent).free,
         },
     }
+
+
+def _with_wal(path: Path) -> int:
+    """A SQLite file's bytes on disk, with what waits in its write-ahead log."""
+    return sum(file.stat().st_size for file in (path, path.with_name(path.name + "-wal")) if file.exists())
 
 
 def _daemon(state: DaemonState | None, running: bool) -> dict[str, Any]:
@@ -152,7 +160,8 @@ def judge(facts: dict[str, Any], health: HealthSettings) -> list[Check]:
         Check(
             "disk",
             _level(-free_mib, -health.free_disk_warning_mib, -health.free_disk_critical_mib),
-            f"database {facts['database']['bytes'] / MIB:.1f} MiB, {free_mib:.0f} MiB free",
+            f"database {facts['database']['bytes'] / MIB:.1f} MiB, raw mail"
+            f" {facts['database']['spool_bytes'] / MIB:.1f} MiB, {free_mib:.0f} MiB free",
         ),
     ]
     checks += [_imap_check(name, source) for name, source in sorted(facts["imap"].items())]
