@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,35 @@ def test_a_desk_without_its_spool_file_or_with_an_older_one_is_refused(config_pa
         assert result.returncode == 75, command
         assert f"{spool} is missing" in result.stderr.decode() and "FILE.spool" in result.stderr.decode(), command
     assert not spool.exists()  # refused, not started again empty
+
+
+def test_migration_5_holds_one_raw_mail_at_a_time(tmp_path: Path) -> None:
+    """Fifty 25 MB mails at once would be 1.25 GB: a daemon killed for it rolls the
+    migration back and fails the same way at every start."""
+    database = tmp_path / "gateway.db"
+    version_4_database(database)
+    mail = 2 * 1024 * 1024
+    with sqlite3.connect(database) as connection:
+        for spool_id in range(10, 30):
+            connection.execute(
+                "INSERT INTO spool (id, received_at, mail_from, rcpt_tos, size, status, updated_at)"
+                " VALUES (?, ?, 'c@empresa.example', '[]', ?, 'done', ?)",
+                (spool_id, NOW, mail, NOW),
+            )
+            connection.execute("INSERT INTO spool_raw (id, raw) VALUES (?, zeroblob(?))", (spool_id, mail))
+    tracemalloc.start()
+    try:
+        connection = sqlite3.connect(database, isolation_level=None)
+        connection.execute("BEGIN IMMEDIATE")
+        MIGRATIONS[4].apply(connection)
+        connection.execute("COMMIT")
+        connection.close()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * mail, f"{peak / mail:.1f} mails in memory at once"
+    with sqlite3.connect(spool_path(database)) as spool:
+        assert spool.execute("SELECT count(*), sum(length(raw)) FROM spool_raw WHERE id >= 10").fetchone() == (
+            20,
+            20 * mail,
+        )

@@ -193,15 +193,16 @@ def _copy(desk: sqlite3.Connection, target: sqlite3.Connection) -> None:
     after = 0
     while True:
         rows = desk.execute(
-            "SELECT s.id, received_at, mail_from, rcpt_tos, peer, size, CASE WHEN status = 'failed' THEN error END,"
-            " updated_at, r.raw FROM spool s LEFT JOIN spool_raw r USING (id) WHERE s.id > ? ORDER BY s.id LIMIT 50",
+            "SELECT id, received_at, mail_from, rcpt_tos, peer, size, CASE WHEN status = 'failed' THEN error END,"
+            " updated_at FROM spool WHERE id > ? ORDER BY id LIMIT 50",
             (after,),
         ).fetchall()
         target.execute("BEGIN IMMEDIATE")
         try:
-            for *envelope, raw in rows:
+            for envelope in rows:
                 target.execute("INSERT OR IGNORE INTO spool VALUES (?, ?, ?, ?, ?, ?, ?, ?)", envelope)
-                if raw is not None:
+                # One raw mail in memory at a time: fifty of 25 MB would not fit everywhere.
+                for (raw,) in desk.execute("SELECT raw FROM spool_raw WHERE id = ?", (envelope[0],)):
                     target.execute("INSERT OR IGNORE INTO spool_raw (id, raw) VALUES (?, ?)", (envelope[0], raw))
             if not rows:
                 target.executemany(
