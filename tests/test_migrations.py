@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.storage.migrations import LATEST, MIGRATIONS
-from gateway.storage.spool_file import spool_path
+from gateway.storage.spool_file import migrate_spool, spool_path
 from tests.conftest import PROJECT, make_mail, run_cli
 
 FIRST_RELEASE_SCHEMA = PROJECT / "tests" / "data" / "schema_v1.sql"
@@ -276,3 +276,21 @@ def test_migration_5_holds_one_raw_mail_at_a_time(tmp_path: Path) -> None:
             20,
             20 * mail,
         )
+
+
+def test_migration_5_beside_another_installs_spool_file_stops_and_says_so(config_path: Path) -> None:
+    """A backup from before the spool file restored with the newer install's spool file
+    left beside it: copying would keep that file's mail under the backup's ids."""
+    database = config_path.parent / "gateway.db"
+    version_4_database(database)
+    migrate_spool(spool_path(database))
+    with sqlite3.connect(spool_path(database)) as other:
+        other.execute(
+            "INSERT INTO spool (id, received_at, mail_from, rcpt_tos, size, updated_at)"
+            " VALUES (1, ?, 'otro@empresa.example', '[]', 9, ?)",
+            ("2026-11-30T10:00:00.000+00:00",) * 2,
+        )
+    migrated = run_cli(config_path, "migrate")
+    assert migrated.returncode == 75
+    assert f"{spool_path(database)} already holds another mail as id 1" in migrated.stderr.decode()
+    assert user_version(database) == 4  # nothing dropped from the desk: move the file away and start again

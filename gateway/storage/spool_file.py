@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 SCHEMA_VERSION = 1
 ATTACHED = "intake"
@@ -201,6 +202,7 @@ def _copy(desk: sqlite3.Connection, target: sqlite3.Connection) -> None:
         try:
             for envelope in rows:
                 target.execute("INSERT OR IGNORE INTO spool VALUES (?, ?, ?, ?, ?, ?, ?, ?)", envelope)
+                _same_mail(target, envelope)
                 # One raw mail in memory at a time: fifty of 25 MB would not fit everywhere.
                 for (raw,) in desk.execute("SELECT raw FROM spool_raw WHERE id = ?", (envelope[0],)):
                     target.execute("INSERT OR IGNORE INTO spool_raw (id, raw) VALUES (?, ?)", (envelope[0], raw))
@@ -224,3 +226,16 @@ def _copy(desk: sqlite3.Connection, target: sqlite3.Connection) -> None:
         if not rows:
             return
         after = rows[-1][0]
+
+
+def _same_mail(target: sqlite3.Connection, envelope: tuple[Any, ...]) -> None:
+    """The spool file's row for this id is this mail: copied now or by an interrupted run,
+    and not another install's (a spool file left beside a restored backup)."""
+    spool_id, received_at, size = envelope[0], envelope[1], envelope[5]
+    kept = target.execute("SELECT received_at, size FROM spool WHERE id = ?", (spool_id,)).fetchone()
+    if kept != (received_at, size):
+        [(_, _, path)] = [row for row in target.execute("PRAGMA database_list") if row[1] == "main"]
+        raise SpoolFileError(
+            f"{path} already holds another mail as id {spool_id}: it belongs with another copy of the"
+            " database; move it away and start again (docs/operating.md, restoring a backup)"
+        )
