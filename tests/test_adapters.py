@@ -23,7 +23,7 @@ from packaging.requirements import Requirement
 
 from gateway.inbound import aiosmtpd_adapter
 from gateway.inbound.aiosmtpd_adapter import AdaptedSMTP
-from gateway.outbound import delivery
+from gateway.outbound import aiosmtplib_adapter
 from gateway.storage import aiosqlite_adapter
 from gateway.storage.aiosqlite_adapter import run_on_thread
 
@@ -63,7 +63,7 @@ def _pin(package: str) -> Requirement:
 
 @pytest.mark.parametrize(
     ("package", "adapter"),
-    [("aiosmtpd", aiosmtpd_adapter), ("aiosqlite", aiosqlite_adapter), ("aiosmtplib", delivery)],
+    [("aiosmtpd", aiosmtpd_adapter), ("aiosqlite", aiosqlite_adapter), ("aiosmtplib", aiosmtplib_adapter)],
 )
 def test_the_installed_version_is_inside_our_pin_with_an_upper_bound(package, adapter):
     pin = _pin(package)
@@ -80,7 +80,7 @@ def test_the_installed_version_is_inside_our_pin_with_an_upper_bound(package, ad
     [
         (SMTP, AIOSMTPD_METHODS, "aiosmtpd", aiosmtpd_adapter),
         (aiosqlite.Connection, AIOSQLITE_METHODS, "aiosqlite", aiosqlite_adapter),
-        (SMTPProtocol, AIOSMTPLIB_METHODS, "aiosmtplib", delivery),
+        (SMTPProtocol, AIOSMTPLIB_METHODS, "aiosmtplib", aiosmtplib_adapter),
     ],
 )
 def test_the_borrowed_methods_take_what_we_pass(owner, methods, package, adapter):
@@ -143,6 +143,7 @@ def test_no_module_but_the_adapter_names_what_it_borrows():
     borrowed = {
         Path(aiosmtpd_adapter.__file__).resolve(): aiosmtpd_adapter.BORROWED,
         Path(aiosqlite_adapter.__file__).resolve(): tuple(name.split(".")[-1] for name in aiosqlite_adapter.BORROWED),
+        Path(aiosmtplib_adapter.__file__).resolve(): aiosmtplib_adapter.BORROWED,
     }
     offenders = sorted(
         f"{path.relative_to(package.parent)} uses {name}"

@@ -20,10 +20,10 @@ The mail transaction is aiosmtplib's `sendmail` (MAIL, RCPT, DATA) but for the b
 third of the relay's cost a mail. The outbox's mail has CRLF line endings already
 (mime.py): `normalized` (wire.py) checks that with three counts and `stuffed` doubles dots
 with one replace, and the body goes out through aiosmtplib's protocol calls (`write`,
-`read_response`, public by name; and `_drain_helper`, its flow control, for a mail written
-in pieces: tests/test_adapters.py checks all three). A mail over wire.STREAMED_BYTES is read
-from the outbox a piece at a time, each piece on the wire before the next is read, so the
-relay holds none of it whole.
+`read_response`: public by name, checked by tests/test_adapters.py). A mail over
+wire.STREAMED_BYTES is read from the outbox a piece at a time, each piece on the wire
+before the next is read (flow control borrowed in aiosmtplib_adapter.py), so the relay
+holds none of it whole.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import aiosmtplib
 import aiosmtplib.email
 from aiosmtplib.protocol import SMTPProtocol
 
+from gateway.outbound.aiosmtplib_adapter import drained
 from gateway.outbound.wire import StoredBody, Stuffing, normalized, scan, stuffed
 from gateway.settings import OutboundSettings
 
@@ -90,21 +91,12 @@ class Message:
         try:
             async for piece in self.stored.pieces():
                 protocol.write(stuffing.feed(piece))
-                await _drained(protocol, timeout)
+                await drained(protocol, timeout)
         except BaseException:  # the outbox could not be read, say: the session is mid-mail
             if isinstance(protocol.transport, asyncio.WriteTransport):
                 protocol.transport.abort()  # without the final dot: the relay takes nothing of it
             raise
         protocol.write(stuffing.end())
-
-
-async def _drained(protocol: SMTPProtocol, timeout: float | None) -> None:
-    try:
-        await asyncio.wait_for(protocol._drain_helper(), timeout)
-    except TimeoutError as error:
-        raise aiosmtplib.SMTPTimeoutError("timed out writing the mail to the relay") from error
-    except ConnectionError as error:  # the relay hung up mid-mail
-        raise aiosmtplib.SMTPServerDisconnected(f"Connection lost: {error}") from error
 
 
 def unsendable(address: str, utf8: bool) -> str | None:
