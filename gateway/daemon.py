@@ -135,14 +135,16 @@ async def serve(settings: Settings) -> None:
         raise OSError(error.errno, error.strerror, f"[metrics] listen {settings.metrics.listen}") from None
     gateway = Gateway(settings, separate_process=True)
     state = state_path(settings.database.path)
+    # Before anything is announced: a stop that follows "listening on" at once (a monitor,
+    # systemd) must find the handler, not SIGTERM's default, which leaves the state file.
+    shutdown = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, shutdown.set)
     try:
         await gateway.start()
         _record_state(gateway, state, endpoint)
         gateway.announce()
-        shutdown = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, shutdown.set)
         await shutdown.wait()
         log.info("shutting down: no new connections, the processor finishes the mail in hand")
         await gateway.stop()
