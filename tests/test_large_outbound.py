@@ -16,12 +16,11 @@ from gateway.clock import SystemClock
 from gateway.outbound.outbox import OutboundMail, Outbox
 from gateway.outbound.relay import make_relay
 from gateway.settings import load_settings
-from gateway.storage.database import Database
+from gateway.storage.database import BLOB_PIECE_BYTES, Database
 from tests.conftest import Sink, write_config
 
 SENDER = "soporte.latam@estela.example"
 MB = 1024 * 1024
-PIECE_BYTES = 256 * 1024  # wire.PIECE_BYTES: the outbox's reads of a large mail
 
 
 def large_mail(number: int, size: int) -> bytes:
@@ -35,9 +34,9 @@ def large_mail(number: int, size: int) -> bytes:
     body = bytearray(head)
     line = 0
     while len(body) < size:
-        room = PIECE_BYTES - len(body) % PIECE_BYTES
+        room = BLOB_PIECE_BYTES - len(body) % BLOB_PIECE_BYTES
         if 2 <= room < 100:  # a dotted line at the boundary: after a whole CRLF, or one cut in two
-            cut = len(body) // PIECE_BYTES % 2
+            cut = len(body) // BLOB_PIECE_BYTES % 2
             body += b"y" * (room - 2 + cut) + b"\r\n.a dot at a piece's start\r\n"
             continue
         line += 1
@@ -88,7 +87,7 @@ async def test_a_large_mail_arrives_byte_identical_with_dots_across_the_pieces(
     tmp_path: Path, database: Database
 ) -> None:
     raw = large_mail(0, 3 * MB)
-    assert raw.count(b"\r\n.") > 3 * MB // PIECE_BYTES  # dotted lines around every boundary
+    assert raw.count(b"\r\n.") > 3 * MB // BLOB_PIECE_BYTES  # dotted lines around every boundary
     await queue(database, [raw])
     sink = Sink()
     await sink.start()

@@ -12,17 +12,14 @@ needs.)
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 
 from gateway.clock import Clock, timestamp
 from gateway.outbound.sent_log import SentRecord
-from gateway.outbound.wire import PIECE_BYTES, STREAMED_BYTES
-from gateway.storage.aiosqlite_adapter import run_on_thread
-from gateway.storage.database import Database
+from gateway.outbound.wire import STREAMED_BYTES
+from gateway.storage.database import BLOB_PIECE_BYTES, Database
 from gateway.storage.requeue import requeue
 
 QUEUED, SENT, FAILED = "queued", "sent", "failed"
@@ -63,14 +60,8 @@ class StoredMail:
     size: int
 
     async def pieces(self) -> AsyncIterator[bytes]:
-        for offset in range(0, self.size, PIECE_BYTES):
-            yield await run_on_thread(self.database.connection, partial(_piece, self.outbox_id, offset))
-
-
-def _piece(outbox_id: int, offset: int, connection: sqlite3.Connection) -> bytes:
-    with connection.blobopen("outbox", "raw", outbox_id, readonly=True) as blob:
-        blob.seek(offset)
-        return blob.read(PIECE_BYTES)
+        for offset in range(0, self.size, BLOB_PIECE_BYTES):
+            yield await self.database.read_blob_piece("outbox", "raw", self.outbox_id, offset)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ CRLF = b"\r\n"
 # Over this the relay reads a mail in pieces: past any notification without files (~22 KB),
 # and small enough that a batch of due mail (relay.BATCH) read whole stays a few MB.
 STREAMED_BYTES = 256 * 1024
-PIECE_BYTES = 256 * 1024  # as SQLite's blob pieces elsewhere (storage/database.py)
 
 
 class StoredBody(Protocol):

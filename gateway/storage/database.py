@@ -267,6 +267,11 @@ class Database:
     async def fetch_one(self, sql: str, parameters: tuple[object, ...] = ()) -> sqlite3.Row | None:
         return next(iter(await self.fetch_all(sql, parameters)), None)
 
+    async def read_blob_piece(self, table: str, column: str, rowid: int, offset: int) -> bytes:
+        """BLOB_PIECE_BYTES of a stored value from `offset` (fewer at its end), through
+        SQLite's blob handle, in one trip: a value read this way is never held whole."""
+        return await run_on_thread(self.connection, partial(_blob_piece, table, column, rowid, offset))
+
     async def close(self) -> None:
         await self.connection.close()
         if self._lock_file != NO_LOCK_FILE:
@@ -346,6 +351,12 @@ def _read_blob(connection: sqlite3.Connection, selected: Executed, statement: Re
     with connection.blobopen(statement.table, statement.column, selected.rows[0][0], readonly=True) as blob:
         for piece in iter(lambda: blob.read(BLOB_PIECE_BYTES), b""):
             statement.sink(piece)
+
+
+def _blob_piece(table: str, column: str, rowid: int, offset: int, connection: sqlite3.Connection) -> bytes:
+    with connection.blobopen(table, column, rowid, readonly=True) as blob:
+        blob.seek(offset)
+        return blob.read(BLOB_PIECE_BYTES)
 
 
 def _pieces(source: bytes | BinaryIO | Path) -> Iterator[bytes | memoryview]:
