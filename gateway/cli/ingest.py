@@ -23,12 +23,8 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.cli import exit_codes
-from gateway.clock import SystemClock
 from gateway.desk.pipeline import open_pipeline
-from gateway.inbound.spool import Spool
 from gateway.settings import Settings
-from gateway.storage.database import Database
-from gateway.storage.spool_file import spool_path
 
 # Postfix's pipe(8) and local(8) pass the null sender (RFC 5321 §4.5.5: bounces, read
 # receipts, auto-replies) as this name unless the transport sets `null_sender=`; taken
@@ -86,7 +82,7 @@ async def _ingest(settings: Settings, recipients: list[str], sender: str) -> int
         size = settings.smtp.max_message_size
         return fail(f"message is {len(raw)} bytes, over smtp.max_message_size ({size})", exit_codes.DATAERR)
     async with open_pipeline(settings) as pipeline:
-        spool_id = await _spool(settings, sender, recipients, raw)
+        spool_id = await pipeline.spool.add(sender, recipients, "stdin", raw)  # into the spool file, durable
         try:
             entry = await pipeline.spool.claim(spool_id)
             if entry is not None:  # else a running daemon took it first: it is in good hands
@@ -96,12 +92,3 @@ async def _ingest(settings: Settings, recipients: list[str], sender: str) -> int
             status = f"stored, left to the daemon ({type(error).__name__}: {one_line(str(error))})"
         print(f"queued as {spool_id}: {status}")
     return exit_codes.OK
-
-
-async def _spool(settings: Settings, sender: str, recipients: list[str], raw: bytes) -> int:
-    """Into the spool file, as the listener stores mail (durable before the answer)."""
-    database = await Database.open(spool_path(settings.database.path), durable=True, spool=True)
-    try:
-        return await Spool(database, SystemClock()).add(sender, recipients, "stdin", raw)
-    finally:
-        await database.close()
